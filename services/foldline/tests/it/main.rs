@@ -1,0 +1,14 @@
+//! End-to-end tests: real `foldline` processes against a real Kafka-protocol
+//! broker (tansu, started once for this test binary by
+//! `foldline_testcontainers`). Each test has its own topic prefix, ports,
+//! stores and logs; a failing test prints its processes' log tails and keeps
+//! its temp dir.
+//!
+//! - [`flow`]: the HTTP API end to end, and the log read by a stock client.
+//! - [`crash`]: kill -9 of the command processor mid-stream.
+//! - [`zombie`]: a processor frozen past its session timeout, then woken.
+
+mod crash;
+mod flow;
+mod support;
+mod zombie;

@@ -1,0 +1,500 @@
+//! What the end-to-end tests share: the command stream they fire at the
+//! gateway, the waits for outcomes, and the invariants every fault test
+//! checks against the replayed log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use foldline_testcontainers::wait::POLL_INTERVAL;
+use foldline_testcontainers::{place_body, Api, CommandOptions, Deadline, Deployment, Replay};
+use serde_json::Value;
+use tokio::task::JoinSet;
+
+/// The binary under test.
+pub(crate) fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_foldline")
+}
+
+/// Processors snapshot every few commands, so a restart restores from a
+/// snapshot plus the log tail rather than from the log start.
+pub(crate) const SNAPSHOT_OFTEN: &[(&str, &str)] =
+    &[("FOLDLINE__PROCESSOR__SNAPSHOT_EVERY_COMMANDS", "5")];
+
+/// Requests in flight at once while streaming commands.
+pub(crate) const CONCURRENCY: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Place,
+    Cancel,
+}
+
+/// One command request of a stream and what became of it.
+#[derive(Clone, Debug)]
+pub(crate) struct Sent {
+    pub(crate) kind: Kind,
+    pub(crate) idempotency_key: String,
+    pub(crate) path: String,
+    pub(crate) body: String,
+    /// A placement's total, as the client computes it.
+    pub(crate) expected_total: Option<i64>,
+    /// Known when the gateway acknowledged the request (202).
+    pub(crate) command_id: Option<String>,
+    /// Known up front for a cancel, on acknowledgement for a placement.
+    pub(crate) order_id: Option<String>,
+    /// Every failed attempt (transport error or unexpected status).
+    pub(crate) errors: Vec<String>,
+}
+
+impl Sent {
+    /// A placement of 1..=3 × SKU-1 at 12.50 plus one SKU-2 at 0.99.
+    pub(crate) fn place(prefix: &str, index: usize, customer_id: &str) -> Sent {
+        let quantity = 1 + (index % 3) as i64;
+        let body = place_body(
+            customer_id,
+            "EUR",
+            &[("SKU-1", quantity, 1250), ("SKU-2", 1, 99)],
+        );
+        Sent {
+            kind: Kind::Place,
+            idempotency_key: format!("{prefix}place-{index}"),
+            path: "/v1/orders".to_owned(),
+            body: body.to_string(),
+            expected_total: Some(quantity * 1250 + 99),
+            command_id: None,
+            order_id: None,
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn cancel(prefix: &str, order_id: &str) -> Sent {
+        Sent {
+            kind: Kind::Cancel,
+            idempotency_key: format!("{prefix}cancel-{order_id}"),
+            path: format!("/v1/orders/{order_id}/cancel"),
+            body: serde_json::json!({"reason": "changed my mind"}).to_string(),
+            expected_total: None,
+            command_id: None,
+            order_id: Some(order_id.to_owned()),
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn acknowledged(&self) -> bool {
+        self.command_id.is_some()
+    }
+
+    /// One attempt, without `Prefer: wait`. A 202 records the ids; anything
+    /// else is recorded as an error to retry with the same key.
+    pub(crate) async fn attempt(&mut self, api: &Api) -> bool {
+        let options = CommandOptions::keyed(&self.idempotency_key);
+        match api.command(&self.path, self.body.clone(), &options).await {
+            Ok(response) if response.status == 202 => {
+                let command_id = response.str("command_id").map(str::to_owned);
+                let order_id = response.str("order_id").map(str::to_owned);
+                let location_ok = match (&command_id, response.location()) {
+                    (Some(command_id), Some(location)) => {
+                        location == format!("/v1/commands/{command_id}")
+                    }
+                    _ => false,
+                };
+                if command_id.is_none() || order_id.is_none() || !location_ok {
+                    self.errors.push(format!(
+                        "202 without ids or Location: {response} {:?}",
+                        response.location()
+                    ));
+                    return false;
+                }
+                if let (Some(known), Some(answered)) = (&self.order_id, &order_id) {
+                    if known != answered {
+                        self.errors.push(format!(
+                            "202 names order {answered}, the request was for {known}"
+                        ));
+                        return false;
+                    }
+                }
+                if let (Some(known), Some(answered)) = (&self.command_id, &command_id) {
+                    if known != answered {
+                        self.errors.push(format!(
+                            "a retry with the same idempotency key got command {answered}, the first got {known}"
+                        ));
+                        return false;
+                    }
+                }
+                self.command_id = command_id;
+                self.order_id = order_id;
+                true
+            }
+            Ok(response) => {
+                self.errors.push(response.to_string());
+                false
+            }
+            Err(error) => {
+                self.errors.push(format!("{error:#}"));
+                false
+            }
+        }
+    }
+}
+
+/// Sends every command once, `CONCURRENCY` at a time; `acknowledged` counts
+/// the 202s as they come (so another task can act in the middle of the
+/// stream). Returns the commands in their original order.
+pub(crate) async fn send_all(
+    api: &Api,
+    commands: Vec<Sent>,
+    acknowledged: Arc<AtomicUsize>,
+) -> Vec<Sent> {
+    let total = commands.len();
+    let mut pending = commands.into_iter().enumerate();
+    let mut in_flight = JoinSet::new();
+    let mut done: Vec<Option<Sent>> = vec![None; total];
+    loop {
+        while in_flight.len() < CONCURRENCY {
+            let Some((index, mut command)) = pending.next() else {
+                break;
+            };
+            let api = api.clone();
+            let acknowledged = Arc::clone(&acknowledged);
+            in_flight.spawn(async move {
+                if command.attempt(&api).await {
+                    acknowledged.fetch_add(1, Ordering::SeqCst);
+                }
+                (index, command)
+            });
+        }
+        let Some(joined) = in_flight.join_next().await else {
+            break;
+        };
+        let (index, command) = joined.expect("a sender task panicked");
+        done[index] = Some(command);
+    }
+    done.into_iter()
+        .map(|command| command.expect("every command was sent"))
+        .collect()
+}
+
+/// Retries every unacknowledged command with its idempotency key until all
+/// are acknowledged; fails naming the stubborn ones.
+pub(crate) async fn retry_until_acknowledged(api: &Api, commands: &mut [Sent], deadline: Deadline) {
+    loop {
+        let mut stubborn = Vec::new();
+        for command in commands
+            .iter_mut()
+            .filter(|command| !command.acknowledged())
+        {
+            if !command.attempt(api).await {
+                stubborn.push(command.idempotency_key.clone());
+            }
+        }
+        if stubborn.is_empty() {
+            return;
+        }
+        if deadline.passed() {
+            let examples: Vec<String> = commands
+                .iter()
+                .filter(|command| !command.acknowledged())
+                .take(5)
+                .map(|command| format!("{}: {:?}", command.idempotency_key, command.errors))
+                .collect();
+            panic!(
+                "{} commands still not acknowledged after {:?} of retries, e.g. {examples:#?}",
+                stubborn.len(),
+                deadline.budget()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until GET /v1/commands/{id} answers a non-pending status for every
+/// acknowledged command; returns those answers by command id.
+pub(crate) async fn wait_settled(
+    deployment: &Deployment,
+    api: &Api,
+    commands: &[Sent],
+    deadline: Deadline,
+) -> HashMap<String, Value> {
+    let started = Instant::now();
+    let ids: Vec<String> = commands
+        .iter()
+        .filter_map(|command| command.command_id.clone())
+        .collect();
+    let mut settled: HashMap<String, Value> = HashMap::new();
+    loop {
+        let unsettled: Vec<String> = ids
+            .iter()
+            .filter(|id| !settled.contains_key(*id))
+            .cloned()
+            .collect();
+        let mut answers = JoinSet::new();
+        for chunk in unsettled.chunks(unsettled.len().div_ceil(CONCURRENCY).max(1)) {
+            let chunk = chunk.to_vec();
+            let api = api.clone();
+            answers.spawn(async move {
+                let mut answered = Vec::new();
+                for id in chunk {
+                    let answer = api.command_status(&id).await;
+                    answered.push((id, answer));
+                }
+                answered
+            });
+        }
+        let mut still_pending = Vec::new();
+        let mut pending_ids = Vec::new();
+        while let Some(joined) = answers.join_next().await {
+            for (id, answer) in joined.expect("a status poller panicked") {
+                match answer {
+                    Ok(response)
+                        if response.status == 200 && response.str("status") != Some("pending") =>
+                    {
+                        settled.insert(id, response.body);
+                    }
+                    Ok(response) => {
+                        still_pending.push(format!("{id}: {response}"));
+                        pending_ids.push(id);
+                    }
+                    Err(error) => {
+                        still_pending.push(format!("{id}: {error:#}"));
+                        pending_ids.push(id);
+                    }
+                }
+            }
+        }
+        if still_pending.is_empty() {
+            eprintln!(
+                "{} commands settled after {:?}",
+                ids.len(),
+                started.elapsed()
+            );
+            return settled;
+        }
+        if deadline.passed() {
+            pending_ids.truncate(5);
+            panic!(
+                "after {:?}, {} of {} acknowledged commands are still not settled, e.g. {:#?}\nwhat the broker \
+                 holds for them:\n{}",
+                deadline.budget(),
+                still_pending.len(),
+                ids.len(),
+                &still_pending[..still_pending.len().min(5)],
+                deployment.diagnose_commands(&pending_ids).await
+            );
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The invariants of every fault test, checked for every acknowledged
+/// command against the replayed log:
+/// - exactly one admitted record per command, none admitted twice anywhere;
+/// - every placement admitted once as OrderPlaced at version 1, every
+///   cancel of a placed order admitted as OrderCancelled at version 2;
+/// - the gateway's outcome agrees with the log's settlement;
+/// - every order the gateway serves equals the replayed projection, and the
+///   projection equals the gate's fold.
+pub(crate) async fn check_invariants(
+    api: &Api,
+    replay: &Replay,
+    commands: &[Sent],
+    outcomes: &HashMap<String, Value>,
+) {
+    let mut violations: Vec<String> = Vec::new();
+    if !replay.undecodable.is_empty() {
+        violations.push(format!(
+            "undecodable records in orders.events: {:?}",
+            replay.undecodable
+        ));
+    }
+    for (command_id, positions) in replay.admitted_more_than_once() {
+        violations.push(format!(
+            "command {command_id} admitted more than once, at {positions:?}"
+        ));
+    }
+    // order id -> (total, cancelled?)
+    let mut expected_orders: BTreeMap<String, (i64, bool)> = BTreeMap::new();
+    for command in commands {
+        let (Some(command_id), Some(order_id)) = (&command.command_id, &command.order_id) else {
+            violations.push(format!(
+                "{} was never acknowledged: {:?}",
+                command.idempotency_key, command.errors
+            ));
+            continue;
+        };
+        match command.kind {
+            Kind::Place => {
+                expected_orders
+                    .entry(order_id.clone())
+                    .or_insert((command.expected_total.unwrap_or_default(), false));
+            }
+            Kind::Cancel => {
+                if let Some(entry) = expected_orders.get_mut(order_id) {
+                    entry.1 = true;
+                }
+            }
+        }
+        let admissions = replay.admissions(command_id);
+        if admissions.len() != 1 {
+            violations.push(format!(
+                "{} ({command_id}) has {} admitted records: {admissions:?}; all its records: {:?}",
+                command.idempotency_key,
+                admissions.len(),
+                replay.records_of(command_id)
+            ));
+            continue;
+        }
+        let admitted = admissions[0];
+        let Some(settled) = replay.settled(command_id) else {
+            violations.push(format!("{command_id} admitted but not settled"));
+            continue;
+        };
+        let (expected_record, expected_version) = match command.kind {
+            Kind::Place => ("foldline.orders.OrderPlaced", 1),
+            Kind::Cancel => ("foldline.orders.OrderCancelled", 2),
+        };
+        if admitted.record_name != expected_record
+            || settled.status != "accepted"
+            || settled.aggregate_version != expected_version
+            || &settled.aggregate_id != order_id
+        {
+            violations.push(format!(
+                "{} ({command_id}) settled as {} {} at version {} of {} (expected accepted {expected_record} at \
+                 version {expected_version} of {order_id}); rejection {:?}",
+                command.idempotency_key,
+                settled.status,
+                admitted.record_name,
+                settled.aggregate_version,
+                settled.aggregate_id,
+                settled.rejection_code
+            ));
+        }
+        // The gateway's answer against the log's settlement.
+        match outcomes.get(command_id) {
+            None => violations.push(format!("{command_id}: no gateway outcome")),
+            Some(outcome) => {
+                let status = outcome.get("status").and_then(Value::as_str);
+                let version = outcome.get("order_version").and_then(Value::as_i64);
+                let outcome_order = outcome.get("order_id").and_then(Value::as_str);
+                let rejection = outcome
+                    .get("rejection")
+                    .and_then(|rejection| rejection.get("code"))
+                    .and_then(Value::as_str);
+                if status != Some(settled.status.as_str())
+                    || version != Some(settled.aggregate_version)
+                    || outcome_order != Some(settled.aggregate_id.as_str())
+                    || rejection != settled.rejection_code.as_deref()
+                {
+                    violations.push(format!(
+                        "{command_id}: the gateway says {outcome}, the log settled {} at version {} of {} (rejection \
+                         {:?})",
+                        settled.status, settled.aggregate_version, settled.aggregate_id, settled.rejection_code
+                    ));
+                }
+            }
+        }
+        // The projection's outcome row against the gate.
+        match replay.projected_outcome(command_id) {
+            Some(row)
+                if row.status == settled.status
+                    && row.order_version as i64 == settled.aggregate_version
+                    && row.event_partition == settled.event_partition
+                    && row.event_offset == settled.event_offset => {}
+            other => violations.push(format!(
+                "{command_id}: the projection's outcome row {other:?} disagrees with the gate's {settled:?}"
+            )),
+        }
+    }
+    for (order_id, (total, cancelled)) in &expected_orders {
+        let placements = replay
+            .records
+            .iter()
+            .filter(|record| {
+                record.admitted
+                    && record.aggregate_id == *order_id
+                    && record.record_name == "foldline.orders.OrderPlaced"
+            })
+            .count();
+        if placements != 1 {
+            violations.push(format!(
+                "order {order_id} has {placements} admitted OrderPlaced records"
+            ));
+        }
+        let aggregates = replay.aggregates(order_id);
+        if aggregates.len() != 1 {
+            violations.push(format!(
+                "order {order_id} exists on {} partitions: {:?}",
+                aggregates.len(),
+                aggregates
+                    .iter()
+                    .map(|(partition, _)| partition)
+                    .collect::<Vec<_>>()
+            ));
+            continue;
+        }
+        let slot = &aggregates[0].1;
+        let (expected_status, expected_version) = if *cancelled {
+            ("cancelled", 2)
+        } else {
+            ("placed", 1)
+        };
+        let gate = slot
+            .state
+            .details()
+            .map(|details| (details.status.as_str(), slot.version, details.total));
+        if gate != Some((expected_status, expected_version, *total)) {
+            violations.push(format!(
+                "order {order_id}: the log folds to {gate:?}, expected ({expected_status}, {expected_version}, {total})"
+            ));
+        }
+        let projected = replay.projected_order(order_id);
+        let projected_view = projected.as_ref().and_then(|row| {
+            row.state
+                .details()
+                .map(|details| (details.status.as_str(), row.version, details.total))
+        });
+        if projected_view != gate || projected.as_ref().map(|row| &row.state) != Some(&slot.state) {
+            violations.push(format!(
+                "order {order_id}: the replayed projection {projected_view:?} differs from the gate's fold {gate:?}"
+            ));
+        }
+        match api.order(order_id).await {
+            Ok(response) if response.status == 200 => {
+                let served = (
+                    response.str("status"),
+                    response.body.get("version").and_then(Value::as_u64),
+                    response.body.get("total").and_then(Value::as_i64),
+                    response.str("id"),
+                );
+                let replayed = projected_view
+                    .map(|(status, version, total)| (Some(status), Some(version), Some(total)));
+                if replayed != Some((served.0, served.1, served.2))
+                    || served.3 != Some(order_id.as_str())
+                {
+                    violations.push(format!(
+                        "order {order_id}: the gateway serves {}, the replayed projection is {projected_view:?}",
+                        response.body
+                    ));
+                }
+            }
+            Ok(response) => violations.push(format!("GET /v1/orders/{order_id}: {response}")),
+            Err(error) => violations.push(format!("GET /v1/orders/{order_id}: {error:#}")),
+        }
+    }
+    eprintln!(
+        "checked {} commands and {} orders against {} records of orders.events ({} admitted)",
+        commands.len(),
+        expected_orders.len(),
+        replay.records.len(),
+        replay.admitted_count()
+    );
+    if !violations.is_empty() {
+        let shown: Vec<&String> = violations.iter().take(25).collect();
+        panic!(
+            "{} invariant violations (first {}):\n{shown:#?}",
+            violations.len(),
+            shown.len()
+        );
+    }
+}

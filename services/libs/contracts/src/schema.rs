@@ -1,0 +1,145 @@
+//! The `.avsc` files of `schemas/avro/`, embedded at build time.
+//!
+//! Subjects follow TopicRecordNameStrategy: `<topic>-<record full name>`, so
+//! one topic holds several record types and each evolves on its own.
+
+/// One record schema as the data team sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordSchema {
+    /// Avro full name, e.g. `foldline.orders.OrderPlaced`.
+    pub full_name: &'static str,
+    /// The `.avsc` text, registered verbatim.
+    pub text: &'static str,
+}
+
+macro_rules! avsc {
+    ($full_name:literal, $path:literal) => {
+        RecordSchema {
+            full_name: $full_name,
+            text: include_str!(concat!("../../../../schemas/avro/", $path)),
+        }
+    };
+}
+
+/// Every record schema Foldline writes.
+pub const ALL: &[RecordSchema] = &[
+    avsc!("foldline.CommandOutcome", "envelope/CommandOutcome.avsc"),
+    avsc!("foldline.orders.PlaceOrder", "orders/PlaceOrder.avsc"),
+    avsc!("foldline.orders.CancelOrder", "orders/CancelOrder.avsc"),
+    avsc!("foldline.orders.MarkOrderPaid", "orders/MarkOrderPaid.avsc"),
+    avsc!(
+        "foldline.orders.MarkOrderPaymentFailed",
+        "orders/MarkOrderPaymentFailed.avsc"
+    ),
+    avsc!("foldline.orders.ShipOrder", "orders/ShipOrder.avsc"),
+    avsc!("foldline.orders.OrderPlaced", "orders/OrderPlaced.avsc"),
+    avsc!(
+        "foldline.orders.OrderCancelled",
+        "orders/OrderCancelled.avsc"
+    ),
+    avsc!(
+        "foldline.orders.OrderConfirmed",
+        "orders/OrderConfirmed.avsc"
+    ),
+    avsc!(
+        "foldline.orders.OrderPaymentRejected",
+        "orders/OrderPaymentRejected.avsc"
+    ),
+    avsc!("foldline.orders.OrderShipped", "orders/OrderShipped.avsc"),
+    avsc!(
+        "foldline.orders.CommandRejected",
+        "orders/CommandRejected.avsc"
+    ),
+];
+
+/// Envelope parts inlined in every record; published for reference.
+pub const ENVELOPE: &[RecordSchema] = &[
+    avsc!("foldline.CommandMetadata", "envelope/CommandMetadata.avsc"),
+    avsc!("foldline.EventMetadata", "envelope/EventMetadata.avsc"),
+];
+
+/// The schema of a record by full name.
+pub fn by_full_name(full_name: &str) -> Option<&'static RecordSchema> {
+    ALL.iter().find(|schema| schema.full_name == full_name)
+}
+
+/// The registry subject of a record on a topic (TopicRecordNameStrategy).
+pub fn subject(topic: &str, full_name: &str) -> String {
+    format!("{topic}-{full_name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use apache_avro::{AvroSchema, Schema};
+    use serde_json::Value;
+
+    use super::*;
+    use crate::envelope::{CommandMetadata, CommandOutcome, EventMetadata};
+    use crate::orders::*;
+
+    /// Docs are for readers, not for compatibility: compare everything else.
+    fn without_docs(value: Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .filter(|(key, _)| key != "doc")
+                    .map(|(key, value)| (key, without_docs(value)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.into_iter().map(without_docs).collect()),
+            other => other,
+        }
+    }
+
+    fn assert_bound<T: AvroSchema>(full_name: &str) {
+        let file = by_full_name(full_name)
+            .or_else(|| ENVELOPE.iter().find(|schema| schema.full_name == full_name))
+            .unwrap_or_else(|| panic!("no .avsc for {full_name}"));
+        let parsed = Schema::parse_str(file.text).expect("the .avsc parses");
+        let derived = T::get_schema();
+        assert_eq!(
+            without_docs(serde_json::to_value(&derived).unwrap()),
+            without_docs(serde_json::to_value(&parsed).unwrap()),
+            "the Rust type of {full_name} drifted from its .avsc"
+        );
+        assert_eq!(derived.canonical_form(), parsed.canonical_form());
+    }
+
+    #[test]
+    fn every_wire_type_matches_its_avsc_file() {
+        assert_bound::<CommandMetadata>("foldline.CommandMetadata");
+        assert_bound::<EventMetadata>("foldline.EventMetadata");
+        assert_bound::<CommandOutcome>("foldline.CommandOutcome");
+        assert_bound::<PlaceOrder>("foldline.orders.PlaceOrder");
+        assert_bound::<CancelOrder>("foldline.orders.CancelOrder");
+        assert_bound::<MarkOrderPaid>("foldline.orders.MarkOrderPaid");
+        assert_bound::<MarkOrderPaymentFailed>("foldline.orders.MarkOrderPaymentFailed");
+        assert_bound::<ShipOrder>("foldline.orders.ShipOrder");
+        assert_bound::<OrderPlaced>("foldline.orders.OrderPlaced");
+        assert_bound::<OrderCancelled>("foldline.orders.OrderCancelled");
+        assert_bound::<OrderConfirmed>("foldline.orders.OrderConfirmed");
+        assert_bound::<OrderPaymentRejected>("foldline.orders.OrderPaymentRejected");
+        assert_bound::<OrderShipped>("foldline.orders.OrderShipped");
+        assert_bound::<CommandRejected>("foldline.orders.CommandRejected");
+    }
+
+    #[test]
+    fn every_file_is_named_after_its_record() {
+        for schema in ALL.iter().chain(ENVELOPE) {
+            let parsed = Schema::parse_str(schema.text).expect("the .avsc parses");
+            let name = match &parsed {
+                Schema::Record(record) => record.name.fullname(None),
+                other => panic!("{} is not a record: {other:?}", schema.full_name),
+            };
+            assert_eq!(name, schema.full_name);
+        }
+    }
+
+    #[test]
+    fn subjects_use_topic_record_name_strategy() {
+        assert_eq!(
+            subject("orders.events", "foldline.orders.OrderPlaced"),
+            "orders.events-foldline.orders.OrderPlaced"
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! The topology declaration, `topology/topology.toml`, typed.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+const TOPOLOGY_TOML: &str = include_str!("../../../../topology/topology.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("topology file is invalid: {0}")]
+    Invalid(#[from] toml::de::Error),
+    #[error("topology declares no domain named {0}")]
+    UnknownDomain(String),
+    #[error("topology is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub registry: RegistryTopology,
+    pub domains: Vec<DomainTopology>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryTopology {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DomainTopology {
+    pub name: String,
+    pub partitions: i32,
+    pub topics: BTreeMap<TopicKind, TopicSettings>,
+    #[serde(default)]
+    pub consumer_groups: Vec<ConsumerGroup>,
+    #[serde(default)]
+    pub subjects: Vec<Subjects>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum TopicKind {
+    Commands,
+    Events,
+    Outcomes,
+    Dlq,
+}
+
+impl TopicKind {
+    pub fn suffix(&self) -> &'static str {
+        match self {
+            Self::Commands => "commands",
+            Self::Events => "events",
+            Self::Outcomes => "outcomes",
+            Self::Dlq => "dlq",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSettings {
+    pub retention_ms: i64,
+    pub cleanup_policy: String,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerGroup {
+    pub name: String,
+    pub reads: Vec<String>,
+    pub role: String,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Subjects {
+    pub topic: String,
+    pub records: Vec<String>,
+}
+
+/// A topic to create, with its broker configs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub configs: BTreeMap<String, String>,
+}
+
+impl Topology {
+    /// The topology compiled into this binary.
+    pub fn embedded() -> Result<Self, TopologyError> {
+        Self::parse(TOPOLOGY_TOML)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, TopologyError> {
+        let topology: Topology = toml::from_str(text)?;
+        topology.validate()?;
+        Ok(topology)
+    }
+
+    fn validate(&self) -> Result<(), TopologyError> {
+        for domain in &self.domains {
+            if domain.partitions < 1 {
+                return Err(TopologyError::Inconsistent(format!(
+                    "domain {} needs at least one partition",
+                    domain.name
+                )));
+            }
+            for kind in [
+                TopicKind::Commands,
+                TopicKind::Events,
+                TopicKind::Outcomes,
+                TopicKind::Dlq,
+            ] {
+                if !domain.topics.contains_key(&kind) {
+                    return Err(TopologyError::Inconsistent(format!(
+                        "domain {} does not declare its {} topic",
+                        domain.name,
+                        kind.suffix()
+                    )));
+                }
+            }
+            for subjects in &domain.subjects {
+                for record in &subjects.records {
+                    if crate::schema::by_full_name(record).is_none() {
+                        return Err(TopologyError::Inconsistent(format!(
+                            "subject record {record} of {} has no .avsc in schemas/avro",
+                            subjects.topic
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn domain(&self, name: &str) -> Result<&DomainTopology, TopologyError> {
+        self.domains
+            .iter()
+            .find(|domain| domain.name == name)
+            .ok_or_else(|| TopologyError::UnknownDomain(name.to_owned()))
+    }
+
+    /// Every topic to create, the registry's included.
+    pub fn topic_specs(&self) -> Vec<TopicSpec> {
+        let mut specs = vec![TopicSpec {
+            name: self.registry.topic.clone(),
+            partitions: 1,
+            configs: BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]),
+        }];
+        for domain in &self.domains {
+            for (kind, settings) in &domain.topics {
+                specs.push(TopicSpec {
+                    name: domain.topic(*kind),
+                    partitions: domain.partitions,
+                    configs: BTreeMap::from([
+                        ("retention.ms".to_owned(), settings.retention_ms.to_string()),
+                        ("cleanup.policy".to_owned(), settings.cleanup_policy.clone()),
+                    ]),
+                });
+            }
+        }
+        specs
+    }
+}
+
+impl DomainTopology {
+    pub fn topic(&self, kind: TopicKind) -> String {
+        format!("{}.{}", self.name, kind.suffix())
+    }
+
+    /// The same topics under a prefix, so tests and parallel environments
+    /// never share a topic.
+    pub fn with_prefix(&self, prefix: &str) -> DomainTopology {
+        DomainTopology {
+            name: format!("{prefix}{}", self.name),
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_topology_is_valid_and_co_partitions_commands_with_events() {
+        let topology = Topology::embedded().expect("embedded topology parses");
+        let orders = topology.domain("orders").expect("orders is declared");
+        assert_eq!(orders.topic(TopicKind::Events), "orders.events");
+        let specs = topology.topic_specs();
+        let partitions_of = |name: &str| {
+            specs
+                .iter()
+                .find(|spec| spec.name == name)
+                .map(|spec| spec.partitions)
+        };
+        assert_eq!(
+            partitions_of("orders.commands"),
+            partitions_of("orders.events")
+        );
+        let events = specs
+            .iter()
+            .find(|spec| spec.name == "orders.events")
+            .unwrap();
+        assert_eq!(events.configs["retention.ms"], "-1");
+        let schemas = specs.iter().find(|spec| spec.name == "_schemas").unwrap();
+        assert_eq!(schemas.configs["cleanup.policy"], "compact");
+    }
+
+    #[test]
+    fn garbage_topology_is_rejected_with_a_reason() {
+        assert!(matches!(
+            Topology::parse("not toml ["),
+            Err(TopologyError::Invalid(_))
+        ));
+        let zero = TOPOLOGY_TOML.replace("partitions = 6", "partitions = 0");
+        assert!(matches!(
+            Topology::parse(&zero),
+            Err(TopologyError::Inconsistent(_))
+        ));
+        let unknown_record =
+            TOPOLOGY_TOML.replace("foldline.orders.ShipOrder", "foldline.orders.Nope");
+        assert!(matches!(
+            Topology::parse(&unknown_record),
+            Err(TopologyError::Inconsistent(_))
+        ));
+        let unknown_field = format!("{TOPOLOGY_TOML}\nsurprise = 1\n");
+        assert!(Topology::parse(&unknown_field).is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! Typed, layered configuration: defaults, then a TOML file, then
+//! `FOLDLINE__SECTION__KEY` environment variables. Parsed once at start-up
+//! and passed down; nothing else reads the environment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A value that must never be printed: `Debug` and `Display` redact it.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("Secret(***)")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub registry: RegistryClientConfig,
+    pub registry_server: RegistryServerConfig,
+    pub store: StoreConfig,
+    pub gateway: GatewayConfig,
+    pub processor: ProcessorConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    /// Prepended to every topic and consumer group name: isolates
+    /// environments (and tests) sharing one cluster.
+    pub topic_prefix: String,
+    /// Create missing topics at start-up through the admin API.
+    pub create_topics: bool,
+    /// Extra librdkafka properties (e.g. `security.protocol`).
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties holding credentials (e.g. `sasl.password`).
+    pub secret_properties: BTreeMap<String, Secret>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".to_owned(),
+            topic_prefix: String::new(),
+            create_topics: true,
+            properties: BTreeMap::new(),
+            secret_properties: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryClientConfig {
+    /// Base URL of a Confluent-compatible schema registry.
+    pub url: String,
+}
+
+impl Default for RegistryClientConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8081".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryServerConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for RegistryServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// Directory of the embedded store (`kind = "embedded"`).
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Embedded,
+            path: PathBuf::from(".foldline/store"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// redb on local disk.
+    Embedded,
+    /// redb in memory: lives exactly as long as the process (and so as the
+    /// embedded broker's log).
+    Memory,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    pub request_timeout_ms: u64,
+    pub body_limit_bytes: usize,
+    /// Upper bound of `Prefer: wait=N`.
+    pub max_wait_seconds: u64,
+    /// Requests in flight before the gateway sheds load with 503.
+    pub concurrency_limit: usize,
+    /// Who the gateway names as the issuer of commands it accepts.
+    pub client_id: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            request_timeout_ms: 30_000,
+            body_limit_bytes: 64 * 1024,
+            max_wait_seconds: 20,
+            concurrency_limit: 1024,
+            client_id: "anonymous".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessorConfig {
+    /// Commands decided between two aggregate snapshots of a partition.
+    pub snapshot_every_commands: u64,
+    /// Most commands decided in one produce round.
+    pub max_batch: usize,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            snapshot_every_commands: 1_000,
+            max_batch: 256,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `tracing` env-filter directives.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info,rdkafka=warn".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (which must exist when given), then
+    /// `FOLDLINE__SECTION__KEY` variables from `environment`.
+    pub fn load(
+        file: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::MissingFile(file.to_owned()));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        for (name, value) in environment {
+            let Some(path) = name.strip_prefix("FOLDLINE__") else {
+                continue;
+            };
+            let key = path.to_ascii_lowercase().replace("__", ".");
+            let parsed: figment::value::Value = value
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+            figment = figment.merge(Serialized::global(&key, parsed));
+        }
+        figment
+            .extract::<Config>()
+            .map_err(|error| ConfigError::Invalid(error.to_string()))
+    }
+
+    /// A topic or group name under this environment's prefix.
+    pub fn prefixed(&self, name: &str) -> String {
+        format!("{}{name}", self.kafka.topic_prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_without_a_file() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(config.gateway.listen.port(), 8080);
+        assert_eq!(config.store.kind, StoreKind::Embedded);
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_not_a_silent_default() {
+        let error = Config::load(Some(Path::new("/nonexistent/foldline.toml")), Vec::new());
+        assert!(matches!(error, Err(ConfigError::MissingFile(_))));
+    }
+
+    #[test]
+    fn file_then_environment_layers_apply_in_order() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("foldline.toml");
+        std::fs::write(
+            &file,
+            "[kafka]\nbootstrap_servers = \"file:9092\"\ntopic_prefix = \"t-\"\n[gateway]\nmax_wait_seconds = 3\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file), Vec::new()).unwrap();
+        assert_eq!(config.kafka.bootstrap_servers, "file:9092");
+        assert_eq!(config.gateway.max_wait_seconds, 3);
+        assert_eq!(config.prefixed("orders.events"), "t-orders.events");
+
+        let environment = vec![
+            (
+                "FOLDLINE__GATEWAY__MAX_WAIT_SECONDS".to_owned(),
+                "7".to_owned(),
+            ),
+            (
+                "FOLDLINE__KAFKA__BOOTSTRAP_SERVERS".to_owned(),
+                "env:1".to_owned(),
+            ),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let config = Config::load(Some(&file), environment).unwrap();
+        assert_eq!(config.gateway.max_wait_seconds, 7);
+        assert_eq!(config.kafka.bootstrap_servers, "env:1");
+        assert_eq!(config.kafka.topic_prefix, "t-");
+
+        let garbage = vec![(
+            "FOLDLINE__GATEWAY__MAX_WAIT_SECONDS".to_owned(),
+            "soon".to_owned(),
+        )];
+        assert!(Config::load(None, garbage).is_err());
+    }
+
+    #[test]
+    fn garbage_values_and_unknown_keys_are_rejected() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("foldline.toml");
+        std::fs::write(&file, "[gateway]\nlisten = \"not an address\"\n").unwrap();
+        let error = Config::load(Some(&file), Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("listen"), "{error}");
+
+        std::fs::write(&file, "[gatewy]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        assert!(Config::load(Some(&file), Vec::new()).is_err());
+
+        std::fs::write(&file, "[store]\nkind = \"cassandra-ish\"\n").unwrap();
+        assert!(Config::load(Some(&file), Vec::new()).is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret("hunter2".to_owned());
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        let mut config = Config::default();
+        config
+            .kafka
+            .secret_properties
+            .insert("sasl.password".to_owned(), secret);
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,196 @@
+//! Kafka plumbing shared by every loop: client configuration, topic
+//! creation, and the embedded (in-process) broker.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use foldline_contracts::topology::TopicSpec;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::mocking::MockCluster;
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("cannot create kafka client: {0}")]
+    Client(#[source] rdkafka::error::KafkaError),
+    #[error("cannot create topic {topic}: {reason}")]
+    CreateTopic { topic: String, reason: String },
+    #[error("cannot start the embedded broker: {0}")]
+    EmbeddedBroker(String),
+}
+
+/// The base client configuration every producer and consumer starts from.
+pub fn base_client_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("client.id", client_id);
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    for (key, value) in &kafka.secret_properties {
+        config.set(key, value.expose());
+    }
+    config
+}
+
+/// An idempotent, acks=all producer placing keys like the Java client does
+/// (`murmur2_random`), so Kafka Streams and any other client agree with us
+/// on which partition a key lives.
+pub fn producer_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut config = base_client_config(kafka, client_id);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", "30000");
+    config
+}
+
+/// A group consumer that commits only what the caller stored after its work
+/// became durable (rust-rdkafka's at-least-once pattern).
+pub fn group_consumer_config(kafka: &KafkaConfig, client_id: &str, group: &str) -> ClientConfig {
+    let mut config = base_client_config(kafka, client_id);
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "200")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .set("max.poll.interval.ms", "30000")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false");
+    config
+}
+
+/// A consumer with no group, for reading a partition from an offset.
+pub fn reader_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut config = base_client_config(kafka, client_id);
+    config
+        .set("group.id", format!("{client_id}-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false");
+    config
+}
+
+/// Creates the topics that do not exist yet, through the admin API.
+pub async fn create_topics(
+    kafka: &KafkaConfig,
+    specs: &[TopicSpec],
+) -> Result<(), KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> = base_client_config(kafka, "foldline-admin")
+        .create()
+        .map_err(KafkaSetupError::Client)?;
+    let new_topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|spec| {
+            spec.configs.iter().fold(
+                NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(-1)),
+                |topic, (key, value)| topic.set(key, value),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(new_topics.iter(), &options)
+        .await
+        .map_err(|error| KafkaSetupError::CreateTopic {
+            topic: specs
+                .iter()
+                .map(|spec| spec.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            reason: error.to_string(),
+        })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaSetupError::CreateTopic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// librdkafka's in-process mock cluster: real Kafka protocol on loopback,
+/// in memory. It lives on its own thread because the cluster handle is not
+/// `Send`; dropping this value stops it.
+#[derive(Debug)]
+pub struct EmbeddedBroker {
+    bootstrap_servers: String,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EmbeddedBroker {
+    /// What the embedded broker does not do, for the start-up banner.
+    pub const LIMITS: &'static str = "in memory only (gone when the process exits); \
+        at most 5 MiB or 100k messages kept per partition; no transactions; \
+        the admin API is not served (topics are created through the mock API)";
+
+    pub fn start(specs: &[TopicSpec]) -> Result<EmbeddedBroker, KafkaSetupError> {
+        let specs = specs.to_vec();
+        let (ready_sender, ready) = mpsc::channel::<Result<String, String>>();
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("embedded-broker".to_owned())
+            .spawn(move || {
+                let cluster = match MockCluster::new(1) {
+                    Ok(cluster) => cluster,
+                    Err(error) => {
+                        let _ = ready_sender.send(Err(error.to_string()));
+                        return;
+                    }
+                };
+                for spec in &specs {
+                    if let Err(error) = cluster.create_topic(&spec.name, spec.partitions, 1) {
+                        let _ = ready_sender.send(Err(format!("topic {}: {error}", spec.name)));
+                        return;
+                    }
+                }
+                let _ = ready_sender.send(Ok(cluster.bootstrap_servers()));
+                // Either a stop message or the sender being dropped ends the broker.
+                let _ = stopped.recv();
+                drop(cluster);
+            })
+            .map_err(|error| KafkaSetupError::EmbeddedBroker(error.to_string()))?;
+        let bootstrap_servers = ready
+            .recv()
+            .map_err(|_| KafkaSetupError::EmbeddedBroker("broker thread exited".to_owned()))?
+            .map_err(KafkaSetupError::EmbeddedBroker)?;
+        Ok(EmbeddedBroker {
+            bootstrap_servers,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap_servers
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

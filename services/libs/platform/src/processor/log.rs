@@ -1,0 +1,147 @@
+//! The pure part of the processor: a partition's log folded through the
+//! version gate. No I/O; the loop feeds it records and asks it questions.
+
+use std::collections::HashMap;
+
+use foldline_contracts::envelope::CommandOutcome;
+use foldline_eventsourcing::gate::{Admission, RecordKind, RecordStamp, StreamVersion};
+use foldline_eventsourcing::CommandId;
+use serde::{Deserialize, Serialize};
+
+use super::CommandDomain;
+
+/// One aggregate as the log established it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AggregateSlot<S> {
+    pub state: S,
+    pub version: u64,
+}
+
+/// The state of one events partition: every aggregate on it, every command
+/// it settled, and the offset right after the last record folded.
+///
+/// Invariant: the content is exactly the fold of the partition's records
+/// `[0, next_offset)`. Speculative folds that later fail verification make
+/// the whole value invalid; the loop then drops it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartitionLog<S> {
+    pub partition: i32,
+    pub next_offset: i64,
+    aggregates: HashMap<String, AggregateSlot<S>>,
+    settled: HashMap<String, CommandOutcome>,
+}
+
+impl<S: Clone + Default> PartitionLog<S> {
+    pub fn empty(partition: i32) -> Self {
+        Self {
+            partition,
+            next_offset: 0,
+            aggregates: HashMap::new(),
+            settled: HashMap::new(),
+        }
+    }
+
+    pub fn aggregate(&self, aggregate_id: &str) -> AggregateSlot<S> {
+        self.aggregates
+            .get(aggregate_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn settled(&self, command_id: &str) -> Option<&CommandOutcome> {
+        self.settled.get(command_id)
+    }
+
+    pub fn aggregate_count(&self) -> usize {
+        self.aggregates.len()
+    }
+
+    pub fn settled_count(&self) -> usize {
+        self.settled.len()
+    }
+
+    /// Folds the record at `offset` through the gate; returns the verdict.
+    pub fn fold<D: CommandDomain<State = S>>(
+        &mut self,
+        domain: &D,
+        record: &D::Record,
+        offset: i64,
+    ) -> Admission {
+        self.next_offset = offset + 1;
+        let metadata = domain.record_metadata(record);
+        let rejection = domain.rejection(record);
+        let kind = if rejection.is_some() {
+            RecordKind::Rejection
+        } else {
+            RecordKind::Event
+        };
+        let base_version = match kind {
+            RecordKind::Event => metadata.aggregate_version - 1,
+            RecordKind::Rejection => metadata.aggregate_version,
+        };
+        let (Ok(base_version), Ok(command_uuid)) = (
+            u64::try_from(base_version),
+            metadata.command_id.parse::<CommandId>(),
+        ) else {
+            // A record no decision of ours could have written: it counts for nobody.
+            return Admission::WrongVersion { current: 0 };
+        };
+        let stamp = RecordStamp {
+            command_id: command_uuid,
+            base_version,
+            kind,
+        };
+        let current = self
+            .aggregates
+            .get(&metadata.aggregate_id)
+            .map(|slot| slot.version)
+            .unwrap_or(0);
+        let admission =
+            StreamVersion(current).admit(&stamp, self.settled.contains_key(&metadata.command_id));
+        if admission != Admission::Apply {
+            return admission;
+        }
+        let version_after = StreamVersion(current).after(&stamp).0;
+        if kind == RecordKind::Event {
+            let slot = self
+                .aggregates
+                .entry(metadata.aggregate_id.clone())
+                .or_default();
+            slot.state = domain.evolve(std::mem::take(&mut slot.state), record);
+            slot.version = version_after;
+        }
+        let (rejection_code, rejection_message) = match rejection {
+            Some((code, message)) => (Some(code), Some(message)),
+            None => (None, None),
+        };
+        self.settled.insert(
+            metadata.command_id.clone(),
+            CommandOutcome {
+                command_id: metadata.command_id.clone(),
+                correlation_id: metadata.correlation_id.clone(),
+                aggregate_id: metadata.aggregate_id.clone(),
+                status: if kind == RecordKind::Event {
+                    CommandOutcome::ACCEPTED.to_owned()
+                } else {
+                    CommandOutcome::REJECTED.to_owned()
+                },
+                aggregate_version: version_after as i64,
+                event_id: metadata.event_id.clone(),
+                event_type: domain.record_name(record).to_owned(),
+                event_partition: self.partition,
+                event_offset: offset,
+                rejection_code,
+                rejection_message,
+                decided_at: metadata.occurred_at,
+            },
+        );
+        Admission::Apply
+    }
+
+    /// Forgets settled commands decided before `horizon` (ms): older commands
+    /// are past the commands topic's retention and cannot be redelivered.
+    pub fn forget_settled_before(&mut self, horizon: i64) {
+        self.settled
+            .retain(|_, outcome| outcome.decided_at >= horizon);
+    }
+}

@@ -1,0 +1,383 @@
+//! The `_schemas` topic: replaying it, tailing it, appending to it.
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::state::{decode, Applied, LogRecord, Rejection, State};
+use super::{RegistryConfig, RegistryError};
+
+/// How long start-up waits for cluster metadata before calling the brokers
+/// unreachable.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long start-up may spend replaying the topic.
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a write may wait for its delivery report (librdkafka retries
+/// internally within this bound; see `message.timeout.ms`).
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a write may wait for the tail to read it back.
+const READ_BACK_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pause after a consumer error, so a broker outage does not spin the tail.
+const ERROR_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The registry uses a single partition: "first in the log wins" needs one
+/// total order, as Confluent's own registry does.
+const PARTITION: i32 = 0;
+
+type Reader = StreamConsumer<ReaderContext>;
+
+/// The reader's client context.
+///
+/// rust-rdkafka hands every consumer error event both to the consumer and
+/// to `ClientContext::error`, whose default logs at error level. End of
+/// partition is how the tail knows it caught up, after every write: it is
+/// not an error and must not be logged as one.
+#[derive(Debug, Clone, Copy, Default)]
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            return;
+        }
+        warn!(error = %error, reason, "schemas topic reader client error");
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+/// How far the tail has applied the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    /// The offset after the last applied record.
+    next_offset: i64,
+    /// The tail has reached the end of the log at least once.
+    caught_up: bool,
+}
+
+/// The topic, opened: a producer and a tail that folds every record into
+/// the shared state.
+pub(crate) struct Log {
+    topic: String,
+    producer: FutureProducer,
+    progress: watch::Receiver<Progress>,
+    tail: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("topic", &self.topic)
+            .field("progress", &*self.progress.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        // The tail also stops by itself once `progress` is gone; aborting
+        // just makes it prompt.
+        self.tail.abort();
+    }
+}
+
+impl Log {
+    /// Checks the topic, replays it into `state` and keeps tailing it.
+    pub(crate) async fn open(
+        config: &RegistryConfig,
+        state: Arc<RwLock<State>>,
+    ) -> Result<Self, RegistryError> {
+        if config.bootstrap_servers.trim().is_empty() {
+            return Err(RegistryError::InvalidConfig("bootstrap_servers is empty"));
+        }
+        if config.topic.trim().is_empty() {
+            return Err(RegistryError::InvalidConfig("topic is empty"));
+        }
+        let topic = config.topic.clone();
+
+        let consumer: Reader = reader_config(config)
+            .create_with_context(ReaderContext)
+            .map_err(RegistryError::Client)?;
+        // Metadata and watermark calls block; keep them off the runtime's
+        // worker threads.
+        let (consumer, high) = {
+            let topic = topic.clone();
+            let bootstrap_servers = config.bootstrap_servers.clone();
+            tokio::task::spawn_blocking(move || {
+                check_topic(&consumer, &topic, &bootstrap_servers)?;
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, PARTITION, METADATA_TIMEOUT)
+                    .map_err(|source| RegistryError::Unreachable {
+                        bootstrap_servers,
+                        source,
+                    })?;
+                Ok::<_, RegistryError>((consumer, high))
+            })
+            .await
+            .map_err(|_| RegistryError::Runtime)??
+        };
+
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&topic, PARTITION, Offset::Beginning)
+            .map_err(RegistryError::Client)?;
+        consumer
+            .assign(&assignment)
+            .map_err(RegistryError::Client)?;
+
+        let producer: FutureProducer = writer_config(config)
+            .create()
+            .map_err(RegistryError::Client)?;
+
+        let (progress_tx, mut progress) = watch::channel(Progress {
+            next_offset: 0,
+            caught_up: false,
+        });
+        let tail = tokio::spawn(tail(consumer, state, progress_tx, topic.clone()));
+        let log = Self {
+            topic,
+            producer,
+            progress: progress.clone(),
+            tail,
+        };
+
+        info!(topic = %log.topic, high_watermark = high, "replaying schemas topic");
+        // End of partition is the reliable signal: on a compacted topic the
+        // last offsets below the high watermark may no longer exist.
+        let replay = progress.wait_for(|p| p.caught_up || p.next_offset >= high);
+        match tokio::time::timeout(REPLAY_TIMEOUT, replay).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(RegistryError::ReaderStopped),
+            Err(_) => {
+                return Err(RegistryError::ReplayTimeout {
+                    topic: log.topic.clone(),
+                })
+            }
+        }
+        info!(topic = %log.topic, high_watermark = high, "schemas topic replayed");
+        Ok(log)
+    }
+
+    /// Appends a record and waits until the tail has applied it, so that
+    /// the state reflects the log up to and including it. Returns its offset.
+    pub(crate) async fn append(
+        &self,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<i64, RegistryError> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).key(key);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        let delivery =
+            self.producer
+                .send(record, DELIVERY_TIMEOUT)
+                .await
+                .map_err(|(source, _)| RegistryError::Write {
+                    topic: self.topic.clone(),
+                    source,
+                })?;
+        if delivery.partition != PARTITION {
+            // `start` refuses multi-partition topics, so this means the
+            // topic was re-created under us.
+            return Err(RegistryError::TopicPartitions {
+                topic: self.topic.clone(),
+                partitions: usize::try_from(delivery.partition).map_or(0, |p| p + 1),
+            });
+        }
+        let offset = delivery.offset;
+        let mut progress = self.progress.clone();
+        let applied = progress.wait_for(|p| p.next_offset > offset);
+        let applied = tokio::time::timeout(READ_BACK_TIMEOUT, applied).await;
+        match applied {
+            Ok(Ok(_)) => Ok(offset),
+            Ok(Err(_)) => Err(RegistryError::ReaderStopped),
+            Err(_) => Err(RegistryError::ReadBackTimeout {
+                topic: self.topic.clone(),
+                offset,
+            }),
+        }
+    }
+}
+
+/// Notifies each time the tail has applied more of the log.
+#[derive(Debug)]
+pub(crate) struct Changes(watch::Receiver<Progress>);
+
+impl Changes {
+    /// Waits for the next change; `false` if the tail has stopped.
+    pub(crate) async fn next(&mut self) -> bool {
+        self.0.changed().await.is_ok()
+    }
+}
+
+impl Log {
+    /// Starts listening for changes; the current state counts as seen.
+    pub(crate) fn changes(&self) -> Changes {
+        let mut receiver = self.progress.clone();
+        receiver.borrow_and_update();
+        Changes(receiver)
+    }
+}
+
+/// Fails unless the topic exists with exactly one partition.
+fn check_topic(
+    consumer: &Reader,
+    topic: &str,
+    bootstrap_servers: &str,
+) -> Result<(), RegistryError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(|source| RegistryError::Unreachable {
+            bootstrap_servers: bootstrap_servers.to_owned(),
+            source,
+        })?;
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(RegistryError::TopicMissing {
+            topic: topic.to_owned(),
+        });
+    };
+    if let Some(error) = found.error() {
+        let code = RDKafkaErrorCode::from(error);
+        return Err(match code {
+            RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
+                RegistryError::TopicMissing {
+                    topic: topic.to_owned(),
+                }
+            }
+            other => RegistryError::TopicUnavailable {
+                topic: topic.to_owned(),
+                reason: other.to_string().to_lowercase(),
+            },
+        });
+    }
+    match found.partitions().len() {
+        0 => Err(RegistryError::TopicMissing {
+            topic: topic.to_owned(),
+        }),
+        1 => Ok(()),
+        partitions => Err(RegistryError::TopicPartitions {
+            topic: topic.to_owned(),
+            partitions,
+        }),
+    }
+}
+
+/// A plain partition reader: manual assignment, nothing committed (every
+/// start replays from the beginning), end-of-partition events on.
+///
+/// librdkafka refuses `assign` without a `group.id`, so one is set, but the
+/// reader never subscribes, joins or commits: the group stays empty.
+fn reader_config(config: &RegistryConfig) -> ClientConfig {
+    let reader = format!("{}-schemas-reader", config.client_id);
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.bootstrap_servers)
+        .set("client.id", &reader)
+        .set("group.id", &reader)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("allow.auto.create.topics", "false")
+        .set("isolation.level", "read_committed")
+        // Writers wait for the tail to echo their record. Kafka answers a
+        // waiting fetch as soon as data arrives, but not every broker does
+        // (the in-process mock waits the full time); a short bound keeps
+        // writes fast everywhere for ~20 empty fetches a second.
+        .set("fetch.wait.max.ms", "50")
+        .set("topic.metadata.refresh.interval.ms", "10000");
+    client
+}
+
+/// An idempotent, acks=all producer; `murmur2_random` matches the Java
+/// client's placement, which is what Confluent's registry uses.
+fn writer_config(config: &RegistryConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.bootstrap_servers)
+        .set("client.id", format!("{}-schemas-writer", config.client_id))
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "0")
+        .set(
+            "message.timeout.ms",
+            DELIVERY_TIMEOUT.as_millis().to_string(),
+        );
+    client
+}
+
+/// Reads the topic forever, folding each record into `state`, until every
+/// progress receiver is gone.
+async fn tail(
+    consumer: Reader,
+    state: Arc<RwLock<State>>,
+    progress: watch::Sender<Progress>,
+    topic: String,
+) {
+    loop {
+        let received = tokio::select! {
+            () = progress.closed() => break,
+            received = consumer.recv() => received,
+        };
+        match received {
+            Ok(message) => {
+                let offset = message.offset();
+                // Parse outside the lock; only the cheap part runs under it.
+                let decoded = decode(LogRecord {
+                    key: message.key(),
+                    value: message.payload(),
+                });
+                let applied = state
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .apply_decoded(decoded);
+                report(&topic, offset, &applied);
+                progress.send_modify(|p| p.next_offset = p.next_offset.max(offset + 1));
+            }
+            Err(KafkaError::PartitionEOF(_)) => {
+                progress.send_if_modified(|p| !std::mem::replace(&mut p.caught_up, true));
+            }
+            Err(error) => {
+                warn!(topic = %topic, error = %error, "error reading schemas topic; retrying");
+                tokio::time::sleep(ERROR_BACKOFF).await;
+            }
+        }
+    }
+    debug!(topic = %topic, "schemas topic reader stopped");
+}
+
+fn report(topic: &str, offset: i64, applied: &Applied) {
+    match applied {
+        Applied::Registered {
+            subject,
+            version,
+            id,
+        } => debug!(topic, offset, subject = %subject, version, id, "schema version applied"),
+        Applied::Rejected(Rejection::VersionTaken { existing_id }) => info!(
+            topic,
+            offset,
+            existing_id,
+            "ignoring schema record for a version already taken; first in the log wins"
+        ),
+        Applied::Rejected(Rejection::IdTaken { id }) => info!(
+            topic,
+            offset, id, "ignoring schema record for an id already taken; first in the log wins"
+        ),
+        Applied::Rejected(Rejection::Invalid(reason)) => warn!(
+            topic,
+            offset,
+            reason = %reason,
+            "skipping undecodable _schemas record"
+        ),
+        other => debug!(topic, offset, applied = ?other, "schemas record applied"),
+    }
+}

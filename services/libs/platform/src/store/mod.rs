@@ -1,0 +1,186 @@
+//! The projection store: Scylla-shaped (a row is addressed by table,
+//! partition key and clustering key; a partition is scanned in clustering
+//! order), with idempotent, position-guarded upserts.
+//!
+//! Every row records the log position (offset in its aggregate's events
+//! partition) it reflects. A write carrying an older or equal position never
+//! overwrites a newer one, so replaying the log, redelivery and concurrent
+//! projector instances all converge on the same bytes.
+//!
+//! Implementations: [`embedded`] (redb on disk or in memory). A Scylla
+//! implementation maps a table to a CQL table with the same keys and guards
+//! with `USING TIMESTAMP <position>`.
+
+pub mod embedded;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use embedded::EmbeddedStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether retrying can succeed. Projectors retry these with backoff and
+    /// never skip the record.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// A row's address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RowKey {
+    pub table: &'static str,
+    pub partition: Vec<u8>,
+    pub clustering: Vec<u8>,
+}
+
+impl RowKey {
+    pub fn new(
+        table: &'static str,
+        partition: impl Into<Vec<u8>>,
+        clustering: impl Into<Vec<u8>>,
+    ) -> Self {
+        Self {
+            table,
+            partition: partition.into(),
+            clustering: clustering.into(),
+        }
+    }
+}
+
+/// A row's content and the log position it reflects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRow {
+    pub position: i64,
+    pub value: Vec<u8>,
+}
+
+/// Where a projector is in one partition of one topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub projector: String,
+    pub topic: String,
+    pub partition: i32,
+    /// The next offset to read.
+    pub next_offset: i64,
+}
+
+/// Writes applied together: in the embedded store, atomically.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    pub upserts: Vec<(RowKey, StoredRow)>,
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.checkpoints.is_empty()
+    }
+}
+
+/// The store a process was configured with. An enum rather than a trait
+/// object: the set of backends is closed and chosen by configuration.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Embedded(Arc<EmbeddedStore>),
+}
+
+impl Store {
+    pub fn open_embedded(directory: &Path) -> Result<Store, StoreError> {
+        Ok(Store::Embedded(Arc::new(EmbeddedStore::open(directory)?)))
+    }
+
+    pub fn in_memory() -> Result<Store, StoreError> {
+        Ok(Store::Embedded(Arc::new(EmbeddedStore::in_memory()?)))
+    }
+
+    pub async fn get(&self, key: RowKey) -> Result<Option<StoredRow>, StoreError> {
+        match self {
+            Store::Embedded(store) => {
+                let store = Arc::clone(store);
+                blocking(move || store.get(&key)).await
+            }
+        }
+    }
+
+    /// Rows of one partition in clustering order, strictly after `after`.
+    pub async fn scan(
+        &self,
+        table: &'static str,
+        partition: Vec<u8>,
+        after: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, StoredRow)>, StoreError> {
+        match self {
+            Store::Embedded(store) => {
+                let store = Arc::clone(store);
+                blocking(move || store.scan(table, &partition, after.as_deref(), limit)).await
+            }
+        }
+    }
+
+    /// Applies the batch; each upsert only if its position is newer.
+    pub async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(store) => {
+                let store = Arc::clone(store);
+                blocking(move || store.write(&batch)).await
+            }
+        }
+    }
+
+    /// Inserts unless a row exists; returns the existing row if there was one.
+    pub async fn insert_if_absent(
+        &self,
+        key: RowKey,
+        row: StoredRow,
+    ) -> Result<Option<StoredRow>, StoreError> {
+        match self {
+            Store::Embedded(store) => {
+                let store = Arc::clone(store);
+                blocking(move || store.insert_if_absent(&key, &row)).await
+            }
+        }
+    }
+
+    /// Overwrites unconditionally (snapshots: newer always replaces older).
+    pub async fn put(&self, key: RowKey, row: StoredRow) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(store) => {
+                let store = Arc::clone(store);
+                blocking(move || store.put(&key, &row)).await
+            }
+        }
+    }
+
+    pub async fn checkpoint(
+        &self,
+        projector: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, StoreError> {
+        match self {
+            Store::Embedded(store) => {
+                let store = Arc::clone(store);
+                let (projector, topic) = (projector.to_owned(), topic.to_owned());
+                blocking(move || store.checkpoint(&projector, &topic, partition)).await
+            }
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("store task failed: {error}")))?
+}
