@@ -1,15 +1,26 @@
-//! A processor frozen with SIGSTOP mid-stream: the group gives its
-//! partitions to the other processor after the session timeout, commands
-//! keep completing; then the frozen one wakes as a zombie that still
-//! believes it owns its partitions and may write stale decisions. Every
-//! acknowledged command still takes effect exactly once.
+//! A processor frozen with SIGSTOP mid-stream while a second instance
+//! joins the group: after the session timeout the group hands every
+//! partition to the second instance, commands keep completing; then the
+//! frozen one wakes (SIGCONT) as a zombie that still believes it owns its
+//! partitions, with commands already fetched, and may write stale
+//! decisions. Every acknowledged command still takes effect exactly once.
+//!
+//! The second instance joins after the freeze, as a replacement pod would.
+//! tansu 0.6.0 only hands a dead member's partitions over when a new member
+//! joins: when the frozen member was the leader of an existing generation it
+//! keeps the generation and the old assignment (Apache Kafka re-elects).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use foldline_contracts::envelope::headers;
+use foldline_testcontainers::replay::{read_topic, RawRecord};
 use foldline_testcontainers::wait::POLL_INTERVAL;
 use foldline_testcontainers::{Deadline, Deployment};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
 
 use crate::support::{
     binary, check_invariants, retry_until_acknowledged, send_all, wait_settled, Sent,
@@ -30,6 +41,106 @@ fn cancels_of(prefix: &str, placed: &[Sent]) -> Vec<Sent> {
         .filter_map(|command| command.order_id.as_deref())
         .map(|order_id| Sent::cancel(prefix, order_id))
         .collect()
+}
+
+/// `record` as a writer that decided its command again would have written
+/// it: the same bytes with another command id (same length, so the Avro
+/// encoding stays valid).
+fn with_command_id(record: &RawRecord, command_id: &str) -> RawRecord {
+    let original = String::from_utf8_lossy(
+        record
+            .header(headers::COMMAND_ID)
+            .expect("a command-id header"),
+    )
+    .into_owned();
+    assert_eq!(original.len(), command_id.len());
+    let swap = |bytes: &[u8]| -> Vec<u8> {
+        let mut bytes = bytes.to_vec();
+        let needle = original.as_bytes();
+        let mut index = 0;
+        while index + needle.len() <= bytes.len() {
+            if &bytes[index..index + needle.len()] == needle {
+                bytes[index..index + needle.len()].copy_from_slice(command_id.as_bytes());
+                index += needle.len();
+            } else {
+                index += 1;
+            }
+        }
+        bytes
+    };
+    RawRecord {
+        payload: record.payload.as_deref().map(swap),
+        headers: record
+            .headers
+            .iter()
+            .map(|(key, value)| (key.clone(), value.as_deref().map(swap)))
+            .collect(),
+        ..record.clone()
+    }
+}
+
+/// Appends what zombies write behind the owners' backs to `orders.events`:
+/// a placement and a cancel decided again under fresh command ids against
+/// versions their orders have left (stale decisions), and a byte copy of a
+/// settled record (a command decided twice). Returns the stale decisions'
+/// command ids and the copied record's.
+async fn forge_zombie_writes(deployment: &Deployment) -> (Vec<String>, String) {
+    let topic = deployment.topic("orders.events");
+    let records = read_topic(deployment.bootstrap_servers(), &topic)
+        .await
+        .expect("read orders.events");
+    let of_type = |record_type: &str| {
+        records
+            .iter()
+            .find(|record| record.header(headers::RECORD_TYPE) == Some(record_type.as_bytes()))
+            .unwrap_or_else(|| panic!("no {record_type} in {topic}"))
+            .clone()
+    };
+    let placed = of_type("foldline.orders.OrderPlaced");
+    let cancelled = of_type("foldline.orders.OrderCancelled");
+    let stale_ids = vec![
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    ];
+    let copied_id = String::from_utf8_lossy(
+        cancelled
+            .header(headers::COMMAND_ID)
+            .expect("a command-id header"),
+    )
+    .into_owned();
+    let forged = [
+        with_command_id(&placed, &stale_ids[0]),
+        with_command_id(&cancelled, &stale_ids[1]),
+        cancelled.clone(),
+    ];
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", deployment.bootstrap_servers())
+        .create()
+        .expect("a producer");
+    for record in &forged {
+        let mut record_headers = OwnedHeaders::new();
+        for (key, value) in &record.headers {
+            record_headers = record_headers.insert(Header {
+                key: key.as_str(),
+                value: value.as_deref(),
+            });
+        }
+        let mut message = FutureRecord::<[u8], [u8]>::to(&topic)
+            .partition(record.partition)
+            .headers(record_headers);
+        if let Some(key) = &record.key {
+            message = message.key(key.as_slice());
+        }
+        if let Some(payload) = &record.payload {
+            message = message.payload(payload.as_slice());
+        }
+        producer
+            .send(message, Duration::from_secs(30))
+            .await
+            .map_err(|(error, _)| error)
+            .expect("append a forged record");
+    }
+    (stale_ids, copied_id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,22 +169,10 @@ async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
         .wait_for_log(ASSIGNED, 1, Deadline::secs(60))
         .await
         .unwrap();
-    let mut second = deployment
-        .spawn_with(
-            "processor-2",
-            &["orders-processor"],
-            "store-processor-2",
-            SNAPSHOT_OFTEN,
-        )
-        .unwrap();
-    second
-        .wait_for_log(ASSIGNED, 1, Deadline::secs(60))
-        .await
-        .unwrap();
     let api = deployment.api().unwrap();
     let customers: Vec<String> = (0..10).map(|_| uuid::Uuid::new_v4().to_string()).collect();
 
-    // Phase 1: both processors own partitions and decide.
+    // Phase 1: processor 1 owns every partition and decides.
     let mut phase_one = send_all(
         &api,
         places(&prefix, 0..40, &customers),
@@ -84,8 +183,8 @@ async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
     wait_settled(&deployment, &api, &phase_one, Deadline::secs(60)).await;
     eprintln!("phase 1 settled after {:?}", started.elapsed());
 
-    // Phase 2: freeze processor 1 in the middle of a stream.
-    let assigned_before = second.log_count(ASSIGNED);
+    // Phase 2: freeze processor 1 in the middle of a stream; a second
+    // instance joins and takes its partitions over.
     let mut phase_two = places(&prefix, 40..100, &customers);
     phase_two.extend(cancels_of(&prefix, &phase_one));
     let acknowledged = Arc::new(AtomicUsize::new(0));
@@ -104,20 +203,30 @@ async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
     }
     first.pause().unwrap();
     let paused_at = Instant::now();
+    let mut second = deployment
+        .spawn_with(
+            "processor-2",
+            &["orders-processor"],
+            "store-processor-2",
+            SNAPSHOT_OFTEN,
+        )
+        .unwrap();
     let mut phase_two = stream.await.unwrap();
     retry_until_acknowledged(&api, &mut phase_two, Deadline::secs(30)).await;
-    // Completing needs the group to hand processor 1's partitions over.
+    // Completing needs the group to hand processor 2's partitions over.
     wait_settled(&deployment, &api, &phase_two, Deadline::secs(60)).await;
-    eprintln!(
-        "phase 2 settled {:?} after the freeze (processor 2 assignments: {} -> {})",
-        paused_at.elapsed(),
-        assigned_before,
-        second.log_count(ASSIGNED)
-    );
+    let taken_over = second
+        .log_text()
+        .lines()
+        .any(|line| line.contains(ASSIGNED) && line.contains("[0, 1, 2, 3, 4, 5]"));
     assert!(
-        second.log_count(ASSIGNED) > assigned_before,
-        "processor 2 never took over processor 1's partitions\n{}",
+        taken_over,
+        "processor 2 never owned every partition\n{}",
         second.report(40)
+    );
+    eprintln!(
+        "phase 2 settled {:?} after the freeze, processor 2 owning every partition",
+        paused_at.elapsed()
     );
 
     // Phase 3: wake the zombie while more commands flow.
@@ -144,6 +253,7 @@ async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
         );
         tokio::time::sleep(POLL_INTERVAL).await;
     }
+    let (stale_ids, copied_id) = forge_zombie_writes(&deployment).await;
     first.resume().unwrap();
     let mut phase_three = stream.await.unwrap();
     retry_until_acknowledged(&api, &mut phase_three, Deadline::secs(30)).await;
@@ -175,5 +285,25 @@ async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
         replay.records.len()
     );
     check_invariants(&api, &replay, &commands, &outcomes).await;
+    for stale_id in &stale_ids {
+        let forged = replay.records_of(stale_id);
+        assert!(
+            forged.len() == 1 && !forged[0].admitted,
+            "a stale decision was admitted or lost: {forged:?}"
+        );
+    }
+    let copies = replay.records_of(&copied_id);
+    assert!(
+        copies.len() == 2 && copies.iter().filter(|record| record.admitted).count() == 1,
+        "the copy of a settled record counted: {copies:?}"
+    );
+    for (name, process) in [("the zombie", &first), ("processor 2", &second)] {
+        let log = process.log_text();
+        eprintln!(
+            "{name} saw {} foreign writes and resynchronised {} times",
+            log.matches("event landed after a foreign write").count(),
+            log.matches("resynchronising from the log").count()
+        );
+    }
     eprintln!("zombie test took {:?}", started.elapsed());
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 use foldline_contracts::topology::TopicSpec;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 
@@ -68,6 +69,24 @@ pub fn group_consumer_config(kafka: &KafkaConfig, client_id: &str, group: &str) 
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false");
     config
+}
+
+/// Marks everything before `next_offset` as done, for the next commit: the
+/// committed offset is the next record to read.
+///
+/// Deliberately not `Consumer::store_offset`: that wraps librdkafka's legacy
+/// `rd_kafka_offset_store`, which stores `offset + 1` (it takes the offset of
+/// the last record *processed*); passing it a next offset silently skips a
+/// record on the next restart.
+pub fn store_next_offset<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    partition: i32,
+    next_offset: i64,
+) -> KafkaResult<()> {
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset(topic, partition, Offset::Offset(next_offset))?;
+    consumer.store_offsets(&offsets)
 }
 
 /// A consumer with no group, for reading a partition from an offset.

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::config::KafkaConfig;
 use crate::dlq::DeadLetters;
-use crate::kafka::{group_consumer_config, producer_config};
+use crate::kafka::{group_consumer_config, producer_config, store_next_offset};
 use crate::shutdown::Shutdown;
 use crate::store::{Checkpoint, RowKey, Store, StoreError, StoredRow, WriteBatch};
 
@@ -158,9 +158,12 @@ pub async fn run<P: Projection>(
             }
         }
         for checkpoint in &checkpoints {
-            if let Err(error) =
-                consumer.store_offset(&options.topic, checkpoint.partition, checkpoint.next_offset)
-            {
+            if let Err(error) = store_next_offset(
+                &consumer,
+                &options.topic,
+                checkpoint.partition,
+                checkpoint.next_offset,
+            ) {
                 tracing::warn!(%error, partition = checkpoint.partition, "cannot store projector offset");
             }
         }

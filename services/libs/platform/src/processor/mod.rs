@@ -25,7 +25,7 @@ pub use self::log::{AggregateSlot, PartitionLog};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::config::KafkaConfig;
 use crate::dlq::DeadLetters;
-use crate::kafka::{group_consumer_config, producer_config, reader_config};
+use crate::kafka::{group_consumer_config, producer_config, reader_config, store_next_offset};
 use crate::shutdown::Shutdown;
 use crate::store::{RowKey, Store, StoreError, StoredRow};
 
@@ -135,7 +135,7 @@ impl ConsumerContext for AssignmentLedger {
                     owned.remove(&element.partition());
                 }
             }
-            tracing::info!(topic = %self.topic, revoked = partitions.count(), "partitions revoked");
+            tracing::info!(topic = %self.topic, revoked = ?partition_numbers(partitions, &self.topic), "partitions revoked");
         }
     }
 
@@ -147,9 +147,17 @@ impl ConsumerContext for AssignmentLedger {
                     owned.insert(element.partition(), generation);
                 }
             }
-            tracing::info!(topic = %self.topic, assigned = partitions.count(), "partitions assigned");
+            tracing::info!(topic = %self.topic, assigned = ?partition_numbers(partitions, &self.topic), "partitions assigned");
         }
     }
+}
+
+fn partition_numbers(partitions: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    partitions
+        .elements_for_topic(topic)
+        .iter()
+        .map(|element| element.partition())
+        .collect()
 }
 
 struct OwnedPartition<S> {
@@ -243,13 +251,20 @@ pub async fn run<D: CommandDomain>(
             let Some(last_offset) = messages.last().map(|message| message.offset()) else {
                 continue;
             };
-            processor
+            let processed = processor
                 .process(partition, generation, messages, &shutdown)
                 .await?;
-            if consumer.context().generation(partition) == Some(generation) {
-                if let Err(error) =
-                    consumer.store_offset(&processor.topics.commands, partition, last_offset + 1)
-                {
+            // An interrupted batch is not done: its commands must be read
+            // again by whoever owns the partition next.
+            if processed == Processed::Done
+                && consumer.context().generation(partition) == Some(generation)
+            {
+                if let Err(error) = store_next_offset(
+                    &consumer,
+                    &processor.topics.commands,
+                    partition,
+                    last_offset + 1,
+                ) {
                     tracing::warn!(%error, partition, "cannot store command offset");
                 }
             }
@@ -315,11 +330,13 @@ impl<D: CommandDomain> Processor<D> {
         generation: u64,
         messages: Vec<OwnedMessage>,
         shutdown: &Shutdown,
-    ) -> Result<(), ProcessorError> {
+    ) -> Result<Processed, ProcessorError> {
         let mut pending = Vec::with_capacity(messages.len());
         for message in &messages {
-            if let Some(command) = self.read_command(message, shutdown).await {
-                pending.push(command);
+            match self.read_command(message, shutdown).await {
+                Read::Command(command) => pending.push(command),
+                Read::Parked => {}
+                Read::Interrupted => return Ok(Processed::Interrupted),
             }
         }
         let mut attempt: u32 = 0;
@@ -332,8 +349,8 @@ impl<D: CommandDomain> Processor<D> {
                 self.restore(partition, generation, shutdown).await?;
             }
             match self.settle(partition, &pending, shutdown).await {
-                Settlement::Done => return Ok(()),
-                Settlement::Stopped => return Ok(()),
+                Settlement::Done => return Ok(Processed::Done),
+                Settlement::Stopped => return Ok(Processed::Interrupted),
                 Settlement::LogMovedUnderUs => {
                     // Someone else wrote to the partition (a zombie or a new
                     // owner), or a delivery failed: our speculative state is
@@ -353,35 +370,33 @@ impl<D: CommandDomain> Processor<D> {
     }
 
     /// Reads one command record; poison goes to the dead-letter topic.
-    async fn read_command(
-        &self,
-        message: &OwnedMessage,
-        shutdown: &Shutdown,
-    ) -> Option<PendingCommand<D::Command>> {
+    async fn read_command(&self, message: &OwnedMessage, shutdown: &Shutdown) -> Read<D::Command> {
         let Some(payload) = message.payload() else {
             self.dead_letters
                 .park(message, "command record has no value")
                 .await;
-            return None;
+            return Read::Parked;
         };
-        let decoded = with_backoff!(
+        let Some(decoded) = with_backoff!(
             shutdown,
             "decode command",
             self.codec.decode(payload).await,
             CodecError::is_transient,
-        )?;
+        ) else {
+            return Read::Interrupted;
+        };
         let decoded = match decoded {
             Ok(decoded) => decoded,
             Err(error) => {
                 self.dead_letters.park(message, &error.to_string()).await;
-                return None;
+                return Read::Parked;
             }
         };
         let command = match self.domain.parse_command(decoded) {
             Ok(command) => command,
             Err(error) => {
                 self.dead_letters.park(message, &error).await;
-                return None;
+                return Read::Parked;
             }
         };
         let envelope = self.domain.command_envelope(&command);
@@ -391,9 +406,9 @@ impl<D: CommandDomain> Processor<D> {
             self.dead_letters
                 .park(message, "command key is not its aggregate id")
                 .await;
-            return None;
+            return Read::Parked;
         }
-        Some(PendingCommand { envelope, command })
+        Read::Command(PendingCommand { envelope, command })
     }
 
     async fn settle(
@@ -778,6 +793,22 @@ impl<D: CommandDomain> Processor<D> {
             .map_err(|error| read_error(error.to_string()))?;
         Ok(())
     }
+}
+
+/// What became of one command record.
+enum Read<C> {
+    Command(PendingCommand<C>),
+    /// Poison, now in the dead-letter topic: done with.
+    Parked,
+    /// Shutdown came first: not done with.
+    Interrupted,
+}
+
+/// Whether a batch is done with, so its offsets may be committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Processed {
+    Done,
+    Interrupted,
 }
 
 enum Settlement {
