@@ -61,6 +61,11 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, String>,
     /// librdkafka properties holding credentials (e.g. `sasl.password`).
     pub secret_properties: BTreeMap<String, Secret>,
+    /// How long a consumer's fetch may wait for data (`fetch.wait.max.ms`).
+    /// Kafka answers a waiting fetch as soon as data arrives, but not every
+    /// broker does (librdkafka's mock cluster and tansu hold it the full
+    /// time), and each hop of a command waits on one: keep it short.
+    pub fetch_wait_max_ms: u32,
 }
 
 impl Default for KafkaConfig {
@@ -71,6 +76,7 @@ impl Default for KafkaConfig {
             create_topics: true,
             properties: BTreeMap::new(),
             secret_properties: BTreeMap::new(),
+            fetch_wait_max_ms: 20,
         }
     }
 }
@@ -218,7 +224,19 @@ impl Config {
             let Some(path) = name.strip_prefix("FOLDLINE__") else {
                 continue;
             };
-            let key = path.to_ascii_lowercase().replace("__", ".");
+            let path = path.to_ascii_lowercase();
+            if let Some((map, property)) = librdkafka_property(&path) {
+                // Variable names cannot hold dots, librdkafka keys have no
+                // underscores: `..__PROPERTIES__SECURITY_PROTOCOL` is
+                // `security.protocol`, and its value is always a string.
+                let nested = BTreeMap::from([(
+                    "kafka",
+                    BTreeMap::from([(map, BTreeMap::from([(property, value)]))]),
+                )]);
+                figment = figment.merge(Serialized::globals(nested));
+                continue;
+            }
+            let key = path.replace("__", ".");
             let parsed: figment::value::Value = value
                 .parse()
                 .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
@@ -233,6 +251,19 @@ impl Config {
     pub fn prefixed(&self, name: &str) -> String {
         format!("{}{name}", self.kafka.topic_prefix)
     }
+}
+
+/// `kafka__properties__fetch_wait_max_ms` → `("properties", "fetch.wait.max.ms")`.
+fn librdkafka_property(path: &str) -> Option<(&'static str, String)> {
+    ["properties", "secret_properties"]
+        .into_iter()
+        .find_map(|map| {
+            path.strip_prefix("kafka__")?
+                .strip_prefix(map)?
+                .strip_prefix("__")
+                .map(|property| (map, property.replace('_', ".")))
+        })
+        .filter(|(_, property)| !property.is_empty())
 }
 
 #[cfg(test)]
@@ -302,6 +333,51 @@ mod tests {
 
         std::fs::write(&file, "[store]\nkind = \"cassandra-ish\"\n").unwrap();
         assert!(Config::load(Some(&file), Vec::new()).is_err());
+    }
+
+    #[test]
+    fn librdkafka_properties_come_from_the_environment_as_strings() {
+        let environment = vec![
+            (
+                "FOLDLINE__KAFKA__PROPERTIES__FETCH_WAIT_MAX_MS".to_owned(),
+                "10".to_owned(),
+            ),
+            (
+                "FOLDLINE__KAFKA__PROPERTIES__SECURITY_PROTOCOL".to_owned(),
+                "SASL_SSL".to_owned(),
+            ),
+            (
+                "FOLDLINE__KAFKA__SECRET_PROPERTIES__SASL_PASSWORD".to_owned(),
+                "hunter2".to_owned(),
+            ),
+        ];
+        let config = Config::load(None, environment).unwrap();
+        assert_eq!(
+            config
+                .kafka
+                .properties
+                .get("fetch.wait.max.ms")
+                .map(String::as_str),
+            Some("10")
+        );
+        assert_eq!(
+            config
+                .kafka
+                .properties
+                .get("security.protocol")
+                .map(String::as_str),
+            Some("SASL_SSL")
+        );
+        assert_eq!(
+            config
+                .kafka
+                .secret_properties
+                .get("sasl.password")
+                .map(Secret::expose),
+            Some("hunter2")
+        );
+        let empty = vec![("FOLDLINE__KAFKA__PROPERTIES__".to_owned(), "x".to_owned())];
+        assert!(Config::load(None, empty).is_err());
     }
 
     #[test]

@@ -25,11 +25,17 @@ pub enum KafkaSetupError {
 }
 
 /// The base client configuration every producer and consumer starts from.
-pub fn base_client_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+fn base_client_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.bootstrap_servers)
         .set("client.id", client_id);
+    config
+}
+
+/// The operator's librdkafka properties, applied last so they override
+/// every default set here.
+fn with_operator_properties(mut config: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
@@ -50,7 +56,7 @@ pub fn producer_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "1")
         .set("message.timeout.ms", "30000");
-    config
+    with_operator_properties(config, kafka)
 }
 
 /// A group consumer that commits only what the caller stored after its work
@@ -67,8 +73,23 @@ pub fn group_consumer_config(kafka: &KafkaConfig, client_id: &str, group: &str) 
         .set("heartbeat.interval.ms", "500")
         .set("max.poll.interval.ms", "30000")
         .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string());
+    with_operator_properties(config, kafka)
+}
+
+/// A consumer with no group, for reading a partition from an offset.
+pub fn reader_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut config = base_client_config(kafka, client_id);
     config
+        .set("group.id", format!("{client_id}-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string());
+    with_operator_properties(config, kafka)
 }
 
 /// Marks everything before `next_offset` as done, for the next commit: the
@@ -87,19 +108,6 @@ pub fn store_next_offset<C: ConsumerContext>(
     let mut offsets = TopicPartitionList::new();
     offsets.add_partition_offset(topic, partition, Offset::Offset(next_offset))?;
     consumer.store_offsets(&offsets)
-}
-
-/// A consumer with no group, for reading a partition from an offset.
-pub fn reader_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
-    let mut config = base_client_config(kafka, client_id);
-    config
-        .set("group.id", format!("{client_id}-reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "false");
-    config
 }
 
 /// Creates the topics that do not exist yet, through the admin API.
