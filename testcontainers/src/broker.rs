@@ -71,6 +71,13 @@ pub fn broker() -> anyhow::Result<&'static Tansu> {
     }
 }
 
+/// A broker of its own for one test, for what the shared one must not
+/// see (deleting topics: tansu 0.6.0 then loses other topics' metadata).
+/// It lives until the test process exits, like the shared one.
+pub fn dedicated_broker() -> anyhow::Result<&'static Tansu> {
+    Ok(Box::leak(Box::new(Tansu::start()?)))
+}
+
 impl Tansu {
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap_servers(&self) -> &str {

@@ -34,13 +34,26 @@ impl Deployment {
     /// Starts (or joins) the shared broker and reserves this test's names and
     /// ports. `binary` is the `foldline` executable under test.
     pub fn new(binary: impl Into<PathBuf>, test_name: &str) -> anyhow::Result<Deployment> {
+        Deployment::on_broker(binary, test_name, broker()?)
+    }
+
+    /// A deployment on a broker of its own (see [`crate::broker::dedicated_broker`]),
+    /// for tests that do to the broker what other tests must not see.
+    pub fn isolated(binary: impl Into<PathBuf>, test_name: &str) -> anyhow::Result<Deployment> {
+        Deployment::on_broker(binary, test_name, crate::broker::dedicated_broker()?)
+    }
+
+    fn on_broker(
+        binary: impl Into<PathBuf>,
+        test_name: &str,
+        broker: &'static Tansu,
+    ) -> anyhow::Result<Deployment> {
         let binary = binary.into();
         anyhow::ensure!(
             binary.is_file(),
             "the foldline binary {} does not exist",
             binary.display()
         );
-        let broker = broker()?;
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let prefix = format!("it{}-{test_name}-", &unique[..8]);
         let dir = tempfile::Builder::new()

@@ -87,6 +87,11 @@ impl FoldlineProcess {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// How the process ended, once it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// SIGKILL, then reap. No shutdown path runs: the crash case.
     pub fn kill9(&mut self) -> anyhow::Result<()> {
         if self.is_running() {

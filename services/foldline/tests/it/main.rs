@@ -7,8 +7,10 @@
 //! - [`flow`]: the HTTP API end to end, and the log read by a stock client.
 //! - [`crash`]: kill -9 of the command processor mid-stream.
 //! - [`zombie`]: a processor frozen past its session timeout, then woken.
+//! - [`replaced`]: the events topic replaced under a processor's snapshots.
 
 mod crash;
 mod flow;
+mod replaced;
 mod support;
 mod zombie;

@@ -657,22 +657,13 @@ impl<D: CommandDomain> Processor<D> {
             None => PartitionLog::empty(partition),
         };
         let (log_start, log_end) = self.watermarks(partition).await?;
-        if log.next_offset < log_start {
-            return Err(ProcessorError::LogTruncated {
-                topic: self.topics.events.clone(),
-                partition,
-                needed: log.next_offset,
-                log_start,
-            });
-        }
-        if log.next_offset > log_end {
-            return Err(ProcessorError::SnapshotAheadOfLog {
-                topic: self.topics.events.clone(),
-                partition,
-                snapshot: log.next_offset,
-                log_end,
-            });
-        }
+        check_restorable(
+            &self.topics.events,
+            partition,
+            log.next_offset,
+            log_start,
+            log_end,
+        )?;
         let from = log.next_offset;
         self.catch_up(&mut log, log_end, shutdown).await?;
         tracing::info!(
@@ -795,6 +786,37 @@ impl<D: CommandDomain> Processor<D> {
     }
 }
 
+/// Whether a fold that stopped before `next_offset` can continue on a log
+/// holding `[log_start, log_end)`: it cannot when records it needs are
+/// gone (truncated) or when the log is shorter than what was folded (the
+/// topic was replaced). Either way folding on would build a state the log
+/// does not imply, so the processor stops and says why.
+fn check_restorable(
+    topic: &str,
+    partition: i32,
+    next_offset: i64,
+    log_start: i64,
+    log_end: i64,
+) -> Result<(), ProcessorError> {
+    if next_offset < log_start {
+        return Err(ProcessorError::LogTruncated {
+            topic: topic.to_owned(),
+            partition,
+            needed: next_offset,
+            log_start,
+        });
+    }
+    if next_offset > log_end {
+        return Err(ProcessorError::SnapshotAheadOfLog {
+            topic: topic.to_owned(),
+            partition,
+            snapshot: next_offset,
+            log_end,
+        });
+    }
+    Ok(())
+}
+
 /// What became of one command record.
 enum Read<C> {
     Command(PendingCommand<C>),
@@ -864,4 +886,55 @@ pub fn record_headers(
         });
     }
     headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fold_continues_anywhere_inside_the_log() {
+        assert!(check_restorable("orders.events", 0, 0, 0, 0).is_ok());
+        assert!(check_restorable("orders.events", 0, 0, 0, 10).is_ok());
+        assert!(check_restorable("orders.events", 0, 7, 5, 10).is_ok());
+        assert!(check_restorable("orders.events", 0, 10, 5, 10).is_ok());
+    }
+
+    #[test]
+    fn a_log_truncated_below_the_snapshot_is_refused_loudly() {
+        let error = check_restorable("orders.events", 3, 4, 5, 10).unwrap_err();
+        assert!(matches!(
+            error,
+            ProcessorError::LogTruncated {
+                needed: 4,
+                log_start: 5,
+                partition: 3,
+                ..
+            }
+        ));
+        assert_eq!(
+            error.to_string(),
+            "the log of orders.events/3 no longer holds offset 4 (it starts at 5): refusing to fold a \
+             partial history"
+        );
+        // No snapshot and a truncated log: a fold from 0 is just as partial.
+        assert!(check_restorable("orders.events", 0, 0, 1, 10).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_ahead_of_the_log_is_refused_loudly() {
+        let error = check_restorable("orders.events", 2, 11, 0, 10).unwrap_err();
+        assert!(matches!(
+            error,
+            ProcessorError::SnapshotAheadOfLog {
+                snapshot: 11,
+                log_end: 10,
+                ..
+            }
+        ));
+        assert!(
+            error.to_string().contains("the log was replaced"),
+            "{error}"
+        );
+    }
 }
