@@ -9,8 +9,8 @@ use std::time::Instant;
 use foldline_testcontainers::{Deadline, Deployment};
 
 use crate::support::{
-    binary, check_invariants, retry_until_acknowledged, send_all, wait_settled, Kind, Sent,
-    SNAPSHOT_OFTEN,
+    binary, check_invariants, retry_until_acknowledged, send_all, spawn_gateway, spawn_processor,
+    wait_settled, Kind, Sent,
 };
 
 const FIRST_PLACES: usize = 100;
@@ -34,23 +34,8 @@ async fn a_processor_killed_mid_stream_loses_and_duplicates_nothing() {
     let started = Instant::now();
     let deployment = Deployment::new(binary(), "crash").unwrap();
     let prefix = deployment.prefix().to_owned();
-    let _gateway = deployment
-        .spawn_ready(
-            "gateway",
-            &["registry", "gateway", "orders-projector"],
-            "store-gateway",
-            Deadline::secs(60),
-        )
-        .await
-        .unwrap();
-    let mut processor = deployment
-        .spawn_with(
-            "processor",
-            &["orders-processor"],
-            "store-processor",
-            SNAPSHOT_OFTEN,
-        )
-        .unwrap();
+    let _gateway = spawn_gateway(&deployment).await;
+    let mut processor = spawn_processor(&deployment, "processor", "store-processor");
     let api = deployment.api().unwrap();
     let customers: Vec<String> = (0..10).map(|_| uuid::Uuid::new_v4().to_string()).collect();
 
@@ -100,14 +85,7 @@ async fn a_processor_killed_mid_stream_loses_and_duplicates_nothing() {
         "placements acknowledged while no processor runs",
     )
     .await;
-    let mut restarted = deployment
-        .spawn_with(
-            "processor",
-            &["orders-processor"],
-            "store-processor",
-            SNAPSHOT_OFTEN,
-        )
-        .unwrap();
+    let mut restarted = spawn_processor(&deployment, "processor", "store-processor");
     commands.extend(stream.await.unwrap());
 
     // Cancel every second acknowledged order.

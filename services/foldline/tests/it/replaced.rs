@@ -14,7 +14,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 
 use crate::support::{
-    binary, retry_until_acknowledged, send_all, wait_settled, Sent, SNAPSHOT_OFTEN,
+    binary, retry_until_acknowledged, send_all, spawn_gateway, spawn_processor, wait_settled, Sent,
 };
 
 /// Deletes `topic` and creates it again, empty, with `partitions`.
@@ -56,23 +56,8 @@ async fn a_processor_whose_log_was_replaced_refuses_to_fold() {
     // metadata: this test gets a broker of its own.
     let deployment = Deployment::isolated(binary(), "replaced").unwrap();
     let prefix = deployment.prefix().to_owned();
-    let mut gateway = deployment
-        .spawn_ready(
-            "gateway",
-            &["registry", "gateway", "orders-projector"],
-            "store-gateway",
-            Deadline::secs(60),
-        )
-        .await
-        .unwrap();
-    let mut processor = deployment
-        .spawn_with(
-            "processor",
-            &["orders-processor"],
-            "store-processor",
-            SNAPSHOT_OFTEN,
-        )
-        .unwrap();
+    let mut gateway = spawn_gateway(&deployment).await;
+    let mut processor = spawn_processor(&deployment, "processor", "store-processor");
     let api = deployment.api().unwrap();
     let customer = uuid::Uuid::new_v4().to_string();
 
@@ -96,24 +81,9 @@ async fn a_processor_whose_log_was_replaced_refuses_to_fold() {
     )
     .await;
 
-    let _gateway = deployment
-        .spawn_ready(
-            "gateway",
-            &["registry", "gateway", "orders-projector"],
-            "store-gateway",
-            Deadline::secs(60),
-        )
-        .await
-        .unwrap();
+    let _gateway = spawn_gateway(&deployment).await;
 
-    let mut restarted = deployment
-        .spawn_with(
-            "processor",
-            &["orders-processor"],
-            "store-processor",
-            SNAPSHOT_OFTEN,
-        )
-        .unwrap();
+    let mut restarted = spawn_processor(&deployment, "processor", "store-processor");
     let more: Vec<Sent> = (60..72)
         .map(|index| Sent::place(&prefix, index, &customer))
         .collect();

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use foldline_testcontainers::wait::POLL_INTERVAL;
-use foldline_testcontainers::{place_body, Api, CommandOptions, Deadline, Deployment, Replay};
+use foldline_testcontainers::{
+    place_body, Api, CommandOptions, Deadline, Deployment, FoldlineProcess, Replay,
+};
 use serde_json::Value;
 use tokio::task::JoinSet;
 
@@ -21,6 +23,27 @@ pub(crate) fn binary() -> &'static str {
 /// snapshot plus the log tail rather than from the log start.
 pub(crate) const SNAPSHOT_OFTEN: &[(&str, &str)] =
     &[("FOLDLINE__PROCESSOR__SNAPSHOT_EVERY_COMMANDS", "5")];
+
+/// The front process of every fault test: registry, gateway and the
+/// projector whose store the gateway reads. Ready when it returns.
+pub(crate) async fn spawn_gateway(deployment: &Deployment) -> FoldlineProcess {
+    deployment
+        .spawn_ready(
+            "gateway",
+            &["registry", "gateway", "orders-projector"],
+            "store-gateway",
+            Deadline::secs(60),
+        )
+        .await
+        .expect("the gateway process becomes ready")
+}
+
+/// A command processor named `name`, snapshotting often into `store`.
+pub(crate) fn spawn_processor(deployment: &Deployment, name: &str, store: &str) -> FoldlineProcess {
+    deployment
+        .spawn_with(name, &["orders-processor"], store, SNAPSHOT_OFTEN)
+        .expect("spawn a processor process")
+}
 
 /// Requests in flight at once while streaming commands.
 pub(crate) const CONCURRENCY: usize = 8;

@@ -23,8 +23,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
 use crate::support::{
-    binary, check_invariants, retry_until_acknowledged, send_all, wait_settled, Sent,
-    SNAPSHOT_OFTEN,
+    binary, check_invariants, retry_until_acknowledged, send_all, spawn_gateway, spawn_processor,
+    wait_settled, Sent,
 };
 
 const ASSIGNED: &str = "partitions assigned";
@@ -148,23 +148,8 @@ async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
     let started = Instant::now();
     let deployment = Deployment::new(binary(), "zombie").unwrap();
     let prefix = deployment.prefix().to_owned();
-    let _gateway = deployment
-        .spawn_ready(
-            "gateway",
-            &["registry", "gateway", "orders-projector"],
-            "store-gateway",
-            Deadline::secs(60),
-        )
-        .await
-        .unwrap();
-    let mut first = deployment
-        .spawn_with(
-            "processor-1",
-            &["orders-processor"],
-            "store-processor-1",
-            SNAPSHOT_OFTEN,
-        )
-        .unwrap();
+    let _gateway = spawn_gateway(&deployment).await;
+    let mut first = spawn_processor(&deployment, "processor-1", "store-processor-1");
     first
         .wait_for_log(ASSIGNED, 1, Deadline::secs(60))
         .await
@@ -203,14 +188,7 @@ async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
     }
     first.pause().unwrap();
     let paused_at = Instant::now();
-    let mut second = deployment
-        .spawn_with(
-            "processor-2",
-            &["orders-processor"],
-            "store-processor-2",
-            SNAPSHOT_OFTEN,
-        )
-        .unwrap();
+    let mut second = spawn_processor(&deployment, "processor-2", "store-processor-2");
     let mut phase_two = stream.await.unwrap();
     retry_until_acknowledged(&api, &mut phase_two, Deadline::secs(30)).await;
     // Completing needs the group to hand processor 2's partitions over.
