@@ -221,6 +221,8 @@ async fn serve_roles(
             bootstrap_servers: config.kafka.bootstrap_servers.clone(),
             topic: config.prefixed(&topology.registry.topic),
             client_id: "foldline-registry".to_owned(),
+            properties: config.kafka.properties.clone(),
+            secret_properties: config.kafka.secret_properties.clone(),
         })
         .await
         .context("start the schema registry")?;

@@ -253,6 +253,40 @@ async fn an_order_is_placed_read_listed_cancelled_and_refusals_are_problems() {
         .unwrap();
     assert_eq!(unknown_command.status, 404, "{unknown_command}");
     assert!(unknown_command.is_problem(), "{unknown_command}");
+    let wrong_type = api
+        .command(
+            "/v1/orders",
+            serde_json::json!({"customer_id": customer, "currency": "EUR",
+                "lines": [{"sku": "SKU-1", "quantity": "two", "unit_price": 1250}]})
+            .to_string(),
+            &CommandOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(wrong_type.status, 422, "{wrong_type}");
+    assert!(wrong_type.is_problem(), "{wrong_type}");
+    for query in ["limit=0", "limit=lots", "limit=100000", "cursor=%%%garbage"] {
+        let listed = api
+            .get(&format!("/v1/customers/{customer}/orders?{query}"))
+            .await
+            .unwrap();
+        assert_eq!(listed.status, 400, "{query}: {listed}");
+        assert!(listed.is_problem(), "{query}: {listed}");
+    }
+    // The server answers 413 without reading the body and closes the
+    // connection: a client of its own, so no pooled connection is reused.
+    let oversized = deployment
+        .api()
+        .unwrap()
+        .command(
+            "/v1/orders",
+            format!("{{\"customer_id\": \"{}\"}}", "x".repeat(1024 * 1024)),
+            &CommandOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(oversized.status, 413, "{oversized}");
+    assert!(oversized.is_problem(), "{oversized}");
 
     // A stock client reads the log: Confluent wire format, and the schema id
     // resolves through the registry's REST API.

@@ -294,6 +294,17 @@ fn reader_config(config: &RegistryConfig) -> ClientConfig {
         // writes fast everywhere for ~20 empty fetches a second.
         .set("fetch.wait.max.ms", "50")
         .set("topic.metadata.refresh.interval.ms", "10000");
+    with_operator_properties(client, config)
+}
+
+/// The operator's librdkafka properties override the defaults above.
+fn with_operator_properties(mut client: ClientConfig, config: &RegistryConfig) -> ClientConfig {
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    for (key, value) in &config.secret_properties {
+        client.set(key, value.expose());
+    }
     client
 }
 
@@ -312,7 +323,7 @@ fn writer_config(config: &RegistryConfig) -> ClientConfig {
             "message.timeout.ms",
             DELIVERY_TIMEOUT.as_millis().to_string(),
         );
-    client
+    with_operator_properties(client, config)
 }
 
 /// Reads the topic forever, folding each record into `state`, until every

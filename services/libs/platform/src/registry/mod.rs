@@ -49,6 +49,7 @@ mod log;
 mod record;
 mod state;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
@@ -65,6 +66,7 @@ use self::record::{
     SchemaValue,
 };
 use self::state::State;
+use crate::config::Secret;
 
 /// Where the registry keeps its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +78,10 @@ pub struct RegistryConfig {
     pub topic: String,
     /// Prefix of the Kafka `client.id`s this registry uses.
     pub client_id: String,
+    /// Extra librdkafka properties (security and the like), applied last.
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties holding credentials, applied last.
+    pub secret_properties: BTreeMap<String, Secret>,
 }
 
 /// A running registry instance. Cheap to clone; the Kafka clients and the

@@ -1,6 +1,7 @@
 //! The embedded schema registry against the mock broker: a stock Confluent
 //! client, the raw REST API, and several instances sharing one topic.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,8 @@ fn config(cluster: &Cluster, topic: &str, client_id: &str) -> RegistryConfig {
         bootstrap_servers: cluster.bootstrap_servers(),
         topic: topic.to_owned(),
         client_id: client_id.to_owned(),
+        properties: BTreeMap::new(),
+        secret_properties: BTreeMap::new(),
     }
 }
 
@@ -83,6 +86,10 @@ impl Instance {
             base,
             http: reqwest::Client::builder()
                 .no_proxy()
+                // A server answering 413 before reading the body closes the
+                // connection; a pooled client may already have reused it
+                // (IncompleteMessage). Every request gets its own.
+                .pool_max_idle_per_host(0)
                 .build()
                 .expect("http client"),
             _registry: registry,
@@ -778,6 +785,8 @@ async fn start_fails_clearly_without_a_usable_topic() {
         bootstrap_servers: cluster.bootstrap_servers(),
         topic: String::new(),
         client_id: "empty".to_owned(),
+        properties: BTreeMap::new(),
+        secret_properties: BTreeMap::new(),
     })
     .await
     .expect_err("empty topic name");
@@ -785,6 +794,15 @@ async fn start_fails_clearly_without_a_usable_topic() {
         matches!(error, RegistryError::InvalidConfig(_)),
         "{error:?}"
     );
+
+    let mut garbage = config(&cluster, &schemas_topic(&cluster, "garbage"), "garbage");
+    garbage
+        .properties
+        .insert("no.such.property".to_owned(), "1".to_owned());
+    let error = Registry::start(garbage)
+        .await
+        .expect_err("an unknown client property");
+    assert!(error.to_string().contains("no.such.property"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -798,6 +816,8 @@ async fn start_fails_clearly_when_brokers_are_unreachable() {
         bootstrap_servers: address.to_string(),
         topic: "_schemas".to_owned(),
         client_id: "unreachable".to_owned(),
+        properties: BTreeMap::new(),
+        secret_properties: BTreeMap::new(),
     })
     .await
     .expect_err("no broker");
