@@ -420,7 +420,7 @@ impl<D: CommandDomain> Processor<D> {
         let Some(owned) = self.partitions.get_mut(&partition) else {
             return Settlement::LogMovedUnderUs;
         };
-        let mut appended: Vec<(i64, String, Vec<u8>, OwnedHeaders)> = Vec::new();
+        let mut appended: Vec<Appended> = Vec::new();
         let mut decided_here: HashSet<&str> = HashSet::new();
         for PendingCommand { envelope, command } in pending {
             if owned.log.settled(&envelope.command_id).is_some()
@@ -466,30 +466,56 @@ impl<D: CommandDomain> Processor<D> {
             let metadata = self.domain.record_metadata(&record);
             let headers = record_headers(metadata, record_name, envelope.traceparent.as_deref());
             decided_here.insert(envelope.command_id.as_str());
-            appended.push((
+            appended.push(Appended {
                 expected_offset,
-                envelope.aggregate_id.clone(),
+                key: envelope.aggregate_id.clone(),
                 bytes,
                 headers,
-            ));
+            });
         }
 
-        // Enqueue in order (librdkafka keeps per-partition order with the
-        // idempotent producer), then check every record landed exactly where
-        // our fold assumed: then no foreign write interleaved and our
-        // decisions are the log's.
+        if !self.append_verified(partition, &appended).await {
+            return Settlement::LogMovedUnderUs;
+        }
+
+        let Some(owned) = self.partitions.get_mut(&partition) else {
+            return Settlement::LogMovedUnderUs;
+        };
+        owned.settled_since_snapshot += appended.len() as u64;
+        let outcomes: Vec<CommandOutcome> = pending
+            .iter()
+            .filter_map(|command| owned.log.settled(&command.envelope.command_id).cloned())
+            .collect();
+        if self.publish_outcomes(&outcomes, shutdown).await.is_none() {
+            return Settlement::Stopped;
+        }
+        self.maybe_snapshot(partition).await;
+        Settlement::Done
+    }
+
+    /// Appends a batch's records to `D.events[partition]` and reports
+    /// whether every one landed exactly where the fold assumed: then no
+    /// foreign write interleaved and our decisions are the log's (rule 4).
+    ///
+    /// The transactional seam: on a broker with transactions, this step,
+    /// `publish_outcomes` and the command offset the loop stores afterwards
+    /// become one transaction (begin, send, `send_offsets_to_transaction`,
+    /// commit), and a fenced producer answers `false` here. See design.md.
+    async fn append_verified(&self, partition: i32, appended: &[Appended]) -> bool {
+        // Enqueue in order: librdkafka keeps per-partition order with the
+        // idempotent producer.
         let mut deliveries = Vec::with_capacity(appended.len());
-        for (expected_offset, key, bytes, headers) in &appended {
-            let record = FutureRecord::to(&self.topics.events)
+        for record in appended {
+            let message = FutureRecord::to(&self.topics.events)
                 .partition(partition)
-                .key(key.as_str())
-                .payload(bytes.as_slice())
-                .headers(headers.clone());
-            match self.producer.send_result(record) {
-                Ok(delivery) => deliveries.push((*expected_offset, delivery)),
+                .key(record.key.as_str())
+                .payload(record.bytes.as_slice())
+                .headers(record.headers.clone());
+            match self.producer.send_result(message) {
+                Ok(delivery) => deliveries.push((record.expected_offset, delivery)),
                 Err((error, _)) => {
                     tracing::warn!(%error, partition, "cannot enqueue event");
-                    return Settlement::LogMovedUnderUs;
+                    return false;
                 }
             }
         }
@@ -514,23 +540,7 @@ impl<D: CommandDomain> Processor<D> {
                 Err(_) => verified = false,
             }
         }
-        if !verified {
-            return Settlement::LogMovedUnderUs;
-        }
-
-        let Some(owned) = self.partitions.get_mut(&partition) else {
-            return Settlement::LogMovedUnderUs;
-        };
-        owned.settled_since_snapshot += appended.len() as u64;
-        let outcomes: Vec<CommandOutcome> = pending
-            .iter()
-            .filter_map(|command| owned.log.settled(&command.envelope.command_id).cloned())
-            .collect();
-        if self.publish_outcomes(&outcomes, shutdown).await.is_none() {
-            return Settlement::Stopped;
-        }
-        self.maybe_snapshot(partition).await;
-        Settlement::Done
+        verified
     }
 
     async fn publish_outcomes(
@@ -815,6 +825,14 @@ fn check_restorable(
         });
     }
     Ok(())
+}
+
+/// A decided record, encoded, with the offset its fold assumed.
+struct Appended {
+    expected_offset: i64,
+    key: String,
+    bytes: Vec<u8>,
+    headers: OwnedHeaders,
 }
 
 /// What became of one command record.
