@@ -71,9 +71,13 @@ pub fn broker() -> anyhow::Result<&'static Tansu> {
     }
 }
 
-/// A broker of its own for one test, for what the shared one must not
-/// see (deleting topics: tansu 0.6.0 then loses other topics' metadata).
-/// It lives until the test process exits, like the shared one.
+/// A broker of its own for one test, for what the shared one cannot give
+/// (an empty cluster under names already in use). It lives until the test
+/// process exits, like the shared one.
+///
+/// Not for deleting topics: tansu 0.6.0 then upsets other topics'
+/// metadata, sometimes refuses to create the topic again (`Unknown`), and
+/// librdkafka clients subscribed to it crash.
 pub fn dedicated_broker() -> anyhow::Result<&'static Tansu> {
     Ok(Box::leak(Box::new(Tansu::start()?)))
 }

@@ -37,10 +37,20 @@ impl Deployment {
         Deployment::on_broker(binary, test_name, broker()?)
     }
 
-    /// A deployment on a broker of its own (see [`crate::broker::dedicated_broker`]),
-    /// for tests that do to the broker what other tests must not see.
-    pub fn isolated(binary: impl Into<PathBuf>, test_name: &str) -> anyhow::Result<Deployment> {
-        Deployment::on_broker(binary, test_name, crate::broker::dedicated_broker()?)
+    /// `original`'s names (topic prefix, consumer groups) on a fresh broker
+    /// of its own: the same deployment moved to a cluster that does not
+    /// hold its history. Ports and directory are new.
+    pub fn moved_to_empty_cluster(
+        original: &Deployment,
+        test_name: &str,
+    ) -> anyhow::Result<Deployment> {
+        let mut moved = Deployment::on_broker(
+            original.binary.clone(),
+            test_name,
+            crate::broker::dedicated_broker()?,
+        )?;
+        moved.prefix = original.prefix.clone();
+        Ok(moved)
     }
 
     fn on_broker(

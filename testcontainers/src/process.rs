@@ -106,6 +106,26 @@ impl FoldlineProcess {
         Ok(())
     }
 
+    /// SIGTERM, then wait for the exit: the orderly shutdown path.
+    pub async fn terminate(
+        &mut self,
+        deadline: Deadline,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        self.signal("-TERM")?;
+        loop {
+            if let Some(status) = self.exit_status() {
+                return Ok(status);
+            }
+            anyhow::ensure!(
+                !deadline.passed(),
+                "{} did not exit within {:?} of SIGTERM",
+                self.name,
+                deadline.budget()
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
     /// SIGSTOP: the process freezes mid-whatever (GC pause, VM stall), keeps
     /// its sockets and wakes later believing nothing happened.
     pub fn pause(&mut self) -> anyhow::Result<()> {

@@ -29,10 +29,29 @@ async fn wait_count(counter: &AtomicUsize, target: usize, deadline: Deadline, wh
     }
 }
 
+/// How the first processor goes away mid-stream.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// SIGKILL: no shutdown path runs.
+    Kill,
+    /// SIGTERM: the processor drains, commits what it finished, and exits;
+    /// a batch it was interrupted in must be read again by its successor.
+    Terminate,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_killed_mid_stream_loses_and_duplicates_nothing() {
+    stop_mid_stream(Stop::Kill, "crash").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_stopped_mid_stream_loses_and_duplicates_nothing() {
+    stop_mid_stream(Stop::Terminate, "sigterm").await;
+}
+
+async fn stop_mid_stream(stop: Stop, name: &str) {
     let started = Instant::now();
-    let deployment = Deployment::new(binary(), "crash").unwrap();
+    let deployment = Deployment::new(binary(), name).unwrap();
     let prefix = deployment.prefix().to_owned();
     let _gateway = spawn_gateway(&deployment).await;
     let mut processor = spawn_processor(&deployment, "processor", "store-processor");
@@ -75,8 +94,17 @@ async fn a_processor_killed_mid_stream_loses_and_duplicates_nothing() {
         "placements acknowledged before the kill",
     )
     .await;
-    processor.kill9().unwrap();
-    eprintln!("killed the processor after {:?}", started.elapsed());
+    match stop {
+        Stop::Kill => processor.kill9().unwrap(),
+        Stop::Terminate => {
+            let status = processor.terminate(Deadline::secs(30)).await.unwrap();
+            assert!(status.success(), "{status}\n{}", processor.report(40));
+        }
+    }
+    eprintln!(
+        "{stop:?}: the processor stopped after {:?}",
+        started.elapsed()
+    );
     // The gateway keeps accepting with no processor alive.
     wait_count(
         &second_acknowledged,
@@ -130,5 +158,5 @@ async fn a_processor_killed_mid_stream_loses_and_duplicates_nothing() {
             .any(|field| field.starts_with("from=") && field != "from=0")),
         "no partition restored from a snapshot: {restores:#?}"
     );
-    eprintln!("crash test took {:?}", started.elapsed());
+    eprintln!("{stop:?} test took {:?}", started.elapsed());
 }

@@ -5,9 +5,11 @@
 //! its temp dir.
 //!
 //! - [`flow`]: the HTTP API end to end, and the log read by a stock client.
-//! - [`crash`]: kill -9 of the command processor mid-stream.
+//! - [`crash`]: kill -9 (and SIGTERM) of the command processor mid-stream.
 //! - [`zombie`]: a processor frozen past its session timeout, then woken.
 //! - [`replaced`]: the events topic replaced under a processor's snapshots.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crash;
 mod flow;

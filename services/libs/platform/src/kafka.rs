@@ -110,6 +110,16 @@ pub fn store_next_offset<C: ConsumerContext>(
     consumer.store_offsets(&offsets)
 }
 
+/// Commits what was stored, before leaving the group. "Nothing stored
+/// since the last auto-commit" is not a failure.
+pub fn commit_stored_offsets<C: ConsumerContext>(consumer: &impl Consumer<C>, what: &str) {
+    match consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+        Ok(()) => {}
+        Err(rdkafka::error::KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(error) => tracing::warn!(%error, what, "cannot commit offsets at shutdown"),
+    }
+}
+
 /// Creates the topics that do not exist yet, through the admin API.
 pub async fn create_topics(
     kafka: &KafkaConfig,

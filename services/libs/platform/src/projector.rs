@@ -22,7 +22,9 @@ use tokio::sync::watch;
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::config::KafkaConfig;
 use crate::dlq::DeadLetters;
-use crate::kafka::{group_consumer_config, producer_config, store_next_offset};
+use crate::kafka::{
+    commit_stored_offsets, group_consumer_config, producer_config, store_next_offset,
+};
 use crate::shutdown::Shutdown;
 use crate::store::{Checkpoint, RowKey, Store, StoreError, StoredRow, WriteBatch};
 
@@ -174,9 +176,7 @@ pub async fn run<P: Projection>(
             }
         });
     }
-    if let Err(error) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
-        tracing::warn!(%error, "cannot commit projector offsets at shutdown");
-    }
+    commit_stored_offsets(&consumer, "projector offsets");
     tracing::info!(projector = %options.name, "projector stopped");
     Ok(())
 }

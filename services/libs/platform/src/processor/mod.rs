@@ -25,7 +25,9 @@ pub use self::log::{AggregateSlot, PartitionLog};
 use crate::codec::{Codec, CodecError, Decoded};
 use crate::config::KafkaConfig;
 use crate::dlq::DeadLetters;
-use crate::kafka::{group_consumer_config, producer_config, reader_config, store_next_offset};
+use crate::kafka::{
+    commit_stored_offsets, group_consumer_config, producer_config, reader_config, store_next_offset,
+};
 use crate::shutdown::Shutdown;
 use crate::store::{RowKey, Store, StoreError, StoredRow};
 
@@ -270,9 +272,7 @@ pub async fn run<D: CommandDomain>(
             }
         }
     }
-    if let Err(error) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
-        tracing::warn!(%error, "cannot commit command offsets at shutdown");
-    }
+    commit_stored_offsets(&consumer, "command offsets");
     tracing::info!("command processor stopped");
     Ok(())
 }
