@@ -7,12 +7,14 @@
 //! - [`flow`]: the HTTP API end to end, and the log read by a stock client.
 //! - [`crash`]: kill -9 (and SIGTERM) of the command processor mid-stream.
 //! - [`zombie`]: a processor frozen past its session timeout, then woken.
+//! - [`poison`]: garbage on the consumed topics is parked, partitions move on.
 //! - [`replaced`]: the events topic replaced under a processor's snapshots.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crash;
 mod flow;
+mod poison;
 mod replaced;
 mod support;
 mod zombie;

@@ -34,6 +34,9 @@ pub enum CodecError {
     WrongShape { record: String, reason: String },
 }
 
+/// How long an unknown schema id is retried before its record is poison.
+const UNKNOWN_SCHEMA_GRACE: Duration = Duration::from_secs(5);
+
 impl CodecError {
     /// Whether retrying the same bytes can succeed (the registry was down)
     /// rather than the bytes being poison.
@@ -171,21 +174,39 @@ impl Codec {
                 "missing the confluent wire-format header".to_owned(),
             ));
         }
-        match self.decoder.decode(Some(bytes)).await {
-            Ok(result) => {
-                let record_name = result.name.map(|name| name.fullname(None)).ok_or_else(|| {
-                    CodecError::Undecodable("writer schema is not a named record".to_owned())
-                })?;
-                Ok(Decoded {
-                    record_name,
-                    value: result.value,
-                })
+        let started = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.decoder.decode(Some(bytes)).await {
+                Ok(result) => {
+                    let record_name =
+                        result.name.map(|name| name.fullname(None)).ok_or_else(|| {
+                            CodecError::Undecodable(
+                                "writer schema is not a named record".to_owned(),
+                            )
+                        })?;
+                    return Ok(Decoded {
+                        record_name,
+                        value: result.value,
+                    });
+                }
+                Err(error) if error.retriable => {
+                    self.decoder.remove_errors_from_cache();
+                    return Err(CodecError::RegistryUnavailable(error.error));
+                }
+                // A registry replica that has not replayed `_schemas` up to
+                // a schema registered elsewhere answers 404 for a valid id:
+                // the id gets a grace period before the bytes count as
+                // poison (skipping a real event would corrupt every fold).
+                Err(error)
+                    if error.error.contains("404") && started.elapsed() < UNKNOWN_SCHEMA_GRACE =>
+                {
+                    self.decoder.remove_errors_from_cache();
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => return Err(CodecError::Undecodable(error.error)),
             }
-            Err(error) if error.retriable => {
-                self.decoder.remove_errors_from_cache();
-                Err(CodecError::RegistryUnavailable(error.error))
-            }
-            Err(error) => Err(CodecError::Undecodable(error.error)),
         }
     }
 }
