@@ -56,8 +56,9 @@ pub struct Tansu {
     directory: PathBuf,
     log: PathBuf,
     watchdog: Mutex<Child>,
-    /// Held open for the life of the process: its closing stops the broker.
-    _lifeline: ChildStdin,
+    /// Held open for the life of the process: its closing (or a line
+    /// written to it) stops the broker.
+    lifeline: Mutex<ChildStdin>,
 }
 
 static BROKER: OnceLock<Result<Tansu, String>> = OnceLock::new();
@@ -103,6 +104,25 @@ impl Tansu {
             .lock()
             .map(|mut child| matches!(child.try_wait(), Ok(None)))
             .unwrap_or(false)
+    }
+
+    /// Kills the broker (SIGKILL, through its watchdog) and waits until it
+    /// is gone: the outage case. Only for a [`dedicated_broker`].
+    pub fn stop(&self) -> anyhow::Result<()> {
+        {
+            let mut lifeline = self
+                .lifeline
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the broker's lifeline is poisoned"))?;
+            std::io::Write::write_all(&mut *lifeline, b"stop\n")
+                .context("cannot signal the broker's watchdog")?;
+        }
+        let deadline = Deadline::secs(30);
+        while self.is_running() {
+            anyhow::ensure!(!deadline.passed(), "the broker did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     fn start() -> anyhow::Result<Tansu> {
@@ -158,7 +178,7 @@ impl Tansu {
             directory,
             log,
             watchdog: Mutex::new(child),
-            _lifeline: lifeline,
+            lifeline: Mutex::new(lifeline),
         };
         tansu.wait_until_serving(Deadline::secs(30))?;
         Ok(tansu)

@@ -37,6 +37,11 @@ impl Deployment {
         Deployment::on_broker(binary, test_name, broker()?)
     }
 
+    /// A deployment on a broker of its own, for tests that stop the broker.
+    pub fn isolated(binary: impl Into<PathBuf>, test_name: &str) -> anyhow::Result<Deployment> {
+        Deployment::on_broker(binary, test_name, crate::broker::dedicated_broker()?)
+    }
+
     /// `original`'s names (topic prefix, consumer groups) on a fresh broker
     /// of its own: the same deployment moved to a cluster that does not
     /// hold its history. Ports and directory are new.

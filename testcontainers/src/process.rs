@@ -111,14 +111,27 @@ impl FoldlineProcess {
         &mut self,
         deadline: Deadline,
     ) -> anyhow::Result<std::process::ExitStatus> {
-        self.signal("-TERM")?;
+        self.send_terminate()?;
+        self.wait_exit(deadline).await
+    }
+
+    /// SIGTERM, without waiting.
+    pub fn send_terminate(&self) -> anyhow::Result<()> {
+        self.signal("-TERM")
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(
+        &mut self,
+        deadline: Deadline,
+    ) -> anyhow::Result<std::process::ExitStatus> {
         loop {
             if let Some(status) = self.exit_status() {
                 return Ok(status);
             }
             anyhow::ensure!(
                 !deadline.passed(),
-                "{} did not exit within {:?} of SIGTERM",
+                "{} did not exit within {:?}",
                 self.name,
                 deadline.budget()
             );

@@ -20,7 +20,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(app::main(cli)) {
+    let result = runtime.block_on(app::main(cli));
+    // Kafka clients still closing on blocking threads (a broker outage can
+    // hold them for minutes) must not hold the exit past the drain deadline.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // The one place a fatal error is reported: the whole chain, once.

@@ -2,10 +2,10 @@
 //! running every role against the real broker; then the log read back with
 //! a stock Kafka client and the registry's own REST API.
 
-use foldline_testcontainers::{place_body, read_topic, CommandOptions, Deadline, Deployment};
+use foldline_testcontainers::{place_body, read_topic, CommandOptions, Deployment};
 use serde_json::Value;
 
-use crate::support::binary;
+use crate::support::{binary, spawn_platform};
 
 fn order_id_of(item: &Value) -> Option<&str> {
     item.get("order_id")
@@ -16,15 +16,7 @@ fn order_id_of(item: &Value) -> Option<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_is_placed_read_listed_cancelled_and_refusals_are_problems() {
     let deployment = Deployment::new(binary(), "flow").unwrap();
-    let _platform = deployment
-        .spawn_ready(
-            "platform",
-            &["registry", "gateway", "orders"],
-            "store",
-            Deadline::secs(60),
-        )
-        .await
-        .unwrap();
+    let _platform = spawn_platform(&deployment).await;
     let api = deployment.api().unwrap();
     let customer = uuid::Uuid::new_v4().to_string();
     let body = place_body(&customer, "EUR", &[("SKU-1", 2, 1250)]);

@@ -24,6 +24,19 @@ pub(crate) fn binary() -> &'static str {
 pub(crate) const SNAPSHOT_OFTEN: &[(&str, &str)] =
     &[("FOLDLINE__PROCESSOR__SNAPSHOT_EVERY_COMMANDS", "5")];
 
+/// Every role in one process (registry, gateway, orders), ready.
+pub(crate) async fn spawn_platform(deployment: &Deployment) -> FoldlineProcess {
+    deployment
+        .spawn_ready(
+            "platform",
+            &["registry", "gateway", "orders"],
+            "store",
+            Deadline::secs(60),
+        )
+        .await
+        .expect("the platform process becomes ready")
+}
+
 /// The front process of every fault test: registry, gateway and the
 /// projector whose store the gateway reads. Ready when it returns.
 pub(crate) async fn spawn_gateway(deployment: &Deployment) -> FoldlineProcess {

@@ -120,6 +120,16 @@ pub fn commit_stored_offsets<C: ConsumerContext>(consumer: &impl Consumer<C>, wh
     }
 }
 
+/// Runs `close` (a final commit, leaving the group, dropping clients: all
+/// blocking librdkafka calls that wait on the broker) on a blocking thread,
+/// so a broker outage cannot stall the async workers during shutdown: the
+/// caller's drain deadline must stay able to fire.
+pub async fn close_off_the_runtime(close: impl FnOnce() + Send + 'static) {
+    if tokio::task::spawn_blocking(close).await.is_err() {
+        tracing::warn!("closing kafka clients panicked");
+    }
+}
+
 /// Creates the topics that do not exist yet, through the admin API.
 pub async fn create_topics(
     kafka: &KafkaConfig,

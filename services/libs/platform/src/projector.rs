@@ -23,7 +23,8 @@ use crate::codec::{Codec, CodecError, Decoded};
 use crate::config::KafkaConfig;
 use crate::dlq::DeadLetters;
 use crate::kafka::{
-    commit_stored_offsets, group_consumer_config, producer_config, store_next_offset,
+    close_off_the_runtime, commit_stored_offsets, group_consumer_config, producer_config,
+    store_next_offset,
 };
 use crate::shutdown::Shutdown;
 use crate::store::{Checkpoint, RowKey, Store, StoreError, StoredRow, WriteBatch};
@@ -176,7 +177,11 @@ pub async fn run<P: Projection>(
             }
         });
     }
-    commit_stored_offsets(&consumer, "projector offsets");
+    close_off_the_runtime(move || {
+        commit_stored_offsets(&consumer, "projector offsets");
+        drop(consumer);
+    })
+    .await;
     tracing::info!(projector = %options.name, "projector stopped");
     Ok(())
 }

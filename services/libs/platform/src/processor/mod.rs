@@ -26,7 +26,8 @@ use crate::codec::{Codec, CodecError, Decoded};
 use crate::config::KafkaConfig;
 use crate::dlq::DeadLetters;
 use crate::kafka::{
-    commit_stored_offsets, group_consumer_config, producer_config, reader_config, store_next_offset,
+    close_off_the_runtime, commit_stored_offsets, group_consumer_config, producer_config,
+    reader_config, store_next_offset,
 };
 use crate::shutdown::Shutdown;
 use crate::store::{RowKey, Store, StoreError, StoredRow};
@@ -272,7 +273,12 @@ pub async fn run<D: CommandDomain>(
             }
         }
     }
-    commit_stored_offsets(&consumer, "command offsets");
+    close_off_the_runtime(move || {
+        commit_stored_offsets(&consumer, "command offsets");
+        drop(consumer);
+        drop(processor);
+    })
+    .await;
     tracing::info!("command processor stopped");
     Ok(())
 }
