@@ -1,10 +1,35 @@
 //! Given/when/then testing of a [`Decider`].
 //!
-//! ```ignore
-//! TestHarness::<Order>::given([placed])
-//!     .at(Timestamp(1_000))
-//!     .when(cancel)
-//!     .then(cancelled);
+//! ```
+//! use foldline_eventsourcing::harness::TestHarness;
+//! use foldline_eventsourcing::{Decider, DecisionContext, Timestamp};
+//!
+//! /// A light switch that refuses to be switched on twice.
+//! struct Switch;
+//!
+//! impl Decider for Switch {
+//!     type State = bool;
+//!     type Command = ();
+//!     type Event = i64; // switched on at this instant
+//!     type Rejection = String;
+//!
+//!     fn decide(on: &bool, _: &(), context: &DecisionContext) -> Result<i64, String> {
+//!         if *on {
+//!             Err("already on".to_owned())
+//!         } else {
+//!             Ok(context.now.0)
+//!         }
+//!     }
+//!
+//!     fn evolve(_: bool, _: &i64) -> bool {
+//!         true
+//!     }
+//! }
+//!
+//! TestHarness::<Switch>::given([]).at(Timestamp(1_000)).when(()).then(1_000);
+//! TestHarness::<Switch>::given([1_000])
+//!     .when(())
+//!     .then_rejected("already on".to_owned());
 //! ```
 
 use std::fmt::Debug;
