@@ -174,7 +174,8 @@ impl Codec {
                 "missing the confluent wire-format header".to_owned(),
             ));
         }
-        let started = tokio::time::Instant::now();
+        // Set at the first 404 only: the common path reads no clock.
+        let mut grace_ends: Option<tokio::time::Instant> = None;
         let mut delay = Duration::from_millis(100);
         loop {
             match self.decoder.decode(Some(bytes)).await {
@@ -199,7 +200,10 @@ impl Codec {
                 // the id gets a grace period before the bytes count as
                 // poison (skipping a real event would corrupt every fold).
                 Err(error)
-                    if error.error.contains("404") && started.elapsed() < UNKNOWN_SCHEMA_GRACE =>
+                    if error.error.contains("404")
+                        && *grace_ends.get_or_insert_with(|| {
+                            tokio::time::Instant::now() + UNKNOWN_SCHEMA_GRACE
+                        }) > tokio::time::Instant::now() =>
                 {
                     self.decoder.remove_errors_from_cache();
                     tokio::time::sleep(delay).await;

@@ -1,6 +1,7 @@
 //! Kafka plumbing shared by every loop: client configuration, topic
 //! creation, and the embedded (in-process) broker.
 
+use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, Secret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
@@ -34,12 +35,16 @@ fn base_client_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
 }
 
 /// The operator's librdkafka properties, applied last so they override
-/// every default set here.
-fn with_operator_properties(mut config: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
-    for (key, value) in &kafka.properties {
+/// every default a client configuration sets.
+pub(crate) fn with_operator_properties(
+    mut config: ClientConfig,
+    properties: &BTreeMap<String, String>,
+    secret_properties: &BTreeMap<String, Secret>,
+) -> ClientConfig {
+    for (key, value) in properties {
         config.set(key, value);
     }
-    for (key, value) in &kafka.secret_properties {
+    for (key, value) in secret_properties {
         config.set(key, value.expose());
     }
     config
@@ -56,7 +61,7 @@ pub fn producer_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "1")
         .set("message.timeout.ms", "30000");
-    with_operator_properties(config, kafka)
+    with_operator_properties(config, &kafka.properties, &kafka.secret_properties)
 }
 
 /// A group consumer that commits only what the caller stored after its work
@@ -75,7 +80,7 @@ pub fn group_consumer_config(kafka: &KafkaConfig, client_id: &str, group: &str) 
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string());
-    with_operator_properties(config, kafka)
+    with_operator_properties(config, &kafka.properties, &kafka.secret_properties)
 }
 
 /// A consumer with no group, for reading a partition from an offset.
@@ -89,7 +94,7 @@ pub fn reader_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string());
-    with_operator_properties(config, kafka)
+    with_operator_properties(config, &kafka.properties, &kafka.secret_properties)
 }
 
 /// Marks everything before `next_offset` as done, for the next commit: the

@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::state::{decode, Applied, LogRecord, Rejection, State};
 use super::{RegistryConfig, RegistryError};
+use crate::kafka::with_operator_properties;
 
 /// How long start-up waits for cluster metadata before calling the brokers
 /// unreachable.
@@ -294,18 +295,7 @@ fn reader_config(config: &RegistryConfig) -> ClientConfig {
         // writes fast everywhere for ~20 empty fetches a second.
         .set("fetch.wait.max.ms", "50")
         .set("topic.metadata.refresh.interval.ms", "10000");
-    with_operator_properties(client, config)
-}
-
-/// The operator's librdkafka properties override the defaults above.
-fn with_operator_properties(mut client: ClientConfig, config: &RegistryConfig) -> ClientConfig {
-    for (key, value) in &config.properties {
-        client.set(key, value);
-    }
-    for (key, value) in &config.secret_properties {
-        client.set(key, value.expose());
-    }
-    client
+    with_operator_properties(client, &config.properties, &config.secret_properties)
 }
 
 /// An idempotent, acks=all producer; `murmur2_random` matches the Java
@@ -323,7 +313,7 @@ fn writer_config(config: &RegistryConfig) -> ClientConfig {
             "message.timeout.ms",
             DELIVERY_TIMEOUT.as_millis().to_string(),
         );
-    with_operator_properties(client, config)
+    with_operator_properties(client, &config.properties, &config.secret_properties)
 }
 
 /// Reads the topic forever, folding each record into `state`, until every
