@@ -5,11 +5,12 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use foldline_contracts::envelope::CommandMetadata;
 use foldline_contracts::orders::{OrderLine, OrdersCommandRecord, PlaceOrder};
 use foldline_orders::domain::OrderState;
-use foldline_orders::processing::{decide_record, OrdersDomain};
+use foldline_orders::OrdersWire;
+use foldline_platform::domain::{decide_record, ValidCommand};
 use foldline_platform::processor::PartitionLog;
 
-fn place(command: u128) -> OrdersCommandRecord {
-    OrdersCommandRecord::Place(PlaceOrder {
+fn place(command: u128) -> ValidCommand<OrdersCommandRecord> {
+    let record = OrdersCommandRecord::Place(PlaceOrder {
         metadata: CommandMetadata {
             command_id: uuid::Uuid::from_u128(command).to_string(),
             correlation_id: uuid::Uuid::from_u128(command).to_string(),
@@ -28,22 +29,25 @@ fn place(command: u128) -> OrdersCommandRecord {
                 unit_price: 1250,
             })
             .collect(),
-    })
+    });
+    ValidCommand::validate(record).expect("the bench command is valid")
 }
 
 fn benches(criterion: &mut Criterion) {
     let command = place(1);
     criterion.bench_function("decide PlaceOrder (5 lines)", |bench| {
-        bench.iter(|| decide_record(&OrderState::default(), 0, std::hint::black_box(&command)))
+        bench.iter(|| {
+            decide_record::<OrdersWire>(&OrderState::default(), 0, std::hint::black_box(&command))
+        })
     });
     let records: Vec<_> = (0..1_000)
-        .map(|index| decide_record(&OrderState::default(), 0, &place(index)))
+        .map(|index| decide_record::<OrdersWire>(&OrderState::default(), 0, &place(index)))
         .collect();
     criterion.bench_function("fold 1000 records through the gate", |bench| {
         bench.iter(|| {
             let mut log = PartitionLog::<OrderState>::empty(0);
             for (offset, record) in records.iter().enumerate() {
-                log.fold(&OrdersDomain, record, offset as i64);
+                log.fold(&OrdersWire, record, offset as i64);
             }
             log
         })

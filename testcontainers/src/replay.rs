@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use foldline_contracts::envelope::CommandOutcome;
-use foldline_contracts::orders::OrdersEventRecord;
+use foldline_contracts::record::EventRecord;
 use foldline_orders::domain::OrderState;
-use foldline_orders::processing::OrdersDomain;
-use foldline_orders::projection::{
-    order_key, outcome_key, read_order_row, CommandOutcomeRow, OrderRow, OrdersProjection,
-};
+use foldline_orders::projection::{order_key, read_order_row, OrderRow};
+use foldline_orders::{OrdersProjection, OrdersWire, DOMAIN};
 use foldline_platform::codec::Codec;
+use foldline_platform::domain::LogRecord;
+use foldline_platform::gated::{outcome_key, CommandOutcomeRow, GatedProjection};
 use foldline_platform::processor::{AggregateSlot, PartitionLog};
 use foldline_platform::projector::{CurrentRows, Projection};
 use foldline_platform::store::{RowKey, StoredRow};
@@ -277,7 +277,9 @@ impl Replay {
 
     /// The `order_by_id` row the projection computes.
     pub fn projected_order(&self, order_id: &str) -> Option<OrderRow> {
-        self.rows.get(&order_key(order_id)).and_then(read_order_row)
+        self.rows
+            .get(&order_key(order_id))
+            .and_then(|row| read_order_row(row).ok())
     }
 
     /// The `command_outcomes` row the projection computes.
@@ -332,22 +334,22 @@ pub async fn replay_orders_events(
                 continue;
             }
         };
-        let metadata = event.metadata().clone();
+        let metadata = event.wire.metadata().clone();
         let settled_before = log.settled(&metadata.command_id).is_some();
-        let verdict = log.fold(&OrdersDomain, &event, record.offset);
+        let verdict = log.fold(&OrdersWire, &event, record.offset);
         let admitted = !settled_before
             && log.settled(&metadata.command_id).is_some_and(|outcome| {
                 outcome.event_offset == record.offset && outcome.event_partition == record.partition
             });
-        project(&mut replay.rows, &event, record.partition, record.offset);
+        project(&mut replay.rows, &event, record.partition, record.offset)?;
         replay.records.push(ReplayedRecord {
             partition: record.partition,
             offset: record.offset,
-            record_name: event.record_name().to_owned(),
+            record_name: event.wire.record_name().to_owned(),
             command_id: metadata.command_id,
             aggregate_id: metadata.aggregate_id,
             aggregate_version: metadata.aggregate_version,
-            is_rejection: event.is_rejection(),
+            is_rejection: event.wire.rejection().is_some(),
             admitted,
             verdict: format!("{verdict:?}"),
         });
@@ -355,7 +357,7 @@ pub async fn replay_orders_events(
     Ok(replay)
 }
 
-async fn decode(codec: &Codec, payload: &[u8]) -> Result<OrdersEventRecord, String> {
+async fn decode(codec: &Codec, payload: &[u8]) -> Result<LogRecord<OrdersWire>, String> {
     let mut attempts = 0;
     let decoded = loop {
         match codec.decode(payload).await {
@@ -367,18 +369,18 @@ async fn decode(codec: &Codec, payload: &[u8]) -> Result<OrdersEventRecord, Stri
             Err(error) => return Err(error.to_string()),
         }
     };
-    foldline_orders::wire::event_record_from_avro(&decoded.record_name, &decoded.value)
+    LogRecord::parse(&decoded).map_err(|error| error.to_string())
 }
 
 /// Applies one record like the projector loop: read the rows it asks for,
 /// write its upserts unless the stored row reflects a later position.
 fn project(
     rows: &mut HashMap<RowKey, StoredRow>,
-    event: &OrdersEventRecord,
+    event: &LogRecord<OrdersWire>,
     partition: i32,
     offset: i64,
-) {
-    let projection = OrdersProjection;
+) -> anyhow::Result<()> {
+    let projection = GatedProjection::new(DOMAIN, OrdersProjection);
     let current: CurrentRows = projection
         .rows_to_read(event)
         .into_iter()
@@ -387,7 +389,10 @@ fn project(
             (key, row)
         })
         .collect();
-    for (key, row) in projection.project(event, partition, offset, &current) {
+    let upserts = projection
+        .project(event, partition, offset, &current)
+        .with_context(|| format!("project partition {partition} offset {offset}"))?;
+    for (key, row) in upserts {
         let newer_stored = rows
             .get(&key)
             .is_some_and(|existing| existing.position >= row.position);
@@ -395,6 +400,7 @@ fn project(
             rows.insert(key, row);
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,33 +1,51 @@
-//! Wiring: which roles run, on what, until when.
+//! The wiring: which roles run, on what, until when. A library, so tests
+//! start the whole platform in-process (port 0) and stop it; `main.rs`
+//! only parses flags and calls [`main`].
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use foldline_contracts::topology::{TopicSpec, Topology};
 use foldline_gateway::outcomes::Outcomes;
-use foldline_gateway::GatewayState;
-use foldline_orders::service::{self as orders, OrdersTopics};
+use foldline_gateway::{DomainEdge, GatewayState};
 use foldline_platform::codec::Codec;
 use foldline_platform::config::{Config, StoreKind};
 use foldline_platform::kafka::{self, EmbeddedBroker};
 use foldline_platform::registry::{self, Registry, RegistryConfig};
-use foldline_platform::shutdown;
+use foldline_platform::service::{DomainTopics, RoleContext};
+use foldline_platform::shutdown::{self, ShutdownTrigger};
 use foldline_platform::store::Store;
 use foldline_platform::{projector, telemetry};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::cli::{Cli, Command, Role, TopologyAction};
+use crate::cli::{Cli, Command, TopologyAction};
+use crate::roles::{domains, DomainPart, Role};
 
-pub(crate) async fn main(cli: Cli) -> anyhow::Result<()> {
+/// How long roles get to finish after the stop signal.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The binary's entry: load configuration once, then run the command.
+pub async fn main(cli: Cli) -> anyhow::Result<()> {
     let config =
         Config::load(cli.config.as_deref(), std::env::vars()).context("load configuration")?;
     telemetry::init(&config.telemetry).context("initialise telemetry")?;
     let topology = Topology::embedded().context("read the topology")?;
     match cli.command.unwrap_or(Command::Up) {
-        Command::Up => up(config, topology).await,
-        Command::Run { roles } => run(config, topology, roles).await,
+        Command::Up => {
+            let running = start_embedded(config, topology).await?;
+            println!("{}", running.banner());
+            running.run_until(wait_for_signal()).await
+        }
+        Command::Run { roles } => {
+            let running = start(config, topology, &roles).await?;
+            tracing::info!(roles = ?roles.iter().map(Role::to_string).collect::<Vec<_>>(), "foldline started");
+            running.run_until(wait_for_signal()).await
+        }
         Command::Topology { action } => {
             topology_command(&config, &topology, action.unwrap_or(TopologyAction::Print)).await
         }
@@ -82,54 +100,137 @@ async fn topology_command(
     }
 }
 
-/// `foldline up`: everything, in one process, on the embedded default.
-async fn up(mut config: Config, topology: Topology) -> anyhow::Result<()> {
+/// A started platform: its addresses, and its roles running until stopped.
+#[derive(Debug)]
+pub struct Running {
+    /// Where the gateway listens, when this process runs it.
+    pub gateway: Option<SocketAddr>,
+    /// Where the schema registry listens, when this process runs it.
+    pub registry: Option<SocketAddr>,
+    pub bootstrap_servers: String,
+    trigger: ShutdownTrigger,
+    tasks: JoinSet<anyhow::Result<()>>,
+    /// Kept alive while the roles run (the embedded default only).
+    broker: Option<EmbeddedBroker>,
+}
+
+impl Running {
+    /// What `foldline up` prints once it is ready.
+    pub fn banner(&self) -> String {
+        let show = |address: Option<SocketAddr>| {
+            address.map_or_else(
+                || "not running".to_owned(),
+                |address| format!("http://{address}"),
+            )
+        };
+        format!(
+            "Foldline is up (embedded default: every service in this process)\n\
+             \x20 gateway   {gateway}\n\
+             \x20 registry  {registry}  (Confluent-compatible schema registry)\n\
+             \x20 kafka     {kafka}  (librdkafka mock cluster)\n\
+             \x20 broker:   {limits}\n\
+             \x20 store:    in memory, lives exactly as long as the embedded log\n\
+             Stop with Ctrl-C.",
+            gateway = show(self.gateway),
+            registry = show(self.registry),
+            kafka = self.bootstrap_servers,
+            limits = EmbeddedBroker::LIMITS,
+        )
+    }
+
+    /// Runs until `stop` resolves or a role stops on its own (an error:
+    /// roles run until told to stop), then drains every role for at most
+    /// the drain deadline.
+    pub async fn run_until(mut self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let mut outcome = Ok(());
+        tokio::select! {
+            () = stop => tracing::info!("stopping on request"),
+            finished = self.tasks.join_next() => {
+                if let Some(result) = finished {
+                    outcome = flatten(result);
+                    if outcome.is_ok() {
+                        outcome = Err(anyhow::anyhow!("a role stopped unexpectedly"));
+                    }
+                }
+            }
+        }
+        self.trigger.trigger();
+        let tasks = &mut self.tasks;
+        let drain = async {
+            while let Some(result) = tasks.join_next().await {
+                if let Err(error) = flatten(result) {
+                    tracing::warn!(error = format!("{error:#}"), "role failed while stopping");
+                }
+            }
+        };
+        if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
+            tracing::warn!(
+                deadline_s = DRAIN_DEADLINE.as_secs(),
+                "roles did not stop within the drain deadline"
+            );
+        }
+        drop(self.broker.take());
+        outcome
+    }
+}
+
+/// `foldline up`: every role in one process on the embedded default: the
+/// mock cluster, the embedded registry and the in-memory store.
+pub async fn start_embedded(mut config: Config, topology: Topology) -> anyhow::Result<Running> {
     let specs = prefixed_specs(&config, &topology);
     let broker = EmbeddedBroker::start(&specs).context("start the embedded broker")?;
     config.kafka.bootstrap_servers = broker.bootstrap_servers().to_owned();
     config.kafka.create_topics = false;
     // The store must not outlive the log it folds: both live in memory.
     config.store.kind = StoreKind::Memory;
-    config.registry.url = format!("http://{}", config.registry_server.listen);
-    let banner = format!(
-        "Foldline is up (embedded default: every service in this process)\n\
-         \x20 gateway   http://{gateway}\n\
-         \x20 registry  http://{registry}  (Confluent-compatible schema registry)\n\
-         \x20 kafka     {kafka}  (librdkafka mock cluster)\n\
-         \x20 broker:   {limits}\n\
-         \x20 store:    in memory, lives exactly as long as the embedded log\n\
-         Stop with Ctrl-C.",
-        gateway = config.gateway.listen,
-        registry = config.registry_server.listen,
-        kafka = broker.bootstrap_servers(),
-        limits = EmbeddedBroker::LIMITS,
-    );
-    let roles = [Role::Registry, Role::Orders, Role::Gateway];
-    let result = serve_roles(config, topology, &roles, Some(banner)).await;
-    drop(broker);
-    result
+    let mut roles = vec![Role::Registry, Role::Gateway];
+    roles.extend(domains().iter().map(|domain| Role::Domain {
+        name: domain.service.name().to_owned(),
+        part: DomainPart::All,
+    }));
+    let mut running = serve_roles(config, topology, &roles, RegistryUrl::FromListener).await?;
+    running.broker = Some(broker);
+    Ok(running)
 }
 
-async fn run(config: Config, topology: Topology, roles: Vec<Role>) -> anyhow::Result<()> {
+/// `foldline run <roles>`: chosen roles against the configured broker,
+/// registry and store, creating topics first when configured to.
+pub async fn start(config: Config, topology: Topology, roles: &[Role]) -> anyhow::Result<Running> {
     if config.kafka.create_topics {
-        let specs = prefixed_specs(&config, &topology);
-        let mut delay = Duration::from_millis(200);
-        let mut attempts = 0;
-        // A broker that is still starting is normal in a deployment: retry a while.
-        loop {
-            match kafka::create_topics(&config.kafka, &specs).await {
-                Ok(()) => break,
-                Err(error) if attempts < 10 => {
-                    attempts += 1;
-                    tracing::warn!(%error, attempts, "cannot create topics yet, retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(error) => return Err(error).context("create topics"),
+        create_topics_when_the_broker_is_up(&config, &topology).await?;
+    }
+    serve_roles(config, topology, roles, RegistryUrl::FromConfig).await
+}
+
+async fn create_topics_when_the_broker_is_up(
+    config: &Config,
+    topology: &Topology,
+) -> anyhow::Result<()> {
+    let specs = prefixed_specs(config, topology);
+    let mut delay = Duration::from_millis(200);
+    let mut attempts = 0;
+    // A broker that is still starting is normal in a deployment: retry a while.
+    loop {
+        match kafka::create_topics(&config.kafka, &specs).await {
+            Ok(()) => return Ok(()),
+            Err(error) if attempts < 10 => {
+                attempts += 1;
+                tracing::warn!(%error, attempts, "cannot create topics yet, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
+            Err(error) => return Err(error).context("create topics"),
         }
     }
-    serve_roles(config, topology, &roles, None).await
+}
+
+/// Where this process's registry clients find the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RegistryUrl {
+    /// The configured URL (a deployment's registry service).
+    FromConfig,
+    /// The registry role of this very process, wherever it bound.
+    FromListener,
 }
 
 async fn bind(address: SocketAddr, what: &str, variable: &str) -> anyhow::Result<TcpListener> {
@@ -178,44 +279,62 @@ async fn register_schemas(
 }
 
 async fn serve_roles(
-    config: Config,
+    mut config: Config,
     topology: Topology,
     roles: &[Role],
-    banner: Option<String>,
-) -> anyhow::Result<()> {
-    let (trigger, shutdown) = shutdown::channel();
-    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    registry_url: RegistryUrl,
+) -> anyhow::Result<Running> {
+    let domains = domains();
+    for domain in &domains {
+        domain.service.check_against(&topology).with_context(|| {
+            format!(
+                "check domain {} against the topology",
+                domain.service.name()
+            )
+        })?;
+    }
     let has = |role: Role| roles.contains(&role);
-    let run_processor = has(Role::Orders) || has(Role::OrdersProcessor);
-    let run_projector = has(Role::Orders) || has(Role::OrdersProjector);
-    let orders_topics =
-        OrdersTopics::resolve(&config, &topology).context("resolve the orders topics")?;
+    let runs = |domain: &str, part: DomainPart| roles.iter().any(|role| role.runs(domain, part));
 
     // Bind every listener first, so a taken port fails start-up immediately.
-    let registry_listener = if has(Role::Registry) {
-        Some(
+    let registry_listener = match has(Role::Registry) {
+        true => Some(
             bind(
                 config.registry_server.listen,
                 "schema registry",
                 "FOLDLINE__REGISTRY_SERVER__LISTEN",
             )
             .await?,
-        )
-    } else {
-        None
+        ),
+        false => None,
     };
-    let gateway_listener = if has(Role::Gateway) {
-        Some(
+    let gateway_listener = match has(Role::Gateway) {
+        true => Some(
             bind(
                 config.gateway.listen,
                 "gateway",
                 "FOLDLINE__GATEWAY__LISTEN",
             )
             .await?,
-        )
-    } else {
-        None
+        ),
+        false => None,
     };
+    let registry_address = registry_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("read the schema registry's address")?;
+    let gateway_address = gateway_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("read the gateway's address")?;
+    if let (RegistryUrl::FromListener, Some(address)) = (registry_url, registry_address) {
+        config.registry.url = format!("http://{address}");
+    }
+
+    let (trigger, shutdown) = shutdown::channel();
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     if let Some(listener) = registry_listener {
         let registry = Registry::start(RegistryConfig {
             bootstrap_servers: config.kafka.bootstrap_servers.clone(),
@@ -236,58 +355,99 @@ async fn serve_roles(
 
     let codec = Codec::new(&config.registry.url).context("configure the schema registry client")?;
     register_schemas(&config, &topology, &codec).await?;
-    let needs_store = has(Role::Gateway) || run_processor || run_projector;
-    let store = if needs_store {
-        Some(open_store(&config)?)
-    } else {
-        None
+    let runs_any_domain = domains.iter().any(|domain| {
+        let name = domain.service.name();
+        runs(name, DomainPart::Processor) || runs(name, DomainPart::Projectors)
+    });
+    let store = match has(Role::Gateway) || runs_any_domain {
+        true => Some(open_store(&config)?),
+        false => None,
     };
 
-    if let (true, Some(store)) = (run_processor, &store) {
-        let (config, topics, codec, store, stop) = (
-            config.clone(),
-            orders_topics.clone(),
-            codec.clone(),
-            store.clone(),
-            shutdown.clone(),
-        );
-        tasks.spawn(async move {
-            orders::run_processor(&config, &topics, codec, store, stop)
-                .await
-                .context("run the orders command processor")
-        });
-    }
-    let mut watermarks = None;
-    if let (true, Some(store)) = (run_projector, &store) {
-        let (handle, marks) = projector::watermarks();
-        watermarks = Some(marks);
-        let (config, topics, codec, store, stop) = (
-            config.clone(),
-            orders_topics.clone(),
-            codec.clone(),
-            store.clone(),
-            shutdown.clone(),
-        );
-        tasks.spawn(async move {
-            orders::run_projector(&config, &topics, codec, store, handle, stop)
-                .await
-                .context("run the orders projector")
-        });
+    let config = Arc::new(config);
+    let topology = Arc::new(topology);
+    let mut edges = BTreeMap::new();
+    if let Some(store) = &store {
+        let context = RoleContext {
+            config: Arc::clone(&config),
+            topology: Arc::clone(&topology),
+            codec: codec.clone(),
+            store: store.clone(),
+            shutdown: shutdown.clone(),
+        };
+        for domain in &domains {
+            let service = &domain.service;
+            let name = service.name();
+            if runs(name, DomainPart::Processor) {
+                let processor = service.run_processor(context.clone());
+                tasks.spawn(async move {
+                    processor
+                        .await
+                        .with_context(|| format!("run the {name} command processor"))
+                });
+            }
+            let mut watermarks = None;
+            if runs(name, DomainPart::Projectors) {
+                for projection in service.projection_names() {
+                    let (handle, marks) = projector::watermarks();
+                    // The gateway waits on the domain's first projection:
+                    // the one its routes read.
+                    watermarks.get_or_insert(marks);
+                    let Some(projector) =
+                        service.run_projection(projection, context.clone(), handle)
+                    else {
+                        continue;
+                    };
+                    tasks.spawn(async move {
+                        projector
+                            .await
+                            .with_context(|| format!("run the {name} projector {projection}"))
+                    });
+                }
+            }
+            let topics = DomainTopics::resolve(&config, &topology, name)
+                .with_context(|| format!("resolve the topics of {name}"))?;
+            edges.insert(
+                name.to_owned(),
+                (
+                    topics,
+                    DomainEdge {
+                        noun: domain.edge.noun,
+                        collection: domain.edge.collection,
+                        commands_topic: String::new(),
+                        watermarks,
+                    },
+                ),
+            );
+        }
     }
     if let (Some(listener), Some(store)) = (gateway_listener, &store) {
+        let outcome_topics: Vec<(String, i32)> = edges
+            .values()
+            .map(|(topics, _)| (topics.outcomes.clone(), topics.partitions))
+            .collect();
         let outcomes = Outcomes::start(
             &config.kafka,
-            orders_topics.topics.outcomes.clone(),
-            orders_topics.partitions,
+            &outcome_topics,
             codec.clone(),
             shutdown.clone(),
         )
-        .context("follow the orders outcomes")?;
+        .context("follow the command outcomes")?;
         let producer = kafka::producer_config(&config.kafka, "foldline-gateway")
             .create()
             .context("create the gateway producer")?;
+        let served = edges
+            .into_iter()
+            .map(|(name, (topics, edge))| {
+                let edge = DomainEdge {
+                    commands_topic: topics.commands,
+                    ..edge
+                };
+                (name, edge)
+            })
+            .collect();
         let state = GatewayState {
-            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
                 config.gateway.concurrency_limit,
             )),
             config: config.gateway.clone(),
@@ -295,10 +455,10 @@ async fn serve_roles(
             codec: codec.clone(),
             store: store.clone(),
             outcomes,
-            watermarks,
-            orders_commands_topic: orders_topics.topics.commands.clone(),
+            domains: Arc::new(served),
         };
-        let router = foldline_gateway::router(state);
+        let declarations: Vec<_> = domains.iter().map(|domain| domain.edge).collect();
+        let router = foldline_gateway::router(state, &declarations);
         let stop = shutdown.clone();
         tasks.spawn(async move {
             foldline_gateway::serve(listener, router, stop.wait())
@@ -309,45 +469,22 @@ async fn serve_roles(
     if tasks.is_empty() {
         bail!("no role to run");
     }
-    match banner {
-        Some(banner) => println!("{banner}"),
-        None => tracing::info!(?roles, "foldline started"),
-    }
-
-    let mut outcome = Ok(());
-    tokio::select! {
-        () = wait_for_signal() => tracing::info!("stopping on signal"),
-        finished = tasks.join_next() => {
-            if let Some(result) = finished {
-                outcome = flatten(result);
-                if outcome.is_ok() {
-                    outcome = Err(anyhow::anyhow!("a role stopped unexpectedly"));
-                }
-            }
-        }
-    }
-    trigger.trigger();
-    let drain = async {
-        while let Some(result) = tasks.join_next().await {
-            if let Err(error) = flatten(result) {
-                tracing::warn!(error = format!("{error:#}"), "role failed while stopping");
-            }
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(15), drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!("roles did not stop within 15s");
-    }
-    outcome
+    Ok(Running {
+        gateway: gateway_address,
+        registry: registry_address,
+        bootstrap_servers: config.kafka.bootstrap_servers.clone(),
+        trigger,
+        tasks,
+        broker: None,
+    })
 }
 
 fn flatten(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
     result.context("join a role task")?
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn wait_for_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -2,27 +2,31 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+use crate::roles::Role;
 
 #[derive(Debug, Parser)]
 #[command(name = "foldline", version, about = "Event-sourced commerce on Kafka")]
-pub(crate) struct Cli {
+pub struct Cli {
     /// A TOML configuration file; FOLDLINE__SECTION__KEY variables override it.
     #[arg(long, global = true, env = "FOLDLINE_CONFIG")]
-    pub(crate) config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
-    pub(crate) command: Option<Command>,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum Command {
+pub enum Command {
     /// Every service in one process on the embedded default (the default command).
     Up,
     /// Run roles against an external broker, registry and store.
     Run {
-        /// Roles to run in this process.
-        #[arg(required = true, value_enum)]
+        /// Roles to run in this process: gateway, registry, and for each
+        /// domain `<domain>` (processor and projectors), `<domain>-processor`
+        /// or `<domain>-projector`.
+        #[arg(required = true, value_parser = parse_role)]
         roles: Vec<Role>,
     },
     /// Show or apply the topic topology.
@@ -32,22 +36,12 @@ pub(crate) enum Command {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Role {
-    /// The HTTP API.
-    Gateway,
-    /// The schema registry (Confluent-compatible REST API on `_schemas`).
-    Registry,
-    /// The orders command processor and projector.
-    Orders,
-    /// Only the orders command processor.
-    OrdersProcessor,
-    /// Only the orders projector.
-    OrdersProjector,
+fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse::<Role>().map_err(|error| error.to_string())
 }
 
 #[derive(Clone, Copy, Debug, Subcommand)]
-pub(crate) enum TopologyAction {
+pub enum TopologyAction {
     /// Print topics, partitions and configs (the default).
     Print,
     /// Create missing topics through the admin API.
@@ -57,6 +51,7 @@ pub(crate) enum TopologyAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::roles::DomainPart;
 
     #[test]
     fn no_arguments_means_up() {
@@ -67,11 +62,19 @@ mod tests {
     #[test]
     fn roles_parse_and_garbage_is_refused() {
         let cli = Cli::try_parse_from(["foldline", "run", "gateway", "orders-processor"]).unwrap();
+        let processor = Role::Domain {
+            name: "orders".to_owned(),
+            part: DomainPart::Processor,
+        };
         assert!(
-            matches!(cli.command, Some(Command::Run { ref roles }) if roles == &[Role::Gateway, Role::OrdersProcessor])
+            matches!(cli.command, Some(Command::Run { ref roles }) if roles == &[Role::Gateway, processor])
         );
         assert!(Cli::try_parse_from(["foldline", "run"]).is_err());
-        assert!(Cli::try_parse_from(["foldline", "run", "payments-ish"]).is_err());
+        let error = Cli::try_parse_from(["foldline", "run", "payments-ish"]).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown role payments-ish"),
+            "{error}"
+        );
         assert!(Cli::try_parse_from(["foldline", "--bogus"]).is_err());
     }
 }

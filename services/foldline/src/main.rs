@@ -1,15 +1,12 @@
-//! `foldline`: the one binary. It parses flags, loads configuration once,
-//! and hands over to [`foldline::app`]; everything else lives in libraries.
+//! `foldline`: the one binary. It parses flags and hands over to
+//! [`foldline::app::main`]; everything else lives in libraries.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-mod app;
-mod cli;
-
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = foldline::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -20,7 +17,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(app::main(cli));
+    let result = runtime.block_on(foldline::app::main(cli));
     // Kafka clients still closing on blocking threads (a broker outage can
     // hold them for minutes) must not hold the exit past the drain deadline.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

@@ -1,20 +1,30 @@
-//! The gateway: a thin HTTP edge over the command and read sides.
+//! The gateway: a thin HTTP edge over the command and read sides of every
+//! domain.
 //!
 //! # Layout
 //! - [`problem`]: RFC 9457 problem details, the only error shape.
-//! - [`outcomes`]: follows `D.outcomes` so requests can wait for their command.
-//! - [`orders`]: the orders routes: validate → command → produce; reads from
-//!   the projection store.
+//! - [`http`]: request plumbing every route shares (JSON bodies, path ids,
+//!   `Prefer: wait`, paging cursors) and [`GatewayError`](http::GatewayError),
+//!   the one mapping of internal failures to problem+json.
+//! - [`idempotency`]: `Idempotency-Key` → the same command id, every replica.
+//! - [`commands`]: submit a command, wait for its outcome, answer; and
+//!   `GET /v1/commands/{id}` for any domain.
+//! - [`outcomes`]: follows every domain's `D.outcomes` so requests can wait.
 //! - [`time`]: RFC 3339 rendering of log timestamps.
 //!
-//! Nothing here decides anything: validation uses the pure domain, the
-//! decision happens in the orders processor, reads come from projections.
+//! Domain routes live in their domain crates and plug in through an
+//! [`EdgeDeclaration`]. Nothing here decides anything: validation uses the
+//! pure domain, the decision happens in the domain's processor, reads come
+//! from projections.
 
-pub mod orders;
+pub mod commands;
+pub mod http;
+pub mod idempotency;
 pub mod outcomes;
 pub mod problem;
 pub mod time;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +32,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use foldline_platform::codec::Codec;
 use foldline_platform::config::GatewayConfig;
@@ -31,8 +41,53 @@ use foldline_platform::store::Store;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::Semaphore;
 
+use crate::http::GatewayError;
 use crate::outcomes::Outcomes;
 use crate::problem::Problem;
+
+/// What a domain crate declares to the edge: its routes and how clients
+/// name its aggregates.
+#[derive(Clone, Copy)]
+pub struct EdgeDeclaration {
+    /// The domain's name in the topology.
+    pub domain: &'static str,
+    /// What clients call one aggregate: `order` gives `order_id` and
+    /// `order_version` fields in command views.
+    pub noun: &'static str,
+    /// The collection path; one aggregate lives at `{collection}/{id}`.
+    pub collection: &'static str,
+    pub routes: fn() -> Router<GatewayState>,
+}
+
+impl std::fmt::Debug for EdgeDeclaration {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("EdgeDeclaration")
+            .field("domain", &self.domain)
+            .field("collection", &self.collection)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One served domain, as the running gateway knows it.
+#[derive(Clone, Debug)]
+pub struct DomainEdge {
+    pub noun: &'static str,
+    pub collection: &'static str,
+    pub commands_topic: String,
+    /// The domain projector's progress when it runs in this process.
+    pub watermarks: Option<Watermarks>,
+}
+
+impl DomainEdge {
+    pub fn id_field(&self) -> String {
+        format!("{}_id", self.noun)
+    }
+
+    pub fn version_field(&self) -> String {
+        format!("{}_version", self.noun)
+    }
+}
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
@@ -42,10 +97,17 @@ pub struct GatewayState {
     pub codec: Codec,
     pub store: Store,
     pub outcomes: Outcomes,
-    /// The orders projector's progress when it runs in this process.
-    pub watermarks: Option<Watermarks>,
-    pub orders_commands_topic: String,
+    /// Served domains by name.
+    pub domains: Arc<BTreeMap<String, DomainEdge>>,
     pub in_flight: Arc<Semaphore>,
+}
+
+impl GatewayState {
+    pub fn edge(&self, domain: &str) -> Result<&DomainEdge, GatewayError> {
+        self.domains
+            .get(domain)
+            .ok_or_else(|| GatewayError::UnknownDomain(domain.to_owned()))
+    }
 }
 
 impl std::fmt::Debug for GatewayState {
@@ -53,23 +115,22 @@ impl std::fmt::Debug for GatewayState {
         formatter
             .debug_struct("GatewayState")
             .field("config", &self.config)
+            .field("domains", &self.domains.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
 
-pub fn router(state: GatewayState) -> Router {
+/// The whole HTTP API: the shared routes plus every declared domain's.
+pub fn router(state: GatewayState, declarations: &[EdgeDeclaration]) -> Router {
     let body_limit = state.config.body_limit_bytes;
-    Router::new()
-        .route("/v1/orders", post(orders::place_order))
-        .route("/v1/orders/{order_id}", get(orders::get_order))
-        .route("/v1/orders/{order_id}/cancel", post(orders::cancel_order))
-        .route(
-            "/v1/customers/{customer_id}/orders",
-            get(orders::list_customer_orders),
-        )
-        .route("/v1/commands/{command_id}", get(orders::get_command))
+    let mut routes = Router::new()
+        .route("/v1/commands/{command_id}", get(commands::get_command))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    for declaration in declarations {
+        routes = routes.merge((declaration.routes)());
+    }
+    routes
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), limits))
@@ -105,7 +166,11 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<GatewayState>) -> Response {
-    let store_ok = state.store.get(orders::readiness_probe_key()).await.is_ok();
+    let store_ok = state
+        .store
+        .get(commands::readiness_probe_key())
+        .await
+        .is_ok();
     if store_ok && state.outcomes.is_ready() {
         (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))).into_response()
     } else {

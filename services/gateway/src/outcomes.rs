@@ -1,5 +1,6 @@
-//! Learns command outcomes from `D.outcomes` as they are published, so a
-//! request with `Prefer: wait` answers as soon as the log settled its command.
+//! Learns command outcomes from every domain's `D.outcomes` as they are
+//! published, so a request with `Prefer: wait` answers as soon as the log
+//! settled its command.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,19 +38,21 @@ impl std::fmt::Debug for Outcomes {
 }
 
 impl Outcomes {
-    /// Starts following `topic` from its end.
+    /// Starts following every `(topic, partitions)` from its end: one
+    /// consumer for all domains' outcome topics.
     pub fn start(
         kafka: &KafkaConfig,
-        topic: String,
-        partitions: i32,
+        topics: &[(String, i32)],
         codec: Codec,
         shutdown: Shutdown,
     ) -> Result<Outcomes, rdkafka::error::KafkaError> {
         let consumer: StreamConsumer =
             reader_config(kafka, "foldline-gateway-outcomes").create()?;
         let mut assignment = TopicPartitionList::new();
-        for partition in 0..partitions {
-            assignment.add_partition_offset(&topic, partition, Offset::End)?;
+        for (topic, partitions) in topics {
+            for partition in 0..*partitions {
+                assignment.add_partition_offset(topic, partition, Offset::End)?;
+            }
         }
         consumer.assign(&assignment)?;
         let outcomes = Outcomes::default();
@@ -173,6 +176,7 @@ mod tests {
             event_partition: 0,
             event_offset: 0,
             rejection_code: None,
+            rejection_kind: None,
             rejection_message: None,
             decided_at: 0,
         }

@@ -3,15 +3,42 @@
 //! # Layout
 //! - [`domain`]: the pure Order decider: values, commands, events, state,
 //!   rejections. No I/O.
-//! - [`wire`]: mapping between domain types and the Avro wire records of
-//!   `foldline-contracts`.
-//! - [`processing`]: the domain's plug into the platform command processor.
-//! - [`projection`]: the read models (`order_by_id`, `orders_by_customer`,
-//!   `command_outcomes`) as a pure projection, and their row formats.
-//! - [`service`]: wiring: run the processor and the projector from config.
+//! - [`wire`]: the field mapping between domain types and the Avro records
+//!   of `foldline-contracts`, declared to the platform as [`OrdersWire`].
+//! - [`projection`]: the read models (`order_by_id`, `orders_by_customer`)
+//!   as a pure projection of admitted events, and their row formats.
+//! - [`routes`]: the HTTP routes.
+//!
+//! Everything generic (deciding and stamping records, the gate, the
+//! outcome table, running loops, the command flow over HTTP) is the
+//! platform's and the gateway's; [`service`] and [`edge`] are this domain's
+//! whole declaration.
 
 pub mod domain;
-pub mod processing;
 pub mod projection;
-pub mod service;
+pub mod routes;
 pub mod wire;
+
+use foldline_gateway::EdgeDeclaration;
+use foldline_platform::DomainService;
+
+pub use crate::projection::OrdersProjection;
+pub use crate::wire::OrdersWire;
+
+/// The domain's name in `topology/topology.toml`.
+pub const DOMAIN: &str = "orders";
+
+/// The orders processor and projections, runnable by name.
+pub fn service() -> DomainService {
+    DomainService::new::<OrdersWire>(DOMAIN).with_projection::<OrdersProjection>()
+}
+
+/// The orders routes and how clients name an order.
+pub fn edge() -> EdgeDeclaration {
+    EdgeDeclaration {
+        domain: DOMAIN,
+        noun: "order",
+        collection: "/v1/orders",
+        routes: routes::router,
+    }
+}

@@ -1,26 +1,25 @@
-//! The orders read models, as a pure projection of `orders.events`.
+//! The orders read models, as a pure projection of admitted `orders.events`.
 //!
 //! Tables (Scylla-shaped: partition key, clustering key):
 //! - `order_by_id` (order id, —): the order and its version;
 //! - `orders_by_customer` (customer id, newest-first placement time + order
-//!   id): one summary row per order, for cursor paging;
-//! - `command_outcomes` (command id, —): how the log settled each command.
+//!   id): one summary row per order, for cursor paging.
 //!
-//! The gate is the processor's: a record counts iff its command is not
-//! settled yet and it was decided against the order's current version.
+//! The gate and `command_outcomes` are the platform's
+//! ([`GatedProjection`](foldline_platform::GatedProjection)): this
+//! projection only sees events the gate admitted, in log order.
 
-use foldline_contracts::orders::OrdersEventRecord;
-use foldline_platform::codec::Decoded;
-use foldline_platform::projector::{CurrentRows, Projection};
+use foldline_contracts::envelope::EventMetadata;
+use foldline_platform::gated::{json_row, read_json_row, Admitted, DomainProjection};
+use foldline_platform::projector::{CurrentRows, ProjectionError};
 use foldline_platform::store::{RowKey, StoredRow};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{OrderDetails, OrderState};
-use crate::wire;
+use crate::domain::{OrderDetails, OrderEvent, OrderState};
+use crate::wire::OrdersWire;
 
 pub const ORDER_BY_ID: &str = "order_by_id";
 pub const ORDERS_BY_CUSTOMER: &str = "orders_by_customer";
-pub const COMMAND_OUTCOMES: &str = "command_outcomes";
 
 /// `order_by_id` row.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -41,27 +40,8 @@ pub struct CustomerOrderRow {
     pub version: u64,
 }
 
-/// `command_outcomes` row.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandOutcomeRow {
-    pub command_id: String,
-    pub order_id: String,
-    /// `accepted` or `rejected`.
-    pub status: String,
-    pub order_version: u64,
-    pub event_partition: i32,
-    pub event_offset: i64,
-    pub rejection_code: Option<String>,
-    pub rejection_message: Option<String>,
-    pub decided_at: i64,
-}
-
 pub fn order_key(order_id: &str) -> RowKey {
     RowKey::new(ORDER_BY_ID, order_id.as_bytes().to_vec(), Vec::new())
-}
-
-pub fn outcome_key(command_id: &str) -> RowKey {
-    RowKey::new(COMMAND_OUTCOMES, command_id.as_bytes().to_vec(), Vec::new())
 }
 
 /// Clustering key of `orders_by_customer`: newest first, then by id.
@@ -72,116 +52,50 @@ pub fn customer_order_clustering(placed_at: i64, order_id: &str) -> Vec<u8> {
     key
 }
 
-fn json_row<T: Serialize>(offset: i64, value: &T) -> Option<StoredRow> {
-    serde_json::to_vec(value).ok().map(|value| StoredRow {
-        position: offset,
-        value,
-    })
-}
-
-pub fn read_order_row(row: &StoredRow) -> Option<OrderRow> {
-    serde_json::from_slice(&row.value).ok()
+pub fn read_order_row(row: &StoredRow) -> Result<OrderRow, serde_json::Error> {
+    serde_json::from_slice(&row.value)
 }
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OrdersProjection;
 
-impl Projection for OrdersProjection {
-    type Record = OrdersEventRecord;
+impl DomainProjection for OrdersProjection {
+    type Wire = OrdersWire;
+    const NAME: &'static str = "orders";
 
-    fn parse_record(&self, decoded: Decoded) -> Result<Self::Record, String> {
-        wire::event_record_from_avro(&decoded.record_name, &decoded.value)
-    }
-
-    fn rows_to_read(&self, record: &Self::Record) -> Vec<RowKey> {
-        let metadata = record.metadata();
-        vec![
-            order_key(&metadata.aggregate_id),
-            outcome_key(&metadata.command_id),
-        ]
+    fn rows_to_read(&self, _event: &OrderEvent, metadata: &EventMetadata) -> Vec<RowKey> {
+        vec![order_key(&metadata.aggregate_id)]
     }
 
     fn project(
         &self,
-        record: &Self::Record,
-        partition: i32,
-        offset: i64,
+        admitted: &Admitted<'_, OrdersWire>,
         current: &CurrentRows,
-    ) -> Vec<(RowKey, StoredRow)> {
-        let metadata = record.metadata();
-        let order_key = order_key(&metadata.aggregate_id);
-        let outcome_key = outcome_key(&metadata.command_id);
-        if matches!(current.get(&outcome_key), Some(Some(_))) {
-            return Vec::new(); // the command was settled earlier in the log
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
+        let order_id = &admitted.metadata.aggregate_id;
+        let order_key = order_key(order_id);
+        let order = read_json_row::<OrderRow>(&order_key, current)?.unwrap_or_default();
+        let next = OrderRow {
+            version: admitted.version,
+            state: order.state.apply(admitted.event),
+        };
+        let mut upserts = Vec::with_capacity(2);
+        if let Some(details) = next.state.details() {
+            upserts.push((
+                RowKey::new(
+                    ORDERS_BY_CUSTOMER,
+                    details.customer_id.to_string().into_bytes(),
+                    customer_order_clustering(details.placed_at.millis(), order_id),
+                ),
+                json_row(
+                    ORDERS_BY_CUSTOMER,
+                    admitted.offset,
+                    &customer_row(details, next.version),
+                )?,
+            ));
         }
-        let order = match current.get(&order_key) {
-            Some(Some(row)) => match read_order_row(row) {
-                Some(order) => order,
-                None => return Vec::new(),
-            },
-            _ => OrderRow::default(),
-        };
-        let is_rejection = record.is_rejection();
-        let base_version = if is_rejection {
-            metadata.aggregate_version
-        } else {
-            metadata.aggregate_version - 1
-        };
-        if base_version < 0 || base_version as u64 != order.version {
-            return Vec::new(); // decided against another version: stale or zombie
-        }
-        let mut upserts = Vec::new();
-        let (rejection_code, rejection_message, order_version) = match record {
-            OrdersEventRecord::CommandRejected(rejected) => (
-                Some(rejected.code.clone()),
-                Some(rejected.message.clone()),
-                order.version,
-            ),
-            _ => {
-                let Ok(Some(event)) = wire::event_from_wire(record) else {
-                    return Vec::new();
-                };
-                let next = OrderRow {
-                    version: order.version + 1,
-                    state: order.state.apply(&event),
-                };
-                if let Some(details) = next.state.details() {
-                    if let Some(row) = json_row(offset, &customer_row(details, next.version)) {
-                        upserts.push((
-                            RowKey::new(
-                                ORDERS_BY_CUSTOMER,
-                                details.customer_id.to_string().into_bytes(),
-                                customer_order_clustering(
-                                    details.placed_at.millis(),
-                                    &metadata.aggregate_id,
-                                ),
-                            ),
-                            row,
-                        ));
-                    }
-                }
-                let version = next.version;
-                if let Some(row) = json_row(offset, &next) {
-                    upserts.push((order_key.clone(), row));
-                }
-                (None, None, version)
-            }
-        };
-        let outcome = CommandOutcomeRow {
-            command_id: metadata.command_id.clone(),
-            order_id: metadata.aggregate_id.clone(),
-            status: if is_rejection { "rejected" } else { "accepted" }.to_owned(),
-            order_version,
-            event_partition: partition,
-            event_offset: offset,
-            rejection_code,
-            rejection_message,
-            decided_at: metadata.occurred_at,
-        };
-        if let Some(row) = json_row(offset, &outcome) {
-            upserts.push((outcome_key, row));
-        }
-        upserts
+        upserts.push((order_key, json_row(ORDER_BY_ID, admitted.offset, &next)?));
+        Ok(upserts)
     }
 }
 
@@ -203,9 +117,11 @@ mod tests {
 
     use foldline_contracts::envelope::CommandMetadata;
     use foldline_contracts::orders::{CancelOrder, OrderLine, OrdersCommandRecord, PlaceOrder};
+    use foldline_platform::domain::{decide_record, LogRecord, ValidCommand};
+    use foldline_platform::gated::{outcome_key, CommandOutcomeRow, GatedProjection};
+    use foldline_platform::projector::Projection;
 
     use super::*;
-    use crate::processing::decide_record;
 
     const ORDER: &str = "0190a0a0-0000-7000-8000-000000000001";
     const CUSTOMER: &str = "0190a0a0-0000-7000-8000-0000000000c1";
@@ -221,11 +137,20 @@ mod tests {
         }
     }
 
+    fn command(record: OrdersCommandRecord) -> ValidCommand<OrdersCommandRecord> {
+        ValidCommand::validate(record).expect("test commands are valid")
+    }
+
+    fn gated() -> GatedProjection<OrdersProjection> {
+        GatedProjection::new("orders", OrdersProjection)
+    }
+
     /// Applies records like the projector loop does, over an in-memory table.
-    fn project_all(records: &[OrdersEventRecord]) -> HashMap<RowKey, StoredRow> {
+    fn project_all(records: &[LogRecord<OrdersWire>]) -> HashMap<RowKey, StoredRow> {
+        let projection = gated();
         let mut table: HashMap<RowKey, StoredRow> = HashMap::new();
         for (offset, record) in records.iter().enumerate() {
-            let current: CurrentRows = OrdersProjection
+            let current: CurrentRows = projection
                 .rows_to_read(record)
                 .into_iter()
                 .map(|key| {
@@ -233,7 +158,10 @@ mod tests {
                     (key, row)
                 })
                 .collect();
-            for (key, row) in OrdersProjection.project(record, 0, offset as i64, &current) {
+            let upserts = projection
+                .project(record, 0, offset as i64, &current)
+                .expect("rows are writable");
+            for (key, row) in upserts {
                 let newer = table
                     .get(&key)
                     .is_some_and(|existing| existing.position >= row.position);
@@ -245,8 +173,8 @@ mod tests {
         table
     }
 
-    fn history() -> Vec<OrdersEventRecord> {
-        let place = OrdersCommandRecord::Place(PlaceOrder {
+    fn history() -> Vec<LogRecord<OrdersWire>> {
+        let place = command(OrdersCommandRecord::Place(PlaceOrder {
             metadata: metadata(1),
             order_id: ORDER.to_owned(),
             customer_id: CUSTOMER.to_owned(),
@@ -256,16 +184,16 @@ mod tests {
                 quantity: 2,
                 unit_price: 1250,
             }],
-        });
-        let placed = decide_record(&OrderState::default(), 0, &place);
-        let state = OrderState::default().apply(&wire::event_from_wire(&placed).unwrap().unwrap());
-        let cancel = OrdersCommandRecord::Cancel(CancelOrder {
+        }));
+        let placed = decide_record::<OrdersWire>(&OrderState::default(), 0, &place);
+        let state = OrderState::default().apply(placed.event.as_ref().unwrap());
+        let cancel = command(OrdersCommandRecord::Cancel(CancelOrder {
             metadata: metadata(2),
             order_id: ORDER.to_owned(),
             reason: "no longer needed".to_owned(),
-        });
-        let cancelled = decide_record(&state, 1, &cancel);
-        let stale = decide_record(&OrderState::default(), 0, &cancel);
+        }));
+        let cancelled = decide_record::<OrdersWire>(&state, 1, &cancel);
+        let stale = decide_record::<OrdersWire>(&OrderState::default(), 0, &cancel);
         vec![placed.clone(), placed, stale, cancelled]
     }
 
@@ -280,13 +208,43 @@ mod tests {
         );
         let outcome: CommandOutcomeRow =
             serde_json::from_slice(&first[&outcome_key(&metadata(2).command_id)].value).unwrap();
-        assert_eq!(outcome.status, "accepted");
+        assert_eq!(outcome.domain, "orders");
+        assert_eq!(outcome.outcome.status, "accepted");
         assert_eq!(
-            outcome.event_offset, 3,
+            outcome.outcome.event_offset, 3,
             "the stale rejection at offset 2 must not settle the cancel"
         );
         let second = project_all(&history());
         assert_eq!(first, second);
+    }
+
+    #[test]
+    fn an_unreadable_order_row_stops_the_projection_instead_of_being_skipped() {
+        let records = history();
+        let projection = gated();
+        let mut current: CurrentRows = projection
+            .rows_to_read(&records[0])
+            .into_iter()
+            .map(|key| (key, None))
+            .collect();
+        current.insert(
+            order_key(ORDER),
+            Some(StoredRow {
+                position: 0,
+                value: b"not json".to_vec(),
+            }),
+        );
+        let error = projection.project(&records[0], 0, 0, &current).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ProjectionError::UnreadableRow {
+                    table: ORDER_BY_ID,
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 
     #[test]

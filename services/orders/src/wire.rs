@@ -1,21 +1,40 @@
-//! Domain ↔ wire mapping. The wire is strings and integers; the domain is
-//! validated types. Parsing a wire command can fail (a foreign producer may
-//! write anything); mapping a domain event out cannot.
+//! The orders field mapping: domain ↔ wire. The wire is strings and
+//! integers; the domain is validated types. Parsing a wire command can fail
+//! (a foreign producer may write anything); mapping a domain event out
+//! cannot. [`OrdersWire`] is this mapping declared to the platform, which
+//! derives deciding, stamping and folding from it.
 
 use foldline_contracts::envelope::EventMetadata;
 use foldline_contracts::orders as wire;
+use foldline_contracts::record::{CommandRecord, EventRecord, WireError};
 use foldline_eventsourcing::Timestamp;
+use foldline_platform::DomainWire;
 
 use crate::domain::{
-    CancelOrder, Currency, CustomerId, MarkPaid, MarkPaymentFailed, OrderCommand, OrderEvent,
-    OrderId, OrderLine, PaymentId, PlaceOrder, Quantity, ShipOrder, Sku,
+    CancelOrder, Currency, CustomerId, MarkPaid, MarkPaymentFailed, Order, OrderCommand,
+    OrderEvent, OrderId, OrderLine, PaymentId, PlaceOrder, Quantity, ShipOrder, Sku,
 };
 
-/// Why a wire record does not map to a domain value.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum WireError {
-    #[error("field {field} is invalid: {reason}")]
-    InvalidField { field: &'static str, reason: String },
+/// The orders domain as the platform runs it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OrdersWire;
+
+impl DomainWire for OrdersWire {
+    type Decider = Order;
+    type Commands = wire::OrdersCommandRecord;
+    type Events = wire::OrdersEventRecord;
+
+    fn command_from_wire(record: &Self::Commands) -> Result<OrderCommand, WireError> {
+        command_from_wire(record)
+    }
+
+    fn event_to_wire(event: &OrderEvent, metadata: EventMetadata) -> Self::Events {
+        event_to_wire(event, metadata)
+    }
+
+    fn event_from_wire(record: &Self::Events) -> Result<OrderEvent, WireError> {
+        event_from_wire(record)
+    }
 }
 
 fn field<T, E: std::fmt::Display>(
@@ -53,7 +72,7 @@ fn lines_to_wire(lines: &[OrderLine]) -> Vec<wire::OrderLine> {
 }
 
 pub fn command_from_wire(record: &wire::OrdersCommandRecord) -> Result<OrderCommand, WireError> {
-    let order_id = field("order_id", OrderId::parse(record.order_id()))?;
+    let order_id = field("order_id", OrderId::parse(record.aggregate_id()))?;
     Ok(match record {
         wire::OrdersCommandRecord::Place(place) => OrderCommand::Place(PlaceOrder {
             order_id,
@@ -121,13 +140,13 @@ pub fn event_to_wire(event: &OrderEvent, metadata: EventMetadata) -> wire::Order
     }
 }
 
-/// The domain event a wire record carries; `None` for recorded rejections.
-pub fn event_from_wire(record: &wire::OrdersEventRecord) -> Result<Option<OrderEvent>, WireError> {
+/// The domain event a wire record carries; a recorded rejection carries none.
+pub fn event_from_wire(record: &wire::OrdersEventRecord) -> Result<OrderEvent, WireError> {
     use crate::domain::{
         OrderCancelled, OrderConfirmed, OrderPaymentRejected, OrderPlaced, OrderShipped,
     };
     let at = Timestamp(record.metadata().occurred_at);
-    Ok(Some(match record {
+    Ok(match record {
         wire::OrdersEventRecord::Placed(placed) => OrderEvent::Placed(OrderPlaced {
             order_id: field("order_id", OrderId::parse(&placed.order_id))?,
             customer_id: field("customer_id", CustomerId::parse(&placed.customer_id))?,
@@ -159,82 +178,180 @@ pub fn event_from_wire(record: &wire::OrdersEventRecord) -> Result<Option<OrderE
             order_id: field("order_id", OrderId::parse(&shipped.order_id))?,
             shipped_at: at,
         }),
-        wire::OrdersEventRecord::CommandRejected(_) => return Ok(None),
-    }))
-}
-
-/// Reads a decoded command value by its writer's record name.
-pub fn command_record_from_avro(
-    record_name: &str,
-    value: &apache_avro::types::Value,
-) -> Result<wire::OrdersCommandRecord, String> {
-    fn read<T: serde::de::DeserializeOwned>(
-        value: &apache_avro::types::Value,
-    ) -> Result<T, String> {
-        apache_avro::from_value::<T>(value)
-            .map_err(|error| format!("record does not fit its schema: {error}"))
-    }
-    Ok(match record_name {
-        "foldline.orders.PlaceOrder" => wire::OrdersCommandRecord::Place(read(value)?),
-        "foldline.orders.CancelOrder" => wire::OrdersCommandRecord::Cancel(read(value)?),
-        "foldline.orders.MarkOrderPaid" => wire::OrdersCommandRecord::MarkPaid(read(value)?),
-        "foldline.orders.MarkOrderPaymentFailed" => {
-            wire::OrdersCommandRecord::MarkPaymentFailed(read(value)?)
+        wire::OrdersEventRecord::CommandRejected(_) => {
+            return Err(WireError::UnknownRecord {
+                record: record.record_name().to_owned(),
+            })
         }
-        "foldline.orders.ShipOrder" => wire::OrdersCommandRecord::Ship(read(value)?),
-        other => return Err(format!("{other} is not an orders command")),
     })
 }
 
-/// Reads a decoded events-topic value by its writer's record name.
-pub fn event_record_from_avro(
-    record_name: &str,
-    value: &apache_avro::types::Value,
-) -> Result<wire::OrdersEventRecord, String> {
-    fn read<T: serde::de::DeserializeOwned>(
-        value: &apache_avro::types::Value,
-    ) -> Result<T, String> {
-        apache_avro::from_value::<T>(value)
-            .map_err(|error| format!("record does not fit its schema: {error}"))
-    }
-    Ok(match record_name {
-        "foldline.orders.OrderPlaced" => wire::OrdersEventRecord::Placed(read(value)?),
-        "foldline.orders.OrderCancelled" => wire::OrdersEventRecord::Cancelled(read(value)?),
-        "foldline.orders.OrderConfirmed" => wire::OrdersEventRecord::Confirmed(read(value)?),
-        "foldline.orders.OrderPaymentRejected" => {
-            wire::OrdersEventRecord::PaymentRejected(read(value)?)
+#[cfg(test)]
+mod tests {
+    use foldline_contracts::envelope::CommandMetadata;
+    use foldline_contracts::orders::OrdersCommandRecord;
+    use foldline_eventsourcing::gate::Admission;
+    use foldline_eventsourcing::RejectionKind;
+    use foldline_platform::domain::{decide_record, ValidCommand, INVALID_COMMAND};
+    use foldline_platform::processor::PartitionLog;
+
+    use super::*;
+    use crate::domain::OrderState;
+
+    const ORDER: &str = "0190a0a0-0000-7000-8000-000000000001";
+
+    fn metadata(command: u128) -> CommandMetadata {
+        CommandMetadata {
+            command_id: uuid::Uuid::from_u128(command).to_string(),
+            correlation_id: uuid::Uuid::from_u128(command).to_string(),
+            causation_id: None,
+            issued_at: 1_700_000_000_000 + command as i64,
+            issued_by: "test".to_owned(),
+            traceparent: None,
         }
-        "foldline.orders.OrderShipped" => wire::OrdersEventRecord::Shipped(read(value)?),
-        "foldline.orders.CommandRejected" => wire::OrdersEventRecord::CommandRejected(read(value)?),
-        other => return Err(format!("{other} is not an orders event")),
-    })
-}
+    }
 
-/// The Avro value of an events-topic record.
-pub fn event_record_to_avro(
-    record: &wire::OrdersEventRecord,
-) -> Result<apache_avro::types::Value, String> {
-    let value = match record {
-        wire::OrdersEventRecord::Placed(inner) => apache_avro::to_value(inner),
-        wire::OrdersEventRecord::Cancelled(inner) => apache_avro::to_value(inner),
-        wire::OrdersEventRecord::Confirmed(inner) => apache_avro::to_value(inner),
-        wire::OrdersEventRecord::PaymentRejected(inner) => apache_avro::to_value(inner),
-        wire::OrdersEventRecord::Shipped(inner) => apache_avro::to_value(inner),
-        wire::OrdersEventRecord::CommandRejected(inner) => apache_avro::to_value(inner),
-    };
-    value.map_err(|error| error.to_string())
-}
+    fn place(command: u128) -> ValidCommand<OrdersCommandRecord> {
+        ValidCommand::validate(OrdersCommandRecord::Place(wire::PlaceOrder {
+            metadata: metadata(command),
+            order_id: ORDER.to_owned(),
+            customer_id: "0190a0a0-0000-7000-8000-0000000000c1".to_owned(),
+            currency: "EUR".to_owned(),
+            lines: vec![wire::OrderLine {
+                sku: "SKU-1".to_owned(),
+                quantity: 2,
+                unit_price: 1250,
+            }],
+        }))
+        .unwrap()
+    }
 
-/// The Avro value of a commands-topic record.
-pub fn command_record_to_avro(
-    record: &wire::OrdersCommandRecord,
-) -> Result<apache_avro::types::Value, String> {
-    let value = match record {
-        wire::OrdersCommandRecord::Place(inner) => apache_avro::to_value(inner),
-        wire::OrdersCommandRecord::Cancel(inner) => apache_avro::to_value(inner),
-        wire::OrdersCommandRecord::MarkPaid(inner) => apache_avro::to_value(inner),
-        wire::OrdersCommandRecord::MarkPaymentFailed(inner) => apache_avro::to_value(inner),
-        wire::OrdersCommandRecord::Ship(inner) => apache_avro::to_value(inner),
-    };
-    value.map_err(|error| error.to_string())
+    fn cancel(command: u128) -> ValidCommand<OrdersCommandRecord> {
+        ValidCommand::validate(OrdersCommandRecord::Cancel(wire::CancelOrder {
+            metadata: metadata(command),
+            order_id: ORDER.to_owned(),
+            reason: "changed my mind".to_owned(),
+        }))
+        .unwrap()
+    }
+
+    fn decide(
+        state: &OrderState,
+        version: u64,
+        command: &ValidCommand<OrdersCommandRecord>,
+    ) -> wire::OrdersEventRecord {
+        decide_record::<OrdersWire>(state, version, command).wire
+    }
+
+    #[test]
+    fn a_decision_is_deterministic_and_carries_its_provenance() {
+        let first = decide(&OrderState::default(), 0, &place(1));
+        let second = decide(&OrderState::default(), 0, &place(1));
+        assert_eq!(first, second, "redeciding must write the same record");
+        let metadata = first.metadata();
+        assert_eq!(metadata.aggregate_version, 1);
+        assert_eq!(metadata.causation_id, metadata.command_id);
+        assert!(!metadata.event_id.is_empty());
+        assert!(
+            matches!(first, wire::OrdersEventRecord::Placed(ref placed) if placed.total == 2500)
+        );
+    }
+
+    #[test]
+    fn a_rejection_is_recorded_at_the_current_version_with_its_kind() {
+        match decide(&OrderState::default(), 0, &cancel(2)) {
+            wire::OrdersEventRecord::CommandRejected(rejected) => {
+                assert_eq!(rejected.code, "order_not_found");
+                assert_eq!(rejected.kind, RejectionKind::NotFound.as_str());
+                assert_eq!(rejected.command_type, "foldline.orders.CancelOrder");
+                assert_eq!(rejected.metadata.aggregate_version, 0);
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_fields_become_an_invalid_command_rejection() {
+        let mut command = place(3);
+        if let OrdersCommandRecord::Place(place) = &mut command.record {
+            place.currency = "EURO".to_owned();
+        }
+        let record = decide(&OrderState::default(), 0, &command);
+        assert!(matches!(
+            record,
+            wire::OrdersEventRecord::CommandRejected(ref rejected)
+                if rejected.code == INVALID_COMMAND && rejected.kind == "invalid"
+        ));
+    }
+
+    #[test]
+    fn a_command_without_valid_ids_or_aggregate_is_refused_before_deciding() {
+        let mut record = place(4).record;
+        if let OrdersCommandRecord::Place(place) = &mut record {
+            place.metadata.command_id = "not-a-uuid".to_owned();
+        }
+        assert!(matches!(
+            ValidCommand::validate(record),
+            Err(WireError::InvalidField {
+                field: "metadata.command_id",
+                ..
+            })
+        ));
+        let mut record = place(5).record;
+        if let OrdersCommandRecord::Place(place) = &mut record {
+            place.order_id = String::new();
+        }
+        assert!(ValidCommand::validate(record).is_err());
+    }
+
+    #[test]
+    fn every_record_round_trips_through_avro() {
+        let placed = decide(&OrderState::default(), 0, &place(6));
+        let value = placed.to_avro().unwrap();
+        let back = wire::OrdersEventRecord::from_avro(placed.record_name(), &value).unwrap();
+        assert_eq!(back, placed);
+        let rejected = decide(&OrderState::default(), 0, &cancel(7));
+        let value = rejected.to_avro().unwrap();
+        assert_eq!(
+            wire::OrdersEventRecord::from_avro("foldline.CommandRejected", &value).unwrap(),
+            rejected
+        );
+        assert!(matches!(
+            wire::OrdersEventRecord::from_avro("foldline.orders.Nope", &value),
+            Err(WireError::UnknownRecord { .. })
+        ));
+        assert!(matches!(
+            wire::OrdersEventRecord::from_avro("foldline.orders.OrderPlaced", &value),
+            Err(WireError::DoesNotFitSchema { .. })
+        ));
+    }
+
+    /// The failure cases of the processor's design.md, on the pure fold.
+    #[test]
+    fn duplicates_stale_writes_and_zombies_never_take_effect() {
+        let domain = OrdersWire;
+        let mut log = PartitionLog::<OrderState>::empty(0);
+        let placed = decide_record::<OrdersWire>(&OrderState::default(), 0, &place(1));
+        assert_eq!(log.fold(&domain, &placed, 0), Admission::Apply);
+        // Redelivery after a crash between produce and commit: same record again.
+        assert_eq!(log.fold(&domain, &placed, 1), Admission::AlreadySettled);
+        // A zombie decided a cancel against version 0 (stale): ignored.
+        let zombie_cancel = decide_record::<OrdersWire>(&OrderState::default(), 0, &cancel(9));
+        assert!(matches!(
+            log.fold(&domain, &zombie_cancel, 2),
+            Admission::WrongVersion { current: 1 }
+        ));
+        assert!(
+            log.settled(&metadata(9).command_id).is_none(),
+            "the zombie's command is still open"
+        );
+        // The rightful owner decides the same command against the real state.
+        let slot = log.aggregate(ORDER);
+        let cancel_record = decide_record::<OrdersWire>(&slot.state, slot.version, &cancel(9));
+        assert_eq!(log.fold(&domain, &cancel_record, 3), Admission::Apply);
+        let outcome = log.settled(&metadata(9).command_id).unwrap();
+        assert_eq!(outcome.status, "accepted");
+        assert_eq!(outcome.event_offset, 3);
+        assert_eq!(log.aggregate(ORDER).version, 2);
+    }
 }

@@ -7,6 +7,7 @@
 //! - [`flow`]: the HTTP API end to end, and the log read by a stock client.
 //! - [`crash`]: kill -9 (and SIGTERM) of the command processor mid-stream.
 //! - [`zombie`]: a processor frozen past its session timeout, then woken.
+//! - [`in_process`]: the library API: the embedded platform on port 0.
 //! - [`outage`]: SIGTERM while the broker is down stops within the deadline.
 //! - [`poison`]: garbage on the consumed topics is parked, partitions move on.
 //! - [`replaced`]: the events topic replaced under a processor's snapshots.
@@ -15,6 +16,7 @@
 
 mod crash;
 mod flow;
+mod in_process;
 mod outage;
 mod poison;
 mod replaced;

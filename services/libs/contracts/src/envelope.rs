@@ -49,6 +49,25 @@ pub struct EventMetadata {
     pub traceparent: Option<String>,
 }
 
+/// A refused command, recorded in its domain's event log: every domain's
+/// events topic carries this one record type for refusals, so a reader (the
+/// processor's restore, a projector, the data team) knows a command is
+/// settled and why without knowing the domain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "foldline")]
+pub struct CommandRejected {
+    pub metadata: EventMetadata,
+    pub command_type: String,
+    pub code: String,
+    /// `invalid`, `conflict` or `not_found` (`RejectionKind::as_str`).
+    pub kind: String,
+    pub message: String,
+}
+
+impl CommandRejected {
+    pub const RECORD_NAME: &'static str = "foldline.CommandRejected";
+}
+
 /// The fate of a command, as the event log settled it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "foldline")]
@@ -64,6 +83,7 @@ pub struct CommandOutcome {
     pub event_partition: i32,
     pub event_offset: i64,
     pub rejection_code: Option<String>,
+    pub rejection_kind: Option<String>,
     pub rejection_message: Option<String>,
     pub decided_at: i64,
 }

@@ -24,6 +24,7 @@ macro_rules! avsc {
 /// Every record schema Foldline writes.
 pub const ALL: &[RecordSchema] = &[
     avsc!("foldline.CommandOutcome", "envelope/CommandOutcome.avsc"),
+    avsc!("foldline.CommandRejected", "envelope/CommandRejected.avsc"),
     avsc!("foldline.orders.PlaceOrder", "orders/PlaceOrder.avsc"),
     avsc!("foldline.orders.CancelOrder", "orders/CancelOrder.avsc"),
     avsc!("foldline.orders.MarkOrderPaid", "orders/MarkOrderPaid.avsc"),
@@ -46,10 +47,6 @@ pub const ALL: &[RecordSchema] = &[
         "orders/OrderPaymentRejected.avsc"
     ),
     avsc!("foldline.orders.OrderShipped", "orders/OrderShipped.avsc"),
-    avsc!(
-        "foldline.orders.CommandRejected",
-        "orders/CommandRejected.avsc"
-    ),
 ];
 
 /// Envelope parts inlined in every record; published for reference.
@@ -74,8 +71,9 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::envelope::{CommandMetadata, CommandOutcome, EventMetadata};
+    use crate::envelope::{CommandMetadata, CommandOutcome, CommandRejected, EventMetadata};
     use crate::orders::*;
+    use crate::record::{CommandRecord, EventRecord};
 
     /// Docs are for readers, not for compatibility: compare everything else.
     fn without_docs(value: Value) -> Value {
@@ -120,7 +118,17 @@ mod tests {
         assert_bound::<OrderConfirmed>("foldline.orders.OrderConfirmed");
         assert_bound::<OrderPaymentRejected>("foldline.orders.OrderPaymentRejected");
         assert_bound::<OrderShipped>("foldline.orders.OrderShipped");
-        assert_bound::<CommandRejected>("foldline.orders.CommandRejected");
+        assert_bound::<CommandRejected>("foldline.CommandRejected");
+    }
+
+    #[test]
+    fn every_union_names_only_declared_records() {
+        for name in OrdersCommandRecord::RECORD_NAMES
+            .iter()
+            .chain(OrdersEventRecord::RECORD_NAMES)
+        {
+            assert!(by_full_name(name).is_some(), "{name} has no .avsc");
+        }
     }
 
     #[test]

@@ -72,8 +72,21 @@ pub struct TopicSettings {
 #[serde(deny_unknown_fields)]
 pub struct ConsumerGroup {
     pub name: String,
+    pub kind: GroupKind,
+    /// The projection a `projector` group folds into.
+    #[serde(default)]
+    pub projection: Option<String>,
     pub reads: Vec<String>,
     pub role: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupKind {
+    /// Decides the domain's commands into events and outcomes.
+    Processor,
+    /// Folds the domain's events into one projection.
+    Projector,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -125,6 +138,7 @@ impl Topology {
                     )));
                 }
             }
+            domain.validate_groups()?;
             for subjects in &domain.subjects {
                 for record in &subjects.records {
                     if crate::schema::by_full_name(record).is_none() {
@@ -172,6 +186,90 @@ impl Topology {
 impl DomainTopology {
     pub fn topic(&self, kind: TopicKind) -> String {
         format!("{}.{}", self.name, kind.suffix())
+    }
+
+    /// The retention of one of the domain's topics, in milliseconds.
+    pub fn retention_ms(&self, kind: TopicKind) -> Option<i64> {
+        self.topics.get(&kind).map(|settings| settings.retention_ms)
+    }
+
+    /// The domain's command processor group.
+    pub fn processor_group(&self) -> Result<&ConsumerGroup, TopologyError> {
+        self.consumer_groups
+            .iter()
+            .find(|group| group.kind == GroupKind::Processor)
+            .ok_or_else(|| {
+                TopologyError::Inconsistent(format!(
+                    "domain {} declares no processor group",
+                    self.name
+                ))
+            })
+    }
+
+    /// The projector group of one of the domain's projections.
+    pub fn projector_group(&self, projection: &str) -> Result<&ConsumerGroup, TopologyError> {
+        self.consumer_groups
+            .iter()
+            .find(|group| {
+                group.kind == GroupKind::Projector
+                    && group.projection.as_deref() == Some(projection)
+            })
+            .ok_or_else(|| {
+                TopologyError::Inconsistent(format!(
+                    "domain {} declares no projector group for projection {projection}",
+                    self.name
+                ))
+            })
+    }
+
+    fn validate_groups(&self) -> Result<(), TopologyError> {
+        let inconsistent = |reason: String| Err(TopologyError::Inconsistent(reason));
+        let processors = self
+            .consumer_groups
+            .iter()
+            .filter(|group| group.kind == GroupKind::Processor)
+            .count();
+        if processors != 1 {
+            return inconsistent(format!(
+                "domain {} declares {processors} processor groups; exactly one is needed",
+                self.name
+            ));
+        }
+        let mut projections = std::collections::BTreeSet::new();
+        for group in &self.consumer_groups {
+            let (expected_topic, projection_allowed) = match group.kind {
+                GroupKind::Processor => (self.topic(TopicKind::Commands), false),
+                GroupKind::Projector => (self.topic(TopicKind::Events), true),
+            };
+            if group.reads != [expected_topic.clone()] {
+                return inconsistent(format!(
+                    "group {} must read exactly {expected_topic}",
+                    group.name
+                ));
+            }
+            match (&group.projection, projection_allowed) {
+                (Some(_), false) => {
+                    return inconsistent(format!(
+                        "processor group {} names a projection",
+                        group.name
+                    ))
+                }
+                (None, true) => {
+                    return inconsistent(format!(
+                        "projector group {} names no projection",
+                        group.name
+                    ))
+                }
+                (Some(projection), true) if !projections.insert(projection.clone()) => {
+                    return inconsistent(format!(
+                        "projection {projection} of domain {} has two projector groups",
+                        self.name
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// The same topics under a prefix, so tests and parallel environments
@@ -232,5 +330,37 @@ mod tests {
         ));
         let unknown_field = format!("{TOPOLOGY_TOML}\nsurprise = 1\n");
         assert!(Topology::parse(&unknown_field).is_err());
+    }
+
+    #[test]
+    fn groups_are_found_by_kind_and_projection() {
+        let topology = Topology::embedded().expect("embedded topology parses");
+        let orders = topology.domain("orders").expect("orders is declared");
+        assert_eq!(orders.processor_group().unwrap().name, "orders-processor");
+        assert_eq!(
+            orders.projector_group("orders").unwrap().name,
+            "orders-projector-orders"
+        );
+        assert!(orders.projector_group("nope").is_err());
+    }
+
+    #[test]
+    fn inconsistent_groups_are_rejected_with_a_reason() {
+        let two_processors =
+            TOPOLOGY_TOML.replace(r#"kind = "projector""#, r#"kind = "processor""#);
+        let error = Topology::parse(&two_processors).unwrap_err();
+        assert!(error.to_string().contains("processor"), "{error}");
+        let wrong_topic = TOPOLOGY_TOML.replace(
+            r#"reads = ["orders.events"]"#,
+            r#"reads = ["orders.commands"]"#,
+        );
+        assert!(Topology::parse(&wrong_topic).is_err());
+        let unnamed = TOPOLOGY_TOML.replace(r#"projection = "orders""#, "");
+        assert!(Topology::parse(&unnamed).is_err());
+        let unknown_kind = TOPOLOGY_TOML.replace(r#"kind = "projector""#, r#"kind = "watcher""#);
+        assert!(matches!(
+            Topology::parse(&unknown_kind),
+            Err(TopologyError::Invalid(_))
+        ));
     }
 }

@@ -1,8 +1,9 @@
 //! The shape of a pure domain.
 
-use std::fmt::{Debug, Display};
+use std::fmt::Debug;
 
 use crate::ids::Timestamp;
+use crate::rejection::Rejection;
 
 /// What a decision may know besides the state and the command.
 ///
@@ -26,7 +27,7 @@ pub trait Decider {
     type State: Default + Clone + Debug;
     type Command: Debug;
     type Event: Clone + Debug;
-    type Rejection: Clone + Debug + PartialEq + Display;
+    type Rejection: Rejection;
 
     /// Decides what `command` means given `state`. Never does I/O.
     fn decide(

@@ -38,6 +38,29 @@ pub enum Admission {
     AlreadySettled,
     /// The record was decided against another version: a stale or zombie write.
     WrongVersion { current: u64 },
+    /// The record carries no stamp a decision of ours could have written (a
+    /// command id that is not a uuid, a version below zero): it counts for
+    /// nobody.
+    Foreign,
+}
+
+impl RecordStamp {
+    /// Reads the stamp of a log record from what it carries: the command id
+    /// and the aggregate version *after* the record. This is the one place
+    /// that knows an event was decided against `aggregate_version - 1` and a
+    /// rejection against `aggregate_version`. `None` when no decision of ours
+    /// could have written these values.
+    pub fn from_log(command_id: &str, aggregate_version: i64, kind: RecordKind) -> Option<Self> {
+        let base_version = match kind {
+            RecordKind::Event => aggregate_version.checked_sub(1)?,
+            RecordKind::Rejection => aggregate_version,
+        };
+        Some(RecordStamp {
+            command_id: command_id.parse().ok()?,
+            base_version: u64::try_from(base_version).ok()?,
+            kind,
+        })
+    }
 }
 
 /// An aggregate's version as the log has established it.
@@ -51,7 +74,10 @@ impl StreamVersion {
     /// track commands pass `false`: the version check alone already rejects
     /// every non-identical copy, because a decision is deterministic in the
     /// state it was made against).
-    pub fn admit(&self, stamp: &RecordStamp, already_settled: bool) -> Admission {
+    pub fn admit(&self, stamp: Option<&RecordStamp>, already_settled: bool) -> Admission {
+        let Some(stamp) = stamp else {
+            return Admission::Foreign;
+        };
         if already_settled {
             return Admission::AlreadySettled;
         }
@@ -88,7 +114,7 @@ mod tests {
     fn an_event_at_the_current_version_applies_and_advances() {
         let version = StreamVersion(3);
         let record = stamp(1, 3, RecordKind::Event);
-        assert_eq!(version.admit(&record, false), Admission::Apply);
+        assert_eq!(version.admit(Some(&record), false), Admission::Apply);
         assert_eq!(version.after(&record), StreamVersion(4));
     }
 
@@ -96,7 +122,7 @@ mod tests {
     fn a_stale_write_is_ignored() {
         let version = StreamVersion(5);
         assert_eq!(
-            version.admit(&stamp(1, 3, RecordKind::Event), false),
+            version.admit(Some(&stamp(1, 3, RecordKind::Event)), false),
             Admission::WrongVersion { current: 5 }
         );
     }
@@ -105,16 +131,40 @@ mod tests {
     fn a_settled_command_never_applies_twice() {
         let version = StreamVersion(3);
         assert_eq!(
-            version.admit(&stamp(1, 3, RecordKind::Event), true),
+            version.admit(Some(&stamp(1, 3, RecordKind::Event)), true),
             Admission::AlreadySettled
         );
+    }
+
+    #[test]
+    fn a_stamp_is_read_from_the_version_after_the_record() {
+        let command = Uuid::from_u128(7).to_string();
+        let event = RecordStamp::from_log(&command, 4, RecordKind::Event).unwrap();
+        assert_eq!(event.base_version, 3);
+        let rejection = RecordStamp::from_log(&command, 4, RecordKind::Rejection).unwrap();
+        assert_eq!(rejection.base_version, 4);
+    }
+
+    #[test]
+    fn a_record_no_decision_could_write_is_foreign() {
+        let command = Uuid::from_u128(7).to_string();
+        assert_eq!(RecordStamp::from_log(&command, 0, RecordKind::Event), None);
+        assert_eq!(
+            RecordStamp::from_log(&command, -1, RecordKind::Rejection),
+            None
+        );
+        assert_eq!(
+            RecordStamp::from_log("not-a-uuid", 1, RecordKind::Event),
+            None
+        );
+        assert_eq!(StreamVersion(0).admit(None, false), Admission::Foreign);
     }
 
     #[test]
     fn a_rejection_settles_without_advancing() {
         let version = StreamVersion(2);
         let record = stamp(9, 2, RecordKind::Rejection);
-        assert_eq!(version.admit(&record, false), Admission::Apply);
+        assert_eq!(version.admit(Some(&record), false), Admission::Apply);
         assert_eq!(version.after(&record), StreamVersion(2));
     }
 }

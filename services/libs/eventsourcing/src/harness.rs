@@ -2,20 +2,38 @@
 //!
 //! ```
 //! use foldline_eventsourcing::harness::TestHarness;
-//! use foldline_eventsourcing::{Decider, DecisionContext, Timestamp};
+//! use foldline_eventsourcing::{Decider, DecisionContext, Rejection, RejectionKind, Timestamp};
 //!
 //! /// A light switch that refuses to be switched on twice.
 //! struct Switch;
+//!
+//! #[derive(Clone, Debug, PartialEq)]
+//! struct AlreadyOn;
+//!
+//! impl std::fmt::Display for AlreadyOn {
+//!     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+//!         formatter.write_str("already on")
+//!     }
+//! }
+//!
+//! impl Rejection for AlreadyOn {
+//!     fn code(&self) -> &'static str {
+//!         "already_on"
+//!     }
+//!     fn kind(&self) -> RejectionKind {
+//!         RejectionKind::Conflict
+//!     }
+//! }
 //!
 //! impl Decider for Switch {
 //!     type State = bool;
 //!     type Command = ();
 //!     type Event = i64; // switched on at this instant
-//!     type Rejection = String;
+//!     type Rejection = AlreadyOn;
 //!
-//!     fn decide(on: &bool, _: &(), context: &DecisionContext) -> Result<i64, String> {
+//!     fn decide(on: &bool, _: &(), context: &DecisionContext) -> Result<i64, AlreadyOn> {
 //!         if *on {
-//!             Err("already on".to_owned())
+//!             Err(AlreadyOn)
 //!         } else {
 //!             Ok(context.now.0)
 //!         }
@@ -29,7 +47,7 @@
 //! TestHarness::<Switch>::given([]).at(Timestamp(1_000)).when(()).then(1_000);
 //! TestHarness::<Switch>::given([1_000])
 //!     .when(())
-//!     .then_rejected("already on".to_owned());
+//!     .then_rejected(AlreadyOn);
 //! ```
 
 use std::fmt::Debug;

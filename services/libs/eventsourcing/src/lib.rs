@@ -5,6 +5,8 @@
 //!   and the [`DecisionContext`] that carries the clock into a decision.
 //! - [`ids`]: typed ids and the deterministic derivations (event id from command
 //!   id, command id from an idempotency key or from a triggering event).
+//! - [`rejection`]: the [`Rejection`] trait (a stable code and a
+//!   [`RejectionKind`]) every domain's refusals implement.
 //! - [`gate`]: the version gate every fold applies, so the processor, every
 //!   projector and every replay agree on which log records count.
 //! - [`harness`]: given/when/then testing of a decider.
@@ -15,7 +17,9 @@ pub mod decider;
 pub mod gate;
 pub mod harness;
 pub mod ids;
+pub mod rejection;
 
 pub use decider::{Decider, DecisionContext};
-pub use gate::{Admission, RecordStamp, StreamVersion};
+pub use gate::{Admission, RecordKind, RecordStamp, StreamVersion};
 pub use ids::{CommandId, CorrelationId, EventId, Timestamp};
+pub use rejection::{Rejection, RejectionKind};

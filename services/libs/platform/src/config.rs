@@ -220,7 +220,12 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
+        let mut log_filter = None;
         for (name, value) in environment {
+            if name == "RUST_LOG" {
+                log_filter = Some(value);
+                continue;
+            }
             let Some(path) = name.strip_prefix("FOLDLINE__") else {
                 continue;
             };
@@ -241,6 +246,11 @@ impl Config {
                 .parse()
                 .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
             figment = figment.merge(Serialized::global(&key, parsed));
+        }
+        // `RUST_LOG`, the operator's habitual lever, overrides every other
+        // source of the log filter.
+        if let Some(filter) = log_filter {
+            figment = figment.merge(Serialized::global("telemetry.filter", filter));
         }
         figment
             .extract::<Config>()
@@ -275,6 +285,22 @@ mod tests {
         let config = Config::load(None, Vec::new()).unwrap();
         assert_eq!(config.gateway.listen.port(), 8080);
         assert_eq!(config.store.kind, StoreKind::Embedded);
+    }
+
+    #[test]
+    fn rust_log_sets_the_log_filter_over_every_other_source() {
+        let environment = vec![
+            ("FOLDLINE__TELEMETRY__FILTER".to_owned(), "warn".to_owned()),
+            ("RUST_LOG".to_owned(), "debug,rdkafka=info".to_owned()),
+        ];
+        let config = Config::load(None, environment).unwrap();
+        assert_eq!(config.telemetry.filter, "debug,rdkafka=info");
+        let config = Config::load(
+            None,
+            vec![("FOLDLINE__TELEMETRY__FILTER".to_owned(), "warn".to_owned())],
+        )
+        .unwrap();
+        assert_eq!(config.telemetry.filter, "warn");
     }
 
     #[test]

@@ -7,6 +7,14 @@
 //! - [`codec`]: Avro values in the Confluent wire format via a schema registry.
 //! - [`registry`]: a Confluent-compatible schema registry backed by `_schemas`.
 //! - [`store`]: the projection store interface and its embedded implementation.
+//! - [`domain`]: the domain seam: a pure decider plus its [`DomainWire`]
+//!   field mapping is a command domain, with one generic `decide_record`.
+//! - [`gate`]: the version gate read off wire metadata, shared by the
+//!   processor's restore and every projection.
+//! - [`gated`]: [`GatedProjection`], which owns the gate and the
+//!   `command_outcomes` table so a domain projection sees only admitted events.
+//! - [`service`]: a domain's topics and groups resolved from the topology,
+//!   and [`DomainService`], the runnable declaration of a domain.
 //! - [`processor`]: the command processor loop (see `processor/design.md`).
 //! - [`projector`]: the projector loop.
 //! - [`dlq`]: dead-lettering of poison records.
@@ -15,10 +23,18 @@
 pub mod codec;
 pub mod config;
 pub mod dlq;
+pub mod domain;
+pub mod gate;
+pub mod gated;
 pub mod kafka;
 pub mod processor;
 pub mod projector;
 pub mod registry;
+pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+
+pub use domain::DomainWire;
+pub use gated::GatedProjection;
+pub use service::DomainService;

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use foldline_contracts::record::WireError;
 use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
@@ -32,10 +33,13 @@ use crate::store::{Checkpoint, RowKey, Store, StoreError, StoredRow, WriteBatch}
 /// Current rows a projection asked for; `None` when absent.
 pub type CurrentRows = HashMap<RowKey, Option<StoredRow>>;
 
+/// A fold of an events topic into rows. Domains do not implement this
+/// directly: they write a [`DomainProjection`](crate::gated::DomainProjection)
+/// and [`GatedProjection`](crate::gated::GatedProjection) adds the gate.
 pub trait Projection: Send + Sync + 'static {
     type Record: Send + Sync + 'static;
 
-    fn parse_record(&self, decoded: Decoded) -> Result<Self::Record, String>;
+    fn parse_record(&self, decoded: Decoded) -> Result<Self::Record, WireError>;
     /// The rows `project` needs to see for `record`.
     fn rows_to_read(&self, record: &Self::Record) -> Vec<RowKey>;
     /// The upserts `record` at `partition`/`offset` causes. Pure.
@@ -45,7 +49,18 @@ pub trait Projection: Send + Sync + 'static {
         partition: i32,
         offset: i64,
         current: &CurrentRows,
-    ) -> Vec<(RowKey, StoredRow)>;
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError>;
+}
+
+/// Why a projection cannot turn an admitted record into rows. Permanent:
+/// skipping the record would leave the rows diverged from the log for good,
+/// so the projector stops and says why instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("row of {table} cannot be read: {reason}")]
+    UnreadableRow { table: &'static str, reason: String },
+    #[error("row of {table} cannot be written: {reason}")]
+    UnwritableRow { table: &'static str, reason: String },
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +77,13 @@ pub struct ProjectorOptions {
 pub enum ProjectorError {
     #[error("cannot create kafka client: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("cannot project {topic}/{partition} at offset {offset}: {source}")]
+    Projection {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        source: ProjectionError,
+    },
 }
 
 /// The highest position projected per partition, for read-your-writes waits.
@@ -140,7 +162,7 @@ pub async fn run<P: Projection>(
             &batch,
             &shutdown,
         )
-        .await
+        .await?
         else {
             break;
         };
@@ -195,27 +217,39 @@ async fn project_batch<P: Projection>(
     dead_letters: &DeadLetters,
     batch: &[OwnedMessage],
     shutdown: &Shutdown,
-) -> Option<WriteBatch> {
+) -> Result<Option<WriteBatch>, ProjectorError> {
     let mut overlay: CurrentRows = HashMap::new();
     let mut write = WriteBatch::default();
     let mut next_offsets: HashMap<i32, i64> = HashMap::new();
     for message in batch {
         next_offsets.insert(message.partition(), message.offset() + 1);
-        let Some(record) = read_record(projection, codec, dead_letters, message, shutdown).await?
+        let Some(read) = read_record(projection, codec, dead_letters, message, shutdown).await
         else {
+            return Ok(None);
+        };
+        let Some(record) = read else {
             continue;
         };
         let mut current = CurrentRows::new();
         for key in projection.rows_to_read(&record) {
             let row = match overlay.get(&key) {
                 Some(row) => row.clone(),
-                None => read_row(store, &key, shutdown).await?,
+                None => match read_row(store, &key, shutdown).await {
+                    Some(row) => row,
+                    None => return Ok(None),
+                },
             };
             current.insert(key, row);
         }
-        for (key, row) in
-            projection.project(&record, message.partition(), message.offset(), &current)
-        {
+        let upserts = projection
+            .project(&record, message.partition(), message.offset(), &current)
+            .map_err(|source| ProjectorError::Projection {
+                topic: options.topic.clone(),
+                partition: message.partition(),
+                offset: message.offset(),
+                source,
+            })?;
+        for (key, row) in upserts {
             overlay.insert(key.clone(), Some(row.clone()));
             write.upserts.push((key, row));
         }
@@ -229,7 +263,7 @@ async fn project_batch<P: Projection>(
             next_offset,
         })
         .collect();
-    Some(write)
+    Ok(Some(write))
 }
 
 async fn read_row(store: &Store, key: &RowKey, shutdown: &Shutdown) -> Option<Option<StoredRow>> {
@@ -285,7 +319,7 @@ async fn read_record<P: Projection>(
     match projection.parse_record(decoded) {
         Ok(record) => Some(Some(record)),
         Err(error) => {
-            dead_letters.park(message, &error).await;
+            dead_letters.park(message, &error.to_string()).await;
             Some(None)
         }
     }

@@ -14,11 +14,10 @@ pub enum TelemetryError {
     AlreadyInstalled,
 }
 
-/// Installs the global subscriber. `RUST_LOG`, when set, overrides the
-/// configured filter (an operator's quick lever while debugging).
+/// Installs the global subscriber. The filter comes from the configuration
+/// (where `RUST_LOG`, when set, overrides the other sources).
 pub fn init(config: &TelemetryConfig) -> Result<(), TelemetryError> {
-    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| config.filter.clone());
-    let filter = EnvFilter::try_new(&directives)
+    let filter = EnvFilter::try_new(&config.filter)
         .map_err(|error| TelemetryError::InvalidFilter(error.to_string()))?;
     let registry = tracing_subscriber::registry().with(filter);
     let result = match config.format {

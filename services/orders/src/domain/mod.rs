@@ -21,8 +21,9 @@ pub use commands::{CancelOrder, MarkPaid, MarkPaymentFailed, OrderCommand, Place
 pub use events::{
     OrderCancelled, OrderConfirmed, OrderEvent, OrderPaymentRejected, OrderPlaced, OrderShipped,
 };
+pub use foldline_eventsourcing::{Rejection, RejectionKind};
 pub use order::Order;
-pub use rejection::{OrderRejection, RejectionKind};
+pub use rejection::OrderRejection;
 pub use state::{OrderDetails, OrderState, OrderStatus};
 pub use values::{
     Currency, CurrencyError, CustomerId, IdError, OrderId, OrderLine, PaymentId, Quantity,

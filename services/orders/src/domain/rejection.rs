@@ -3,23 +3,10 @@
 //! Messages are shown to API clients as-is: they name only what the client
 //! sent or owns (its SKUs, its amounts), never another order's data.
 
+use foldline_eventsourcing::{Rejection, RejectionKind};
 use thiserror::Error;
 
 use super::values::{Sku, MAX_LINES, MAX_ORDER_TOTAL, MAX_REASON_CHARS, MAX_UNIT_PRICE};
-
-/// The broad class of a rejection, for transports to map onto their own
-/// vocabulary: over HTTP, `Invalid` is 422, `Conflict` is 409 and `NotFound`
-/// is 404.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RejectionKind {
-    /// The command is wrong whatever the order's state; resending it as-is
-    /// cannot succeed.
-    Invalid,
-    /// The command is well-formed but the order's current state forbids it.
-    Conflict,
-    /// The command addresses an order that does not exist.
-    NotFound,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum OrderRejection {
@@ -60,10 +47,8 @@ pub enum OrderRejection {
     ReasonTooLong,
 }
 
-impl OrderRejection {
-    /// A stable machine-readable code; clients and dashboards key on it, so
-    /// it never changes once published.
-    pub fn code(&self) -> &'static str {
+impl Rejection for OrderRejection {
+    fn code(&self) -> &'static str {
         match self {
             Self::OrderNotFound => "order_not_found",
             Self::OrderAlreadyExists => "order_already_exists",
@@ -84,7 +69,7 @@ impl OrderRejection {
         }
     }
 
-    pub fn kind(&self) -> RejectionKind {
+    fn kind(&self) -> RejectionKind {
         match self {
             Self::OrderNotFound => RejectionKind::NotFound,
             // A command routed to another order's stream is a routing bug

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 use foldline_contracts::envelope::CommandOutcome;
-use foldline_eventsourcing::gate::{Admission, RecordKind, RecordStamp, StreamVersion};
-use foldline_eventsourcing::CommandId;
+use foldline_eventsourcing::gate::{Admission, StreamVersion};
 use serde::{Deserialize, Serialize};
 
 use super::CommandDomain;
+use crate::gate;
 
 /// One aggregate as the log established it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -70,70 +70,35 @@ impl<S: Clone + Default> PartitionLog<S> {
         self.next_offset = offset + 1;
         let metadata = domain.record_metadata(record);
         let rejection = domain.rejection(record);
-        let kind = if rejection.is_some() {
-            RecordKind::Rejection
-        } else {
-            RecordKind::Event
-        };
-        let base_version = match kind {
-            RecordKind::Event => metadata.aggregate_version - 1,
-            RecordKind::Rejection => metadata.aggregate_version,
-        };
-        let (Ok(base_version), Ok(command_uuid)) = (
-            u64::try_from(base_version),
-            metadata.command_id.parse::<CommandId>(),
-        ) else {
-            // A record no decision of ours could have written: it counts for nobody.
-            return Admission::WrongVersion { current: 0 };
-        };
-        let stamp = RecordStamp {
-            command_id: command_uuid,
-            base_version,
-            kind,
-        };
-        let current = self
-            .aggregates
-            .get(&metadata.aggregate_id)
-            .map(|slot| slot.version)
-            .unwrap_or(0);
-        let admission =
-            StreamVersion(current).admit(&stamp, self.settled.contains_key(&metadata.command_id));
-        if admission != Admission::Apply {
-            return admission;
+        let current = StreamVersion(
+            self.aggregates
+                .get(&metadata.aggregate_id)
+                .map(|slot| slot.version)
+                .unwrap_or(0),
+        );
+        let already_settled = self.settled.contains_key(&metadata.command_id);
+        let verdict = gate::judge(metadata, rejection, current, already_settled);
+        if verdict.admission != Admission::Apply {
+            return verdict.admission;
         }
-        let version_after = StreamVersion(current).after(&stamp).0;
-        if kind == RecordKind::Event {
+        if rejection.is_none() {
             let slot = self
                 .aggregates
                 .entry(metadata.aggregate_id.clone())
                 .or_default();
             slot.state = domain.evolve(std::mem::take(&mut slot.state), record);
-            slot.version = version_after;
+            slot.version = verdict.version_after.0;
         }
-        let (rejection_code, rejection_message) = match rejection {
-            Some((code, message)) => (Some(code), Some(message)),
-            None => (None, None),
-        };
         self.settled.insert(
             metadata.command_id.clone(),
-            CommandOutcome {
-                command_id: metadata.command_id.clone(),
-                correlation_id: metadata.correlation_id.clone(),
-                aggregate_id: metadata.aggregate_id.clone(),
-                status: if kind == RecordKind::Event {
-                    CommandOutcome::ACCEPTED.to_owned()
-                } else {
-                    CommandOutcome::REJECTED.to_owned()
-                },
-                aggregate_version: version_after as i64,
-                event_id: metadata.event_id.clone(),
-                event_type: domain.record_name(record).to_owned(),
-                event_partition: self.partition,
-                event_offset: offset,
-                rejection_code,
-                rejection_message,
-                decided_at: metadata.occurred_at,
-            },
+            gate::outcome(
+                metadata,
+                rejection,
+                domain.record_name(record),
+                verdict.version_after,
+                self.partition,
+                offset,
+            ),
         );
         Admission::Apply
     }

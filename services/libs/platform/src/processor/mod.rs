@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apache_avro::types::Value;
-use foldline_contracts::envelope::{headers, CommandOutcome, EventMetadata};
+use foldline_contracts::envelope::{headers, CommandOutcome, CommandRejected, EventMetadata};
+use foldline_contracts::record::WireError;
 use foldline_eventsourcing::gate::Admission;
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -32,25 +33,28 @@ use crate::kafka::{
 use crate::shutdown::Shutdown;
 use crate::store::{RowKey, Store, StoreError, StoredRow};
 
-/// How a domain plugs into the processor. Implementations only map wire
-/// records and call the pure decider: no I/O.
+/// How a domain plugs into the processor. Every [`DomainWire`] is one
+/// (`crate::domain`); tests implement it directly. Implementations only map
+/// wire records and call the pure decider: no I/O.
+///
+/// [`DomainWire`]: crate::domain::DomainWire
 pub trait CommandDomain: Send + Sync + 'static {
     type State: Clone + Default + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
     type Command: Debug + Send + Sync + 'static;
     /// A record of the events topic: an event or a recorded rejection.
     type Record: Debug + Clone + Send + Sync + 'static;
 
-    fn parse_command(&self, decoded: Decoded) -> Result<Self::Command, String>;
+    fn parse_command(&self, decoded: Decoded) -> Result<Self::Command, WireError>;
     fn command_envelope(&self, command: &Self::Command) -> CommandEnvelope;
     /// Decides `command` against `state` at `version`, returning the record
     /// to append (with its metadata filled in). Pure and deterministic.
     fn decide(&self, state: &Self::State, version: u64, command: &Self::Command) -> Self::Record;
-    fn parse_record(&self, decoded: Decoded) -> Result<Self::Record, String>;
-    fn record_to_avro(&self, record: &Self::Record) -> Result<Value, String>;
+    fn parse_record(&self, decoded: Decoded) -> Result<Self::Record, WireError>;
+    fn record_to_avro(&self, record: &Self::Record) -> Result<Value, WireError>;
     fn record_name(&self, record: &Self::Record) -> &'static str;
     fn record_metadata<'r>(&self, record: &'r Self::Record) -> &'r EventMetadata;
-    /// `(code, message)` when the record is a recorded rejection.
-    fn rejection(&self, record: &Self::Record) -> Option<(String, String)>;
+    /// The refusal, when the record is a recorded rejection.
+    fn rejection<'r>(&self, record: &'r Self::Record) -> Option<&'r CommandRejected>;
     /// Folds an event record into state (never called for rejections).
     fn evolve(&self, state: Self::State, record: &Self::Record) -> Self::State;
 }
@@ -401,7 +405,7 @@ impl<D: CommandDomain> Processor<D> {
         let command = match self.domain.parse_command(decoded) {
             Ok(command) => command,
             Err(error) => {
-                self.dead_letters.park(message, &error).await;
+                self.dead_letters.park(message, &error.to_string()).await;
                 return Read::Parked;
             }
         };
@@ -447,8 +451,8 @@ impl<D: CommandDomain> Processor<D> {
             );
             let value = match self.domain.record_to_avro(&record) {
                 Ok(value) => value,
-                Err(reason) => {
-                    tracing::error!(reason, "decided record does not fit its schema");
+                Err(error) => {
+                    tracing::error!(%error, "decided record does not fit its schema");
                     return Settlement::LogMovedUnderUs;
                 }
             };

@@ -1,0 +1,378 @@
+//! The command side of every domain's routes: record the command as
+//! accepted, produce it keyed by its aggregate, and answer 202 with its
+//! location — or, with `Prefer: wait=N`, wait for the outcome the log
+//! settled and for the projection to reach it, then answer with the
+//! aggregate (201/200) or the rejection (404/409/422). Also
+//! `GET /v1/commands/{id}`, for any domain.
+
+// A Problem is the response itself: boxing it on a per-request path buys nothing.
+#![allow(clippy::result_large_err)]
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use foldline_contracts::envelope::{headers as record_headers, CommandMetadata, CommandOutcome};
+use foldline_contracts::record::CommandRecord;
+use foldline_eventsourcing::{CommandId, RejectionKind};
+use foldline_platform::gated::{outcome_key, CommandOutcomeRow, COMMAND_OUTCOMES};
+use foldline_platform::store::{RowKey, Store, StoredRow};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::http::{
+    decode_row, encode_row, parse_path_id, preferred_wait, set_header, GatewayError,
+};
+use crate::problem::Problem;
+use crate::{DomainEdge, GatewayState};
+
+const ACCEPTED_COMMANDS_TABLE: &str = "accepted_commands";
+/// How often a waiting request re-reads the projection once the outcome is
+/// known but the projection has not caught up (only when no in-process
+/// projector reports its progress).
+const PROJECTION_POLL: Duration = Duration::from_millis(5);
+
+pub(crate) fn readiness_probe_key() -> RowKey {
+    RowKey::new(ACCEPTED_COMMANDS_TABLE, b"readiness".to_vec(), Vec::new())
+}
+
+/// How a domain's routes read one aggregate back for `Prefer: wait`.
+pub trait AggregateView: Sync {
+    /// The aggregate's projected view and the version it reflects; `None`
+    /// while the projection does not have it.
+    fn read(
+        &self,
+        store: &Store,
+        aggregate_id: &str,
+    ) -> impl Future<Output = Result<Option<(u64, Value)>, GatewayError>> + Send;
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AcceptedCommand {
+    /// The field name is kept from when only orders existed.
+    #[serde(rename = "order_id")]
+    aggregate_id: String,
+    accepted_at: i64,
+    #[serde(default)]
+    domain: String,
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The metadata of a command this gateway issues now.
+pub fn command_metadata(
+    state: &GatewayState,
+    command_id: CommandId,
+    headers: &HeaderMap,
+) -> CommandMetadata {
+    CommandMetadata {
+        command_id: command_id.to_string(),
+        correlation_id: Uuid::now_v7().to_string(),
+        causation_id: None,
+        issued_at: now_millis(),
+        issued_by: state.config.client_id.clone(),
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| value.len() <= 128)
+            .map(str::to_owned),
+    }
+}
+
+/// Produces `command` for `domain` and, when asked, waits for its outcome.
+/// `created_status` is the success status once settled (201 for a creation).
+pub async fn submit<C: CommandRecord, V: AggregateView>(
+    state: &GatewayState,
+    domain: &str,
+    view: &V,
+    headers: &HeaderMap,
+    command: C,
+    created_status: StatusCode,
+) -> Result<Response, Problem> {
+    let edge = state.edge(domain)?;
+    let command_id = command.metadata().command_id.clone();
+    let aggregate_id = command.aggregate_id().to_owned();
+    let wait = preferred_wait(headers, state.config.max_wait_seconds);
+    let receiver = wait.map(|_| state.outcomes.subscribe(&command_id));
+
+    let accepted = AcceptedCommand {
+        aggregate_id: aggregate_id.clone(),
+        accepted_at: command.metadata().issued_at,
+        domain: domain.to_owned(),
+    };
+    let accepted_row = StoredRow {
+        position: 0,
+        value: encode_row(ACCEPTED_COMMANDS_TABLE, &accepted)?,
+    };
+    let accepted_key = RowKey::new(
+        ACCEPTED_COMMANDS_TABLE,
+        command_id.clone().into_bytes(),
+        Vec::new(),
+    );
+    let recorded = state
+        .store
+        .insert_if_absent(accepted_key, accepted_row)
+        .await;
+    if let Err(error) = recorded {
+        state.outcomes.forget(&command_id);
+        return Err(GatewayError::from(error).into());
+    }
+    if let Err(error) = produce(state, edge, &command).await {
+        state.outcomes.forget(&command_id);
+        return Err(error.into());
+    }
+
+    let (Some(wait), Some(receiver)) = (wait, receiver) else {
+        return Ok(pending_response(edge, &command_id, &aggregate_id));
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    // A retry of a settled command finds its outcome in the projection.
+    let settled = match read_outcome_row(&state.store, &command_id).await {
+        Ok(Some(row)) => Some(Settled::from_outcome(row.outcome)),
+        Ok(None) => tokio::time::timeout_at(deadline, receiver)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(Settled::from_outcome),
+        Err(error) => {
+            state.outcomes.forget(&command_id);
+            return Err(error.into());
+        }
+    };
+    state.outcomes.forget(&command_id);
+    let Some(settled) = settled else {
+        return Ok(pending_response(edge, &command_id, &aggregate_id));
+    };
+    if let Some(rejection) = settled.rejection {
+        let status = match rejection.kind {
+            RejectionKind::NotFound => StatusCode::NOT_FOUND,
+            RejectionKind::Conflict => StatusCode::CONFLICT,
+            RejectionKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        return Err(Problem::new(status, &rejection.code, rejection.message));
+    }
+    // Read-your-writes: answer with the aggregate once the projection has it.
+    if let Some(watermarks) = &edge.watermarks {
+        watermarks
+            .wait_for(settled.partition, settled.offset, deadline)
+            .await;
+    }
+    loop {
+        if let Some((version, body)) = view.read(&state.store, &aggregate_id).await? {
+            if version >= settled.version {
+                let mut response = (created_status, Json(body)).into_response();
+                set_header(
+                    &mut response,
+                    header::LOCATION,
+                    &format!("{}/{aggregate_id}", edge.collection),
+                );
+                set_header(&mut response, "preference-applied", "wait");
+                set_header(&mut response, "foldline-command-id", &command_id);
+                return Ok(response);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(pending_response(edge, &command_id, &aggregate_id));
+        }
+        tokio::time::sleep(PROJECTION_POLL).await;
+    }
+}
+
+struct SettledRejection {
+    code: String,
+    kind: RejectionKind,
+    message: String,
+}
+
+/// A command's outcome, from the outcomes topic or the projection.
+struct Settled {
+    version: u64,
+    partition: i32,
+    offset: i64,
+    rejection: Option<SettledRejection>,
+}
+
+impl Settled {
+    fn from_outcome(outcome: CommandOutcome) -> Settled {
+        let accepted = outcome.is_accepted();
+        Settled {
+            version: u64::try_from(outcome.aggregate_version).unwrap_or(0),
+            partition: outcome.event_partition,
+            offset: outcome.event_offset,
+            rejection: (!accepted).then(|| SettledRejection {
+                code: outcome.rejection_code.unwrap_or_default(),
+                kind: RejectionKind::from_log(outcome.rejection_kind.as_deref().unwrap_or("")),
+                message: outcome.rejection_message.unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+fn pending_response(edge: &DomainEdge, command_id: &str, aggregate_id: &str) -> Response {
+    let mut body = Map::new();
+    body.insert("command_id".to_owned(), Value::from(command_id));
+    body.insert(edge.id_field(), Value::from(aggregate_id));
+    body.insert("status".to_owned(), Value::from("pending"));
+    let mut response = (StatusCode::ACCEPTED, Json(Value::Object(body))).into_response();
+    set_header(
+        &mut response,
+        header::LOCATION,
+        &format!("/v1/commands/{command_id}"),
+    );
+    response
+}
+
+async fn produce<C: CommandRecord>(
+    state: &GatewayState,
+    edge: &DomainEdge,
+    command: &C,
+) -> Result<(), GatewayError> {
+    let value = command.to_avro()?;
+    let bytes = state
+        .codec
+        .encode_value(&edge.commands_topic, command.record_name(), value)
+        .await?;
+    let metadata = command.metadata();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: record_headers::COMMAND_ID,
+            value: Some(&metadata.command_id),
+        })
+        .insert(Header {
+            key: record_headers::CORRELATION_ID,
+            value: Some(&metadata.correlation_id),
+        })
+        .insert(Header {
+            key: record_headers::CONTENT_TYPE,
+            value: Some(record_headers::AVRO_CONFLUENT),
+        })
+        .insert(Header {
+            key: record_headers::RECORD_TYPE,
+            value: Some(command.record_name()),
+        })
+        .insert(Header {
+            key: record_headers::SCHEMA_VERSION,
+            value: Some(record_headers::CONTRACT_VERSION),
+        });
+    let headers = match &metadata.traceparent {
+        Some(traceparent) => headers.insert(Header {
+            key: record_headers::TRACEPARENT,
+            value: Some(traceparent),
+        }),
+        None => headers,
+    };
+    let record = FutureRecord::to(&edge.commands_topic)
+        .key(command.aggregate_id())
+        .payload(&bytes)
+        .headers(headers);
+    state
+        .producer
+        .send(record, Duration::from_secs(5))
+        .await
+        .map(|_| ())
+        .map_err(|(error, _)| GatewayError::Produce(error))
+}
+
+async fn read_outcome_row(
+    store: &Store,
+    command_id: &str,
+) -> Result<Option<CommandOutcomeRow>, GatewayError> {
+    match store.get(outcome_key(command_id)).await? {
+        Some(row) => Ok(Some(decode_row(COMMAND_OUTCOMES, &row.value)?)),
+        None => Ok(None),
+    }
+}
+
+/// `GET /v1/commands/{id}`: how the log settled a command of any domain,
+/// or `pending` while it is accepted but not settled.
+pub async fn get_command(
+    State(state): State<GatewayState>,
+    Path(command_id): Path<String>,
+) -> Result<Response, Problem> {
+    let command_id =
+        parse_path_id(&command_id, "command", |text| text.parse::<CommandId>())?.to_string();
+    let mut view = Map::new();
+    view.insert("command_id".to_owned(), Value::from(command_id.clone()));
+    if let Some(row) = read_outcome_row(&state.store, &command_id).await? {
+        let edge = state.edge(&row.domain)?;
+        let outcome = row.outcome;
+        view.insert("status".to_owned(), Value::from(outcome.status.clone()));
+        view.insert(edge.id_field(), Value::from(outcome.aggregate_id.clone()));
+        view.insert(edge.version_field(), Value::from(outcome.aggregate_version));
+        if let (Some(code), Some(message)) = (&outcome.rejection_code, &outcome.rejection_message) {
+            view.insert(
+                "rejection".to_owned(),
+                serde_json::json!({"code": code, "message": message}),
+            );
+        }
+        return Ok(Json(Value::Object(view)).into_response());
+    }
+    let accepted_key = RowKey::new(
+        ACCEPTED_COMMANDS_TABLE,
+        command_id.clone().into_bytes(),
+        Vec::new(),
+    );
+    let Some(row) = state
+        .store
+        .get(accepted_key)
+        .await
+        .map_err(GatewayError::from)?
+    else {
+        return Err(Problem::not_found("command"));
+    };
+    let accepted: AcceptedCommand = decode_row(ACCEPTED_COMMANDS_TABLE, &row.value)?;
+    let edge = state.edge(&accepted.domain)?;
+    view.insert("status".to_owned(), Value::from("pending"));
+    view.insert(edge.id_field(), Value::from(accepted.aggregate_id));
+    Ok(Json(Value::Object(view)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accepted_row_written_before_domains_existed_still_reads() {
+        let old = br#"{"order_id":"o","accepted_at":1}"#;
+        let row: AcceptedCommand = decode_row(ACCEPTED_COMMANDS_TABLE, old).unwrap();
+        assert_eq!((row.aggregate_id.as_str(), row.domain.as_str()), ("o", ""));
+    }
+
+    #[test]
+    fn a_rejected_outcome_keeps_its_code_and_kind() {
+        let outcome = CommandOutcome {
+            command_id: "c".to_owned(),
+            correlation_id: "c".to_owned(),
+            aggregate_id: "a".to_owned(),
+            status: CommandOutcome::REJECTED.to_owned(),
+            aggregate_version: 3,
+            event_id: "e".to_owned(),
+            event_type: "foldline.CommandRejected".to_owned(),
+            event_partition: 1,
+            event_offset: 9,
+            rejection_code: Some("already_cancelled".to_owned()),
+            rejection_kind: Some("conflict".to_owned()),
+            rejection_message: Some("order is already cancelled".to_owned()),
+            decided_at: 0,
+        };
+        let settled = Settled::from_outcome(outcome);
+        let rejection = settled.rejection.expect("rejected");
+        assert_eq!(rejection.kind, RejectionKind::Conflict);
+        assert_eq!(rejection.code, "already_cancelled");
+        assert_eq!(
+            (settled.partition, settled.offset, settled.version),
+            (1, 9, 3)
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! [`GatedProjection`]: a domain projection behind the version gate.
+//!
+//! The gate is the processor's (`crate::gate`): a record counts iff its
+//! command is not settled earlier in the log and its aggregate is still at
+//! the version the record was decided against. `GatedProjection` owns the
+//! two tables that rule needs and that every domain shares:
+//! - `aggregate_versions` (domain + aggregate id, —): the version the log
+//!   established for each aggregate;
+//! - `command_outcomes` (command id, —): how the log settled each command,
+//!   which is also what `GET /v1/commands/{id}` serves.
+//!
+//! A [`DomainProjection`] therefore only ever sees admitted events, in log
+//! order, and turns them into its own rows. Duplicates, stale decisions and
+//! zombie writes never reach it.
+
+use foldline_contracts::envelope::{CommandOutcome, EventMetadata};
+use foldline_contracts::record::{EventRecord, WireError};
+use foldline_eventsourcing::gate::{Admission, StreamVersion};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Decoded;
+use crate::domain::{DomainWire, EventOf, LogRecord};
+use crate::gate;
+use crate::projector::{CurrentRows, Projection, ProjectionError};
+use crate::store::{RowKey, StoredRow};
+
+pub const AGGREGATE_VERSIONS: &str = "aggregate_versions";
+pub const COMMAND_OUTCOMES: &str = "command_outcomes";
+
+/// A domain's read model: admitted events in, rows out. Pure.
+pub trait DomainProjection: Send + Sync + 'static {
+    type Wire: DomainWire;
+    /// The projection's name in the topology; its projector group is the
+    /// one declared with this `projection`.
+    const NAME: &'static str;
+
+    /// The rows [`DomainProjection::project`] needs to see for `event`.
+    fn rows_to_read(&self, event: &EventOf<Self::Wire>, metadata: &EventMetadata) -> Vec<RowKey>;
+
+    /// The upserts one admitted event causes. Rows carry `admitted.offset`
+    /// as their position (see [`json_row`]).
+    fn project(
+        &self,
+        admitted: &Admitted<'_, Self::Wire>,
+        current: &CurrentRows,
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError>;
+}
+
+/// An event the gate admitted, with where it sits in the log.
+#[derive(Debug)]
+pub struct Admitted<'a, W: DomainWire> {
+    pub event: &'a EventOf<W>,
+    pub metadata: &'a EventMetadata,
+    /// The aggregate's version after this event.
+    pub version: u64,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// `command_outcomes` row: how the log settled a command, in any domain —
+/// the outcome the processor publishes, and the domain it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandOutcomeRow {
+    pub domain: String,
+    #[serde(flatten)]
+    pub outcome: CommandOutcome,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct VersionRow {
+    version: u64,
+}
+
+pub fn outcome_key(command_id: &str) -> RowKey {
+    RowKey::new(COMMAND_OUTCOMES, command_id.as_bytes().to_vec(), Vec::new())
+}
+
+pub fn version_key(domain: &str, aggregate_id: &str) -> RowKey {
+    let mut partition = domain.as_bytes().to_vec();
+    partition.push(0);
+    partition.extend_from_slice(aggregate_id.as_bytes());
+    RowKey::new(AGGREGATE_VERSIONS, partition, Vec::new())
+}
+
+/// A row holding `value` as JSON at log position `position`.
+pub fn json_row<T: Serialize>(
+    table: &'static str,
+    position: i64,
+    value: &T,
+) -> Result<StoredRow, ProjectionError> {
+    serde_json::to_vec(value)
+        .map(|value| StoredRow { position, value })
+        .map_err(|error| ProjectionError::UnwritableRow {
+            table,
+            reason: error.to_string(),
+        })
+}
+
+/// Reads a JSON row, `None` when absent.
+pub fn read_json_row<T: DeserializeOwned>(
+    key: &RowKey,
+    current: &CurrentRows,
+) -> Result<Option<T>, ProjectionError> {
+    match current.get(key) {
+        Some(Some(row)) => serde_json::from_slice(&row.value)
+            .map(Some)
+            .map_err(|error| ProjectionError::UnreadableRow {
+                table: key.table,
+                reason: error.to_string(),
+            }),
+        _ => Ok(None),
+    }
+}
+
+/// A domain projection with the gate and the outcome table in front.
+#[derive(Debug)]
+pub struct GatedProjection<P> {
+    domain: String,
+    inner: P,
+}
+
+impl<P: DomainProjection> GatedProjection<P> {
+    /// `domain` namespaces the aggregate versions (aggregate ids are only
+    /// unique within a domain).
+    pub fn new(domain: impl Into<String>, inner: P) -> Self {
+        Self {
+            domain: domain.into(),
+            inner,
+        }
+    }
+}
+
+impl<P: DomainProjection> Projection for GatedProjection<P> {
+    type Record = LogRecord<P::Wire>;
+
+    fn parse_record(&self, decoded: Decoded) -> Result<Self::Record, WireError> {
+        LogRecord::parse(&decoded)
+    }
+
+    fn rows_to_read(&self, record: &Self::Record) -> Vec<RowKey> {
+        let metadata = record.wire.metadata();
+        let mut keys = vec![
+            version_key(&self.domain, &metadata.aggregate_id),
+            outcome_key(&metadata.command_id),
+        ];
+        if let Some(event) = &record.event {
+            keys.extend(self.inner.rows_to_read(event, metadata));
+        }
+        keys
+    }
+
+    fn project(
+        &self,
+        record: &Self::Record,
+        partition: i32,
+        offset: i64,
+        current: &CurrentRows,
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
+        let metadata = record.wire.metadata();
+        let rejection = record.wire.rejection();
+        let version_key = version_key(&self.domain, &metadata.aggregate_id);
+        let outcome_key = outcome_key(&metadata.command_id);
+        let current_version = read_json_row::<VersionRow>(&version_key, current)?
+            .unwrap_or_default()
+            .version;
+        let already_settled = matches!(current.get(&outcome_key), Some(Some(_)));
+        let verdict = gate::judge(
+            metadata,
+            rejection,
+            StreamVersion(current_version),
+            already_settled,
+        );
+        if verdict.admission != Admission::Apply {
+            return Ok(Vec::new());
+        }
+        let mut upserts = Vec::new();
+        if let Some(event) = &record.event {
+            let admitted = Admitted {
+                event,
+                metadata,
+                version: verdict.version_after.0,
+                partition,
+                offset,
+            };
+            upserts.extend(self.inner.project(&admitted, current)?);
+            let version = VersionRow {
+                version: verdict.version_after.0,
+            };
+            upserts.push((version_key, json_row(AGGREGATE_VERSIONS, offset, &version)?));
+        }
+        let outcome = CommandOutcomeRow {
+            domain: self.domain.clone(),
+            outcome: gate::outcome(
+                metadata,
+                rejection,
+                record.wire.record_name(),
+                verdict.version_after,
+                partition,
+                offset,
+            ),
+        };
+        upserts.push((outcome_key, json_row(COMMAND_OUTCOMES, offset, &outcome)?));
+        Ok(upserts)
+    }
+}

@@ -1,0 +1,234 @@
+//! Running a domain: its topics and groups resolved from the topology, and
+//! [`DomainService`], the one declaration a domain crate exports so the
+//! binary can run its processor and projectors by name.
+
+use std::sync::Arc;
+
+use foldline_contracts::topology::{TopicKind, Topology, TopologyError};
+use futures::future::BoxFuture;
+
+use crate::codec::Codec;
+use crate::config::Config;
+use crate::domain::DomainWire;
+use crate::gated::{DomainProjection, GatedProjection};
+use crate::processor::{self, ProcessorError, ProcessorOptions, ProcessorTopics};
+use crate::projector::{self, ProjectorError, ProjectorHandle, ProjectorOptions};
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// How long a settled command id is remembered when the topology declares
+/// no retention for the commands topic.
+const DEFAULT_DEDUPE_HORIZON_MS: i64 = 7 * 24 * 3_600_000;
+
+/// A domain's topics and processor group in this environment (prefix applied).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainTopics {
+    pub domain: String,
+    pub commands: String,
+    pub events: String,
+    pub outcomes: String,
+    pub dlq: String,
+    pub partitions: i32,
+    /// The commands topic's retention: a settled command older than this
+    /// cannot be redelivered, so the processor may forget it.
+    pub dedupe_horizon_ms: i64,
+    pub processor_group: String,
+}
+
+impl DomainTopics {
+    pub fn resolve(
+        config: &Config,
+        topology: &Topology,
+        domain: &str,
+    ) -> Result<DomainTopics, TopologyError> {
+        let declared = topology.domain(domain)?;
+        let name = |kind| config.prefixed(&declared.topic(kind));
+        Ok(DomainTopics {
+            domain: declared.name.clone(),
+            commands: name(TopicKind::Commands),
+            events: name(TopicKind::Events),
+            outcomes: name(TopicKind::Outcomes),
+            dlq: name(TopicKind::Dlq),
+            partitions: declared.partitions,
+            dedupe_horizon_ms: declared
+                .retention_ms(TopicKind::Commands)
+                .filter(|retention| *retention > 0)
+                .unwrap_or(DEFAULT_DEDUPE_HORIZON_MS),
+            processor_group: config.prefixed(&declared.processor_group()?.name),
+        })
+    }
+
+    pub fn processor_topics(&self) -> ProcessorTopics {
+        ProcessorTopics {
+            commands: self.commands.clone(),
+            events: self.events.clone(),
+            outcomes: self.outcomes.clone(),
+            dlq: self.dlq.clone(),
+        }
+    }
+}
+
+/// What every role of a domain runs on.
+#[derive(Clone, Debug)]
+pub struct RoleContext {
+    pub config: Arc<Config>,
+    pub topology: Arc<Topology>,
+    pub codec: Codec,
+    pub store: Store,
+    pub shutdown: Shutdown,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error(transparent)]
+    Processor(#[from] ProcessorError),
+    #[error(transparent)]
+    Projector(#[from] ProjectorError),
+}
+
+type RoleFuture = BoxFuture<'static, Result<(), ServiceError>>;
+
+/// One projection of a domain and how to run its projector.
+#[derive(Clone, Copy)]
+struct ProjectionRunner {
+    name: &'static str,
+    run: fn(&'static str, RoleContext, ProjectorHandle) -> RoleFuture,
+}
+
+/// A domain, runnable: its name (as in the topology), its processor and its
+/// projections. Built once by the domain crate from its `DomainWire` and
+/// `DomainProjection`s; the binary holds a list of these and derives its
+/// roles from it, so a new domain adds no code to the binary but one entry.
+#[derive(Clone)]
+pub struct DomainService {
+    name: &'static str,
+    processor: fn(&'static str, RoleContext) -> RoleFuture,
+    projections: Vec<ProjectionRunner>,
+}
+
+impl std::fmt::Debug for DomainService {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("DomainService")
+            .field("name", &self.name)
+            .field("projections", &self.projection_names().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl DomainService {
+    /// The domain `name` (as declared in the topology), decided by `W`.
+    pub fn new<W: DomainWire + Default>(name: &'static str) -> Self {
+        Self {
+            name,
+            processor: |domain, context| Box::pin(run_processor::<W>(domain, context)),
+            projections: Vec::new(),
+        }
+    }
+
+    /// Adds a projection of the domain's events.
+    pub fn with_projection<P: DomainProjection + Default>(mut self) -> Self {
+        self.projections.push(ProjectionRunner {
+            name: P::NAME,
+            run: |domain, context, handle| Box::pin(run_projection::<P>(domain, context, handle)),
+        });
+        self
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn projection_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.projections.iter().map(|projection| projection.name)
+    }
+
+    /// Runs the domain's command processor until shutdown.
+    pub fn run_processor(&self, context: RoleContext) -> RoleFuture {
+        (self.processor)(self.name, context)
+    }
+
+    /// Runs the projector of `projection` until shutdown; `handle` reports
+    /// its progress (for read-your-writes waits).
+    pub fn run_projection(
+        &self,
+        projection: &str,
+        context: RoleContext,
+        handle: ProjectorHandle,
+    ) -> Option<RoleFuture> {
+        self.projections
+            .iter()
+            .find(|runner| runner.name == projection)
+            .map(|runner| (runner.run)(self.name, context, handle))
+    }
+
+    /// Checks that the topology declares this domain with a group for each
+    /// of its projections, so a mismatch fails at start-up, not at run time.
+    pub fn check_against(&self, topology: &Topology) -> Result<(), TopologyError> {
+        let declared = topology.domain(self.name)?;
+        declared.processor_group()?;
+        for projection in self.projection_names() {
+            declared.projector_group(projection)?;
+        }
+        Ok(())
+    }
+}
+
+async fn run_processor<W: DomainWire + Default>(
+    domain: &'static str,
+    context: RoleContext,
+) -> Result<(), ServiceError> {
+    let topics = DomainTopics::resolve(&context.config, &context.topology, domain)?;
+    let options = ProcessorOptions {
+        client_id: format!("foldline-{domain}-processor"),
+        group: topics.processor_group.clone(),
+        snapshot_every_commands: context.config.processor.snapshot_every_commands,
+        max_batch: context.config.processor.max_batch,
+        dedupe_horizon_ms: topics.dedupe_horizon_ms,
+    };
+    processor::run(
+        Arc::new(W::default()),
+        topics.processor_topics(),
+        options,
+        &context.config.kafka,
+        context.codec,
+        context.store,
+        context.shutdown,
+    )
+    .await?;
+    Ok(())
+}
+
+async fn run_projection<P: DomainProjection + Default>(
+    domain: &'static str,
+    context: RoleContext,
+    handle: ProjectorHandle,
+) -> Result<(), ServiceError> {
+    let topics = DomainTopics::resolve(&context.config, &context.topology, domain)?;
+    let group = context
+        .topology
+        .domain(domain)?
+        .projector_group(P::NAME)?
+        .name
+        .clone();
+    let options = ProjectorOptions {
+        name: context.config.prefixed(&group),
+        client_id: format!("foldline-{domain}-projector-{}", P::NAME),
+        topic: topics.events.clone(),
+        dlq: topics.dlq.clone(),
+        max_batch: 500,
+    };
+    projector::run(
+        Arc::new(GatedProjection::new(domain, P::default())),
+        options,
+        &context.config.kafka,
+        context.codec,
+        context.store,
+        handle,
+        context.shutdown,
+    )
+    .await?;
+    Ok(())
+}
