@@ -11,10 +11,10 @@ use foldline_orders::service::{self as orders, OrdersTopics};
 use foldline_platform::codec::Codec;
 use foldline_platform::config::{Config, StoreKind};
 use foldline_platform::kafka::{self, EmbeddedBroker};
-use foldline_platform::registry::{self, Registry, RegistryConfig};
 use foldline_platform::shutdown;
 use foldline_platform::store::Store;
 use foldline_platform::{projector, telemetry};
+use foldline_registry::{self as registry, Registry, RegistryConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -217,13 +217,13 @@ async fn serve_roles(
         None
     };
     if let Some(listener) = registry_listener {
-        let registry = Registry::start(RegistryConfig {
-            bootstrap_servers: config.kafka.bootstrap_servers.clone(),
-            topic: config.prefixed(&topology.registry.topic),
-            client_id: "foldline-registry".to_owned(),
-            properties: config.kafka.properties.clone(),
-            secret_properties: config.kafka.secret_properties.clone(),
-        })
+        let registry = Registry::start(
+            &config.kafka,
+            RegistryConfig {
+                topic: config.prefixed(&topology.registry.topic),
+                client_id: "foldline-registry".to_owned(),
+            },
+        )
         .await
         .context("start the schema registry")?;
         let stop = shutdown.clone();

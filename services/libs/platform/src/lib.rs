@@ -5,7 +5,6 @@
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`kafka`]: client configuration, topic creation, the embedded broker.
 //! - [`codec`]: Avro values in the Confluent wire format via a schema registry.
-//! - [`registry`]: a Confluent-compatible schema registry backed by `_schemas`.
 //! - [`store`]: the projection store interface and its embedded implementation.
 //! - [`processor`]: the command processor loop (see `processor/design.md`).
 //! - [`projector`]: the projector loop.
@@ -18,7 +17,6 @@ pub mod dlq;
 pub mod kafka;
 pub mod processor;
 pub mod projector;
-pub mod registry;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
