@@ -15,11 +15,11 @@ use foldline_gateway::{DomainEdge, GatewayState};
 use foldline_platform::codec::Codec;
 use foldline_platform::config::{Config, StoreKind};
 use foldline_platform::kafka::{self, EmbeddedBroker};
-use foldline_platform::registry::{self, Registry, RegistryConfig};
 use foldline_platform::service::{DomainTopics, RoleContext};
 use foldline_platform::shutdown::{self, ShutdownTrigger};
 use foldline_platform::store::Store;
 use foldline_platform::{projector, telemetry};
+use foldline_registry::{self as registry, Registry, RegistryConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -336,13 +336,13 @@ async fn serve_roles(
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     if let Some(listener) = registry_listener {
-        let registry = Registry::start(RegistryConfig {
-            bootstrap_servers: config.kafka.bootstrap_servers.clone(),
-            topic: config.prefixed(&topology.registry.topic),
-            client_id: "foldline-registry".to_owned(),
-            properties: config.kafka.properties.clone(),
-            secret_properties: config.kafka.secret_properties.clone(),
-        })
+        let registry = Registry::start(
+            &config.kafka,
+            RegistryConfig {
+                topic: config.prefixed(&topology.registry.topic),
+                client_id: "foldline-registry".to_owned(),
+            },
+        )
         .await
         .context("start the schema registry")?;
         let stop = shutdown.clone();

@@ -36,7 +36,7 @@ fn base_client_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
 
 /// The operator's librdkafka properties, applied last so they override
 /// every default a client configuration sets.
-pub(crate) fn with_operator_properties(
+fn with_operator_properties(
     mut config: ClientConfig,
     properties: &BTreeMap<String, String>,
     secret_properties: &BTreeMap<String, Secret>,
@@ -84,6 +84,10 @@ pub fn group_consumer_config(kafka: &KafkaConfig, client_id: &str, group: &str) 
 }
 
 /// A consumer with no group, for reading a partition from an offset.
+///
+/// librdkafka refuses `assign` without a `group.id`, so one is set
+/// (`{client_id}-reader`), but a reader never subscribes, joins or commits:
+/// the group stays empty.
 pub fn reader_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut config = base_client_config(kafka, client_id);
     config
@@ -94,6 +98,20 @@ pub fn reader_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string());
+    with_operator_properties(config, &kafka.properties, &kafka.secret_properties)
+}
+
+/// `config`, one of the client configurations above built from `kafka`, with
+/// some of its defaults replaced by `overrides`, for a client with needs of
+/// its own; the operator's properties, applied again, still win.
+pub fn with_overrides(
+    mut config: ClientConfig,
+    kafka: &KafkaConfig,
+    overrides: &[(&str, &str)],
+) -> ClientConfig {
+    for (key, value) in overrides {
+        config.set(*key, *value);
+    }
     with_operator_properties(config, &kafka.properties, &kafka.secret_properties)
 }
 
@@ -244,5 +262,27 @@ impl Drop for EmbeddedBroker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_replace_defaults_but_not_the_operators_properties() {
+        let mut kafka = KafkaConfig::default();
+        kafka
+            .properties
+            .insert("linger.ms".to_owned(), "5".to_owned());
+        let config = with_overrides(
+            producer_config(&kafka, "client"),
+            &kafka,
+            &[("linger.ms", "0"), ("acks", "1")],
+        );
+        assert_eq!(config.get("acks"), Some("1"));
+        assert_eq!(config.get("linger.ms"), Some("5"));
+        assert_eq!(config.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(config.get("client.id"), Some("client"));
     }
 }

@@ -5,7 +5,6 @@
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`kafka`]: client configuration, topic creation, the embedded broker.
 //! - [`codec`]: Avro values in the Confluent wire format via a schema registry.
-//! - [`registry`]: a Confluent-compatible schema registry backed by `_schemas`.
 //! - [`store`]: the projection store interface and its embedded implementation.
 //! - [`domain`]: the domain seam: a pure decider plus its [`DomainWire`]
 //!   field mapping is a command domain, with one generic `decide_record`.
@@ -29,7 +28,6 @@ pub mod gated;
 pub mod kafka;
 pub mod processor;
 pub mod projector;
-pub mod registry;
 pub mod service;
 pub mod shutdown;
 pub mod store;

@@ -1,12 +1,12 @@
 //! The embedded schema registry against the mock broker: a stock Confluent
 //! client, the raw REST API, and several instances sharing one topic.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use apache_avro::types::Value as AvroValue;
-use foldline_platform::registry::{serve, Registry, RegistryConfig, RegistryError};
+use foldline_platform::config::KafkaConfig;
+use foldline_registry::{serve, Registry, RegistryConfig, RegistryError};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use reqwest::{Method, StatusCode};
@@ -43,13 +43,17 @@ fn schemas_topic(cluster: &Cluster, test: &str) -> String {
     topic
 }
 
-fn config(cluster: &Cluster, topic: &str, client_id: &str) -> RegistryConfig {
-    RegistryConfig {
+fn kafka(cluster: &Cluster) -> KafkaConfig {
+    KafkaConfig {
         bootstrap_servers: cluster.bootstrap_servers(),
+        ..KafkaConfig::default()
+    }
+}
+
+fn config(topic: &str, client_id: &str) -> RegistryConfig {
+    RegistryConfig {
         topic: topic.to_owned(),
         client_id: client_id.to_owned(),
-        properties: BTreeMap::new(),
-        secret_properties: BTreeMap::new(),
     }
 }
 
@@ -73,7 +77,7 @@ fn init_tracing() {
 impl Instance {
     async fn start(cluster: &Cluster, topic: &str, client_id: &str) -> Self {
         init_tracing();
-        let registry = Registry::start(config(cluster, topic, client_id))
+        let registry = Registry::start(&kafka(cluster), config(topic, client_id))
             .await
             .expect("registry starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -760,7 +764,7 @@ async fn racing_instances_converge_on_one_history() {
 async fn start_fails_clearly_without_a_usable_topic() {
     let cluster = cluster();
     let missing = format!("_schemas-missing-{}", uuid::Uuid::new_v4().simple());
-    let error = Registry::start(config(&cluster, &missing, "missing"))
+    let error = Registry::start(&kafka(&cluster), config(&missing, "missing"))
         .await
         .expect_err("the topic does not exist");
     assert!(
@@ -773,7 +777,7 @@ async fn start_fails_clearly_without_a_usable_topic() {
     cluster
         .create_topic(&partitioned, 3, 1)
         .expect("create topic");
-    let error = Registry::start(config(&cluster, &partitioned, "partitioned"))
+    let error = Registry::start(&kafka(&cluster), config(&partitioned, "partitioned"))
         .await
         .expect_err("three partitions");
     assert!(
@@ -781,25 +785,20 @@ async fn start_fails_clearly_without_a_usable_topic() {
         "{error:?}"
     );
 
-    let error = Registry::start(RegistryConfig {
-        bootstrap_servers: cluster.bootstrap_servers(),
-        topic: String::new(),
-        client_id: "empty".to_owned(),
-        properties: BTreeMap::new(),
-        secret_properties: BTreeMap::new(),
-    })
-    .await
-    .expect_err("empty topic name");
+    let error = Registry::start(&kafka(&cluster), config("", "empty"))
+        .await
+        .expect_err("empty topic name");
     assert!(
         matches!(error, RegistryError::InvalidConfig(_)),
         "{error:?}"
     );
 
-    let mut garbage = config(&cluster, &schemas_topic(&cluster, "garbage"), "garbage");
+    let mut garbage = kafka(&cluster);
     garbage
         .properties
         .insert("no.such.property".to_owned(), "1".to_owned());
-    let error = Registry::start(garbage)
+    let topic = schemas_topic(&cluster, "garbage");
+    let error = Registry::start(&garbage, config(&topic, "garbage"))
         .await
         .expect_err("an unknown client property");
     assert!(error.to_string().contains("no.such.property"), "{error}");
@@ -812,15 +811,13 @@ async fn start_fails_clearly_when_brokers_are_unreachable() {
     let address = listener.local_addr().expect("address");
     drop(listener);
     let started = Instant::now();
-    let error = Registry::start(RegistryConfig {
+    let unreachable = KafkaConfig {
         bootstrap_servers: address.to_string(),
-        topic: "_schemas".to_owned(),
-        client_id: "unreachable".to_owned(),
-        properties: BTreeMap::new(),
-        secret_properties: BTreeMap::new(),
-    })
-    .await
-    .expect_err("no broker");
+        ..KafkaConfig::default()
+    };
+    let error = Registry::start(&unreachable, config("_schemas", "unreachable"))
+        .await
+        .expect_err("no broker");
     assert!(
         matches!(error, RegistryError::Unreachable { .. }),
         "{error:?}"

@@ -536,7 +536,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::record::{
+    use crate::record::{
         encode_config_key, encode_config_value, encode_schema_key, encode_schema_value,
     };
 

@@ -3,6 +3,8 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use foldline_platform::config::KafkaConfig;
+use foldline_platform::kafka::{producer_config, reader_config, with_overrides};
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -13,7 +15,6 @@ use tracing::{debug, info, warn};
 
 use super::state::{decode, Applied, LogRecord, Rejection, State};
 use super::{RegistryConfig, RegistryError};
-use crate::kafka::with_operator_properties;
 
 /// How long start-up waits for cluster metadata before calling the brokers
 /// unreachable.
@@ -92,10 +93,11 @@ impl Drop for Log {
 impl Log {
     /// Checks the topic, replays it into `state` and keeps tailing it.
     pub(crate) async fn open(
+        kafka: &KafkaConfig,
         config: &RegistryConfig,
         state: Arc<RwLock<State>>,
     ) -> Result<Self, RegistryError> {
-        if config.bootstrap_servers.trim().is_empty() {
+        if kafka.bootstrap_servers.trim().is_empty() {
             return Err(RegistryError::InvalidConfig("bootstrap_servers is empty"));
         }
         if config.topic.trim().is_empty() {
@@ -103,14 +105,14 @@ impl Log {
         }
         let topic = config.topic.clone();
 
-        let consumer: Reader = reader_config(config)
+        let consumer: Reader = schemas_reader_config(kafka, config)
             .create_with_context(ReaderContext)
             .map_err(RegistryError::Client)?;
         // Metadata and watermark calls block; keep them off the runtime's
         // worker threads.
         let (consumer, high) = {
             let topic = topic.clone();
-            let bootstrap_servers = config.bootstrap_servers.clone();
+            let bootstrap_servers = kafka.bootstrap_servers.clone();
             tokio::task::spawn_blocking(move || {
                 check_topic(&consumer, &topic, &bootstrap_servers)?;
                 let (_, high) = consumer
@@ -133,7 +135,7 @@ impl Log {
             .assign(&assignment)
             .map_err(RegistryError::Client)?;
 
-        let producer: FutureProducer = writer_config(config)
+        let producer: FutureProducer = schemas_writer_config(kafka, config)
             .create()
             .map_err(RegistryError::Client)?;
 
@@ -271,49 +273,35 @@ fn check_topic(
     }
 }
 
-/// A plain partition reader: manual assignment, nothing committed (every
-/// start replays from the beginning), end-of-partition events on.
-///
-/// librdkafka refuses `assign` without a `group.id`, so one is set, but the
-/// reader never subscribes, joins or commits: the group stays empty.
-fn reader_config(config: &RegistryConfig) -> ClientConfig {
-    let reader = format!("{}-schemas-reader", config.client_id);
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.bootstrap_servers)
-        .set("client.id", &reader)
-        .set("group.id", &reader)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .set("allow.auto.create.topics", "false")
-        .set("isolation.level", "read_committed")
-        // Writers wait for the tail to echo their record. Kafka answers a
-        // waiting fetch as soon as data arrives, but not every broker does
-        // (the in-process mock waits the full time); a short bound keeps
-        // writes fast everywhere for ~20 empty fetches a second.
-        .set("fetch.wait.max.ms", "50")
-        .set("topic.metadata.refresh.interval.ms", "10000");
-    with_operator_properties(client, &config.properties, &config.secret_properties)
+/// The platform's partition reader (nothing committed, so every start
+/// replays from the beginning), with end-of-partition events on, which tell
+/// the tail it caught up; it never creates the topic, whose absence must
+/// fail start-up.
+fn schemas_reader_config(kafka: &KafkaConfig, config: &RegistryConfig) -> ClientConfig {
+    with_overrides(
+        reader_config(kafka, &format!("{}-schemas", config.client_id)),
+        kafka,
+        &[
+            ("enable.partition.eof", "true"),
+            ("allow.auto.create.topics", "false"),
+            ("topic.metadata.refresh.interval.ms", "10000"),
+        ],
+    )
 }
 
-/// An idempotent, acks=all producer; `murmur2_random` matches the Java
-/// client's placement, which is what Confluent's registry uses.
-fn writer_config(config: &RegistryConfig) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.bootstrap_servers)
-        .set("client.id", format!("{}-schemas-writer", config.client_id))
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "0")
-        .set(
-            "message.timeout.ms",
-            DELIVERY_TIMEOUT.as_millis().to_string(),
-        );
-    with_operator_properties(client, &config.properties, &config.secret_properties)
+/// The platform's producer (idempotent, acks=all, `murmur2_random` like
+/// Confluent's registry), sending each write at once and giving up on it
+/// within [`DELIVERY_TIMEOUT`]: a client waits on every one.
+fn schemas_writer_config(kafka: &KafkaConfig, config: &RegistryConfig) -> ClientConfig {
+    let delivery_timeout = DELIVERY_TIMEOUT.as_millis().to_string();
+    with_overrides(
+        producer_config(kafka, &format!("{}-schemas-writer", config.client_id)),
+        kafka,
+        &[
+            ("linger.ms", "0"),
+            ("message.timeout.ms", &delivery_timeout),
+        ],
+    )
 }
 
 /// Reads the topic forever, folding each record into `state`, until every

@@ -1,5 +1,5 @@
-//! An embedded, Confluent-compatible schema registry backed by a compacted
-//! Kafka topic (`_schemas`).
+//! A Confluent-compatible schema registry backed by a compacted Kafka topic
+//! (`_schemas`): the `registry` role of `foldline`.
 //!
 //! # API
 //! The subset of Confluent's REST API that Avro serdes and operators use,
@@ -49,12 +49,12 @@ mod log;
 mod record;
 mod state;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
+use foldline_platform::config::KafkaConfig;
 use rdkafka::error::KafkaError;
 use tracing::{info, warn};
 
@@ -66,22 +66,17 @@ use self::record::{
     SchemaValue,
 };
 use self::state::State;
-use crate::config::Secret;
 
-/// Where the registry keeps its state.
+/// Where the registry keeps its state. The brokers, and the librdkafka
+/// properties its clients share with every other client, come from the
+/// platform's [`KafkaConfig`] given to [`Registry::start`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryConfig {
-    /// Kafka `bootstrap.servers`.
-    pub bootstrap_servers: String,
     /// The compacted, single-partition topic holding the registry's records
     /// (conventionally `_schemas`). The caller creates it.
     pub topic: String,
     /// Prefix of the Kafka `client.id`s this registry uses.
     pub client_id: String,
-    /// Extra librdkafka properties (security and the like), applied last.
-    pub properties: BTreeMap<String, String>,
-    /// librdkafka properties holding credentials, applied last.
-    pub secret_properties: BTreeMap<String, Secret>,
 }
 
 /// A running registry instance. Cheap to clone; the Kafka clients and the
@@ -171,9 +166,12 @@ impl Registry {
     /// Fails if the brokers cannot be reached, or the topic does not exist
     /// or has more than one partition, within a few seconds; or if the
     /// replay does not finish within a minute.
-    pub async fn start(config: RegistryConfig) -> Result<Registry, RegistryError> {
+    pub async fn start(
+        kafka: &KafkaConfig,
+        config: RegistryConfig,
+    ) -> Result<Registry, RegistryError> {
         let state = Arc::new(RwLock::new(State::default()));
-        let log = Log::open(&config, Arc::clone(&state)).await?;
+        let log = Log::open(kafka, &config, Arc::clone(&state)).await?;
         let registry = Registry {
             inner: Arc::new(Inner {
                 topic: config.topic.clone(),
