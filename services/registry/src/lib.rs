@@ -45,8 +45,8 @@
 mod avro;
 mod compat;
 mod http;
-mod log;
 mod record;
+mod schemas_topic;
 mod state;
 
 use std::fmt;
@@ -60,11 +60,11 @@ use tracing::{info, warn};
 
 use self::avro::ParsedSchema;
 use self::compat::{Against, CompatibilityLevel};
-use self::log::Log;
 use self::record::{
     encode_config_key, encode_config_value, encode_schema_key, encode_schema_value, SchemaKey,
     SchemaValue,
 };
+use self::schemas_topic::Log;
 use self::state::State;
 
 /// Where the registry keeps its state. The brokers, and the librdkafka

@@ -53,7 +53,7 @@ pub(crate) struct LogRecord<'a> {
 /// A record decoded (and its schema parsed) without looking at the state,
 /// so that the expensive part of the fold can run outside the state lock.
 #[derive(Debug, Clone)]
-pub(crate) enum Decoded {
+pub(crate) enum SchemasEntry {
     Schema {
         key: SchemaKey,
         /// `None` is a tombstone (a hard delete).
@@ -166,39 +166,39 @@ pub(crate) struct State {
 
 /// Decodes a record and parses its schema. Pure; [`State::apply_decoded`]
 /// does the rest.
-pub(crate) fn decode(record: LogRecord<'_>) -> Decoded {
+pub(crate) fn decode(record: LogRecord<'_>) -> SchemasEntry {
     let key = match decode_key(record.key) {
         Ok(key) => key,
-        Err(e) => return Decoded::Invalid(e.into()),
+        Err(e) => return SchemasEntry::Invalid(e.into()),
     };
     match key {
         RecordKey::Schema(key) => {
             let Some(bytes) = record.value else {
-                return Decoded::Schema { key, value: None };
+                return SchemasEntry::Schema { key, value: None };
             };
             match decode_schema(&key, bytes) {
-                Ok(value) => Decoded::Schema {
+                Ok(value) => SchemasEntry::Schema {
                     key,
                     value: Some(Box::new(value)),
                 },
-                Err(e) => Decoded::Invalid(e),
+                Err(e) => SchemasEntry::Invalid(e),
             }
         }
         RecordKey::Config(subject) => match record.value {
-            None => Decoded::Config {
+            None => SchemasEntry::Config {
                 subject,
                 level: None,
             },
             Some(bytes) => match decode_config_value(bytes) {
-                Ok(level) => Decoded::Config {
+                Ok(level) => SchemasEntry::Config {
                     subject,
                     level: Some(level),
                 },
-                Err(e) => Decoded::Invalid(e.into()),
+                Err(e) => SchemasEntry::Invalid(e.into()),
             },
         },
-        RecordKey::Noop => Decoded::Noop,
-        RecordKey::Other(keytype) => Decoded::Other(keytype),
+        RecordKey::Noop => SchemasEntry::Noop,
+        RecordKey::Other(keytype) => SchemasEntry::Other(keytype),
     }
 }
 
@@ -230,17 +230,17 @@ impl State {
         self.apply_decoded(decode(record))
     }
 
-    pub(crate) fn apply_decoded(&mut self, decoded: Decoded) -> Applied {
+    pub(crate) fn apply_decoded(&mut self, decoded: SchemasEntry) -> Applied {
         match decoded {
-            Decoded::Schema {
+            SchemasEntry::Schema {
                 key,
                 value: Some(value),
             } => {
                 let (value, parsed) = *value;
                 self.apply_schema(key, value, parsed)
             }
-            Decoded::Schema { key, value: None } => self.apply_tombstone(&key),
-            Decoded::Config { subject, level } => {
+            SchemasEntry::Schema { key, value: None } => self.apply_tombstone(&key),
+            SchemasEntry::Config { subject, level } => {
                 match (subject, level) {
                     (Some(subject), Some(level)) => {
                         self.subject_levels.insert(subject, level);
@@ -252,11 +252,11 @@ impl State {
                 }
                 level.map_or(Applied::ConfigCleared, Applied::ConfigSet)
             }
-            Decoded::Noop => Applied::Ignored {
+            SchemasEntry::Noop => Applied::Ignored {
                 keytype: "NOOP".to_owned(),
             },
-            Decoded::Other(keytype) => Applied::Ignored { keytype },
-            Decoded::Invalid(invalid) => Applied::Rejected(Rejection::Invalid(invalid)),
+            SchemasEntry::Other(keytype) => Applied::Ignored { keytype },
+            SchemasEntry::Invalid(invalid) => Applied::Rejected(Rejection::Invalid(invalid)),
         }
     }
 

@@ -1,7 +1,5 @@
 //! Typed ids and their deterministic derivations.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -9,29 +7,67 @@ use uuid::Uuid;
 /// changing it would change every derived id in the log.
 const FOLDLINE_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_a7b4_3c2e_4e0a_9a51_2b7c_d0e4_f318);
 
+/// Why text is not an id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("id must not be empty")]
+    Empty,
+    #[error("id must be a uuid")]
+    Malformed,
+}
+
+/// Declares a uuid newtype: `Display` in hyphenated form, parsing of every
+/// textual uuid form (`parse`, `FromStr`), serde as the bare uuid. The one
+/// definition of every id type, the platform's and the domains' alike; the
+/// invoking crate needs `serde` and `uuid` as dependencies.
+#[macro_export]
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+            ::serde::Serialize, ::serde::Deserialize,
+        )]
         #[serde(transparent)]
-        pub struct $name(pub Uuid);
+        pub struct $name(pub ::uuid::Uuid);
 
         impl $name {
-            pub fn as_uuid(&self) -> Uuid {
+            pub const fn from_uuid(uuid: ::uuid::Uuid) -> Self {
+                Self(uuid)
+            }
+
+            pub const fn as_uuid(&self) -> ::uuid::Uuid {
                 self.0
+            }
+
+            /// Parses any textual uuid form the `uuid` crate accepts
+            /// (hyphenated, simple, braced, urn).
+            pub fn parse(text: &str) -> Result<Self, $crate::ids::IdError> {
+                if text.is_empty() {
+                    return Err($crate::ids::IdError::Empty);
+                }
+                ::uuid::Uuid::parse_str(text)
+                    .map(Self)
+                    .map_err(|_| $crate::ids::IdError::Malformed)
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, formatter: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 self.0.hyphenated().fmt(formatter)
             }
         }
 
-        impl std::str::FromStr for $name {
-            type Err = uuid::Error;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::ids::IdError;
             fn from_str(text: &str) -> Result<Self, Self::Err> {
-                Uuid::parse_str(text).map(Self)
+                Self::parse(text)
+            }
+        }
+
+        impl From<::uuid::Uuid> for $name {
+            fn from(uuid: ::uuid::Uuid) -> Self {
+                Self(uuid)
             }
         }
     };
@@ -123,6 +159,7 @@ mod tests {
     fn ids_round_trip_through_text() {
         let id = CommandId(Uuid::from_u128(7));
         assert_eq!(id.to_string().parse::<CommandId>().ok(), Some(id));
-        assert!("not-a-uuid".parse::<CommandId>().is_err());
+        assert_eq!("not-a-uuid".parse::<CommandId>(), Err(IdError::Malformed));
+        assert_eq!("".parse::<CommandId>(), Err(IdError::Empty));
     }
 }

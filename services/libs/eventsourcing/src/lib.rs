@@ -21,5 +21,5 @@ pub mod rejection;
 
 pub use decider::{Decider, DecisionContext};
 pub use gate::{Admission, RecordKind, RecordStamp, StreamVersion};
-pub use ids::{CommandId, CorrelationId, EventId, Timestamp};
+pub use ids::{CommandId, CorrelationId, EventId, IdError, Timestamp};
 pub use rejection::{Rejection, RejectionKind};

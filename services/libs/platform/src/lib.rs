@@ -33,6 +33,9 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 
+#[cfg(test)]
+mod seam_tests;
+
 pub use domain::DomainWire;
 pub use gated::GatedProjection;
 pub use service::DomainService;

@@ -9,9 +9,10 @@
 use std::fmt;
 use std::num::IntErrorKind;
 
+use foldline_eventsourcing::uuid_id;
+pub use foldline_eventsourcing::IdError;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
-use uuid::Uuid;
 
 /// Highest accepted unit price, in minor units of the order's currency.
 pub const MAX_UNIT_PRICE: i64 = 100_000_000_000;
@@ -28,62 +29,6 @@ pub const MAX_LINES: usize = 100;
 /// Most characters (Unicode scalar values) a cancel or payment-failure reason
 /// may have.
 pub const MAX_REASON_CHARS: usize = 500;
-
-/// Why text is not an id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
-pub enum IdError {
-    #[error("id must not be empty")]
-    Empty,
-    #[error("id must be a uuid")]
-    Malformed,
-}
-
-macro_rules! uuid_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(pub Uuid);
-
-        impl $name {
-            pub const fn from_uuid(uuid: Uuid) -> Self {
-                Self(uuid)
-            }
-
-            pub const fn as_uuid(&self) -> Uuid {
-                self.0
-            }
-
-            /// Parses any textual uuid form the `uuid` crate accepts
-            /// (hyphenated, simple, braced, urn).
-            pub fn parse(text: &str) -> Result<Self, IdError> {
-                if text.is_empty() {
-                    return Err(IdError::Empty);
-                }
-                Uuid::parse_str(text).map(Self).map_err(|_| IdError::Malformed)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.hyphenated().fmt(formatter)
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = IdError;
-            fn from_str(text: &str) -> Result<Self, Self::Err> {
-                Self::parse(text)
-            }
-        }
-
-        impl From<Uuid> for $name {
-            fn from(uuid: Uuid) -> Self {
-                Self(uuid)
-            }
-        }
-    };
-}
 
 uuid_id!(
     /// Identifies one order; also the key of its event stream.
@@ -537,6 +482,8 @@ impl OrderLine {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     #[test]
