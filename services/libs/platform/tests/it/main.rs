@@ -2,4 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod offsets;
+mod processor;
+mod projector;
 mod registry;
+mod support;
