@@ -68,7 +68,15 @@ impl RebalanceEvents {
     }
 
     fn send(&self, event: RebalanceEvent) {
-        tracing::info!(topic = %self.topic, ?event, "rebalance");
+        // Operators and the fault tests follow ownership by these lines.
+        match &event {
+            RebalanceEvent::Assigned(assigned) => {
+                tracing::info!(topic = %self.topic, ?assigned, "partitions assigned");
+            }
+            RebalanceEvent::Revoked(revoked) => {
+                tracing::info!(topic = %self.topic, ?revoked, "partitions revoked");
+            }
+        }
         // The receiver is the polling loop: it outlives the consumer.
         let _ = self.sender.send(event);
     }
