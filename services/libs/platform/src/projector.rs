@@ -260,7 +260,7 @@ impl<P: Projection> Projector<P> {
                 }
                 Some(Ok(None)) => Offset::Beginning,
             };
-            tracing::info!(partition, start = ?start, "resuming projection at its checkpoint");
+            tracing::info!(partition, start = ?start, "projection resumes where its store says");
             starts.push((partition, start));
         }
         // The rows up to a checkpoint are in the store already: waiters for
