@@ -7,35 +7,49 @@
 //! the consumer offsets. Redelivery re-applies records whose positions the
 //! rows already reflect: the store's position guard makes that a no-op, so
 //! a replay yields byte-identical rows.
+//!
+//! **The store decides where a projection resumes**, not the group offset.
+//! A checkpoint is written in the same atomic store write as the rows it
+//! covers, so it can never disagree with them; the group offset is
+//! committed separately and later, by another system, and can run ahead of
+//! the rows (rows restored from an older backup, a store wiped or swapped
+//! while the group stays: resuming there would skip records for good) or
+//! behind them (a crash between the store write and the commit, an offset
+//! reset: only wasted re-projection). So on assignment the projector reads
+//! its checkpoints and assigns the partitions at them itself; a partition
+//! without a checkpoint has no rows in this store and starts at the log's
+//! beginning. The group offset is still committed, for lag monitoring.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use foldline_contracts::record::WireError;
-use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use rdkafka::Message;
-use tokio::sync::watch;
+use rdkafka::{Message, Offset};
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
-use crate::codec::{Codec, CodecError, Decoded};
+use crate::codec::{Codec, Decoded};
 use crate::config::KafkaConfig;
-use crate::dlq::DeadLetters;
-use crate::kafka::{
-    close_off_the_runtime, commit_stored_offsets, group_consumer_config, producer_config,
-    store_next_offset,
+use crate::dlq::{DeadLetterError, DeadLetters, Screened};
+use crate::kafka::{group_consumer_config, producer_config, store_next_offset};
+use crate::processor::assignment::{
+    assign_at, close, poll, RebalanceEvent, RebalanceEvents, StartAt,
 };
+use crate::processor::retry;
 use crate::shutdown::Shutdown;
 use crate::store::{Checkpoint, RowKey, Store, StoreError, StoredRow, WriteBatch};
 
 /// Current rows a projection asked for; `None` when absent.
 pub type CurrentRows = HashMap<RowKey, Option<StoredRow>>;
 
-/// A fold of an events topic into rows. Domains do not implement this
-/// directly: they write a [`DomainProjection`](crate::gated::DomainProjection)
-/// and [`GatedProjection`](crate::gated::GatedProjection) adds the gate.
+/// A fold of an events topic into rows.
+///
+/// Domains do not implement this directly: they write a
+/// [`DomainProjection`](crate::gated::DomainProjection) and
+/// [`GatedProjection`](crate::gated::GatedProjection) adds the gate.
 pub trait Projection: Send + Sync + 'static {
     type Record: Send + Sync + 'static;
 
@@ -73,10 +87,21 @@ pub struct ProjectorOptions {
     pub max_batch: usize,
 }
 
+/// Why the projector stopped. Transient failures (a store or registry
+/// outage, a broker hiccup) are retried inside the loop; these are not.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
-    #[error("cannot create kafka client: {0}")]
+    /// Permanent: the configuration does not make a client, or the consumer
+    /// refuses the assignment the projector chose.
+    #[error("cannot use kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// Permanent: the store answers, but not with anything usable (corrupt).
+    #[error("cannot use the projection store: {0}")]
+    Store(#[from] StoreError),
+    /// Permanent: a poison record can be neither parked nor skipped.
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
+    /// Permanent: an admitted record does not turn into rows.
     #[error("cannot project {topic}/{partition} at offset {offset}: {source}")]
     Projection {
         topic: String,
@@ -84,6 +109,13 @@ pub enum ProjectorError {
         offset: i64,
         source: ProjectionError,
     },
+}
+
+impl ProjectorError {
+    /// Always `false`: what is transient never leaves the loop.
+    pub fn is_transient(&self) -> bool {
+        false
+    }
 }
 
 /// The highest position projected per partition, for read-your-writes waits.
@@ -129,198 +161,318 @@ pub async fn run<P: Projection>(
     handle: ProjectorHandle,
     shutdown: Shutdown,
 ) -> Result<(), ProjectorError> {
-    let consumer: StreamConsumer =
-        group_consumer_config(kafka, &options.client_id, &options.name).create()?;
-    consumer.subscribe(&[&options.topic])?;
-    let producer: FutureProducer = producer_config(kafka, &options.client_id).create()?;
-    let dead_letters = DeadLetters::new(producer, options.dlq.clone(), options.name.clone());
-    tracing::info!(projector = %options.name, topic = %options.topic, "projector started");
-    loop {
-        let first = tokio::select! {
-            () = shutdown.clone().wait() => break,
-            received = consumer.recv() => received,
+    let span = tracing::info_span!("projector", projector = %options.name, topic = %options.topic);
+    async move {
+        let (context, mut rebalances) =
+            RebalanceEvents::new(options.topic.clone(), StartAt::Chosen);
+        let consumer: StreamConsumer<RebalanceEvents> =
+            group_consumer_config(kafka, &options.client_id, &options.name)
+                .create_with_context(context)?;
+        consumer.subscribe(&[&options.topic])?;
+        let producer: FutureProducer = producer_config(kafka, &options.client_id).create()?;
+        let dead_letters = DeadLetters::new(producer, options.dlq.clone(), options.name.clone());
+        let projector = Projector {
+            projection,
+            options,
+            codec,
+            store,
+            dead_letters,
+            handle,
         };
-        let mut batch = match first {
-            Ok(message) => vec![message.detach()],
-            Err(error) => {
-                tracing::warn!(%error, "projector consumer error");
+        tracing::info!("projector started");
+        let stopped = projector
+            .poll_and_project(&consumer, &mut rebalances, &shutdown)
+            .await;
+        close(consumer, "projector offsets", ()).await;
+        // A failure is the caller's to report: it is returned, not logged.
+        if stopped.is_ok() {
+            tracing::info!("projector stopped");
+        }
+        stopped
+    }
+    .instrument(span)
+    .await
+}
+
+struct Projector<P> {
+    projection: Arc<P>,
+    options: ProjectorOptions,
+    codec: Codec,
+    store: Store,
+    dead_letters: DeadLetters,
+    handle: ProjectorHandle,
+}
+
+impl<P: Projection> Projector<P> {
+    async fn poll_and_project(
+        &self,
+        consumer: &StreamConsumer<RebalanceEvents>,
+        rebalances: &mut mpsc::UnboundedReceiver<RebalanceEvent>,
+        shutdown: &Shutdown,
+    ) -> Result<(), ProjectorError> {
+        loop {
+            let Some(polled) = poll(consumer, rebalances, self.options.max_batch, shutdown).await
+            else {
+                return Ok(());
+            };
+            if let Some(assigned) = net_assignment(&polled.rebalances) {
+                let Some(starts) = self.checkpoints(&assigned, shutdown).await? else {
+                    return Ok(());
+                };
+                assign_at(consumer, &self.options.topic, &starts)?;
+            }
+            let batch: Vec<OwnedMessage> = polled
+                .records
+                .into_iter()
+                .flat_map(|(_, messages)| messages)
+                .collect();
+            if batch.is_empty() {
                 continue;
             }
-        };
-        while batch.len() < options.max_batch {
-            match consumer.recv().now_or_never() {
-                Some(Ok(message)) => batch.push(message.detach()),
-                _ => break,
-            }
-        }
-        let Some(write) = project_batch(
-            projection.as_ref(),
-            &options,
-            &codec,
-            &store,
-            &dead_letters,
-            &batch,
-            &shutdown,
-        )
-        .await?
-        else {
-            break;
-        };
-        let checkpoints = write.checkpoints.clone();
-        let mut delay = Duration::from_millis(20);
-        // Never skip: a store outage stalls the partition, it does not lose records.
-        loop {
-            match store.write(write.clone()).await {
-                Ok(()) => break,
-                Err(error) => {
-                    if shutdown.is_triggered() {
-                        return Ok(());
-                    }
-                    tracing::warn!(%error, projector = %options.name, "cannot write projection batch, retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+            let span = tracing::info_span!("batch", records = batch.len());
+            let Some(checkpoints) = self
+                .project(&batch, shutdown)
+                .instrument(span.clone())
+                .await?
+            else {
+                return Ok(());
+            };
+            for checkpoint in &checkpoints {
+                if let Err(error) = store_next_offset(
+                    consumer,
+                    &self.options.topic,
+                    checkpoint.partition,
+                    checkpoint.next_offset,
+                ) {
+                    span.in_scope(|| tracing::warn!(%error, partition = checkpoint.partition, "cannot store projector offset"));
                 }
             }
+            self.advance_watermarks(&checkpoints);
         }
-        for checkpoint in &checkpoints {
-            if let Err(error) = store_next_offset(
-                &consumer,
-                &options.topic,
-                checkpoint.partition,
-                checkpoint.next_offset,
-            ) {
-                tracing::warn!(%error, partition = checkpoint.partition, "cannot store projector offset");
-            }
+    }
+
+    /// Where each assigned partition resumes: its checkpoint, else the log
+    /// start (see the module documentation). `None` on shutdown.
+    async fn checkpoints(
+        &self,
+        partitions: &[i32],
+        shutdown: &Shutdown,
+    ) -> Result<Option<Vec<(i32, Offset)>>, ProjectorError> {
+        let mut starts = Vec::with_capacity(partitions.len());
+        let mut resumed = Vec::new();
+        for &partition in partitions {
+            let checkpoint = retry::until_settled(
+                "read projection checkpoint",
+                shutdown,
+                || {
+                    self.store
+                        .checkpoint(&self.options.name, &self.options.topic, partition)
+                },
+                StoreError::is_transient,
+            )
+            .await;
+            let start = match checkpoint {
+                None => return Ok(None),
+                Some(Err(error)) => return Err(error.into()),
+                Some(Ok(Some(next_offset))) => {
+                    resumed.push(Checkpoint {
+                        projector: self.options.name.clone(),
+                        topic: self.options.topic.clone(),
+                        partition,
+                        next_offset,
+                    });
+                    Offset::Offset(next_offset)
+                }
+                Some(Ok(None)) => Offset::Beginning,
+            };
+            tracing::info!(partition, start = ?start, "projection resumes where its store says");
+            starts.push((partition, start));
         }
-        handle.sender.send_modify(|map| {
-            for checkpoint in &checkpoints {
+        // The rows up to a checkpoint are in the store already: waiters for
+        // them need not wait for this projector to read anything.
+        self.advance_watermarks(&resumed);
+        Ok(Some(starts))
+    }
+
+    fn advance_watermarks(&self, checkpoints: &[Checkpoint]) {
+        self.handle.sender.send_modify(|map| {
+            for checkpoint in checkpoints {
                 let next = map.entry(checkpoint.partition).or_insert(0);
                 *next = (*next).max(checkpoint.next_offset);
             }
         });
     }
-    close_off_the_runtime(move || {
-        commit_stored_offsets(&consumer, "projector offsets");
-        drop(consumer);
-    })
-    .await;
-    tracing::info!(projector = %options.name, "projector stopped");
-    Ok(())
-}
 
-/// Projects one batch into a write; `None` when stopped mid-way.
-async fn project_batch<P: Projection>(
-    projection: &P,
-    options: &ProjectorOptions,
-    codec: &Codec,
-    store: &Store,
-    dead_letters: &DeadLetters,
-    batch: &[OwnedMessage],
-    shutdown: &Shutdown,
-) -> Result<Option<WriteBatch>, ProjectorError> {
-    let mut overlay: CurrentRows = HashMap::new();
-    let mut write = WriteBatch::default();
-    let mut next_offsets: HashMap<i32, i64> = HashMap::new();
-    for message in batch {
-        next_offsets.insert(message.partition(), message.offset() + 1);
-        let Some(read) = read_record(projection, codec, dead_letters, message, shutdown).await
-        else {
+    /// Projects and writes one batch; returns the checkpoints written, or
+    /// `None` when stopped mid-way (nothing is written then).
+    async fn project(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &Shutdown,
+    ) -> Result<Option<Vec<Checkpoint>>, ProjectorError> {
+        let Some(write) = self.project_batch(batch, shutdown).await? else {
             return Ok(None);
         };
-        let Some(record) = read else {
-            continue;
+        let checkpoints = write.checkpoints.clone();
+        // Never skip: a store outage stalls the partition, it does not lose records.
+        let written = retry::until_settled(
+            "write projection batch",
+            shutdown,
+            || self.store.write(write.clone()),
+            StoreError::is_transient,
+        )
+        .await;
+        match written {
+            None => Ok(None),
+            Some(Ok(())) => Ok(Some(checkpoints)),
+            Some(Err(error)) => Err(error.into()),
+        }
+    }
+
+    /// Projects one batch into a write; `None` when stopped mid-way.
+    async fn project_batch(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &Shutdown,
+    ) -> Result<Option<WriteBatch>, ProjectorError> {
+        let mut overlay: CurrentRows = HashMap::new();
+        let mut write = WriteBatch::default();
+        let mut next_offsets: HashMap<i32, i64> = HashMap::new();
+        for message in batch {
+            next_offsets.insert(message.partition(), message.offset() + 1);
+            let span = tracing::debug_span!(
+                "record",
+                partition = message.partition(),
+                offset = message.offset()
+            );
+            let Some(upserts) = self
+                .project_record(message, &overlay, shutdown)
+                .instrument(span)
+                .await?
+            else {
+                return Ok(None);
+            };
+            for (key, row) in upserts {
+                overlay.insert(key.clone(), Some(row.clone()));
+                write.upserts.push((key, row));
+            }
+        }
+        write.checkpoints = next_offsets
+            .into_iter()
+            .map(|(partition, next_offset)| Checkpoint {
+                projector: self.options.name.clone(),
+                topic: self.options.topic.clone(),
+                partition,
+                next_offset,
+            })
+            .collect();
+        Ok(Some(write))
+    }
+
+    /// The upserts of one record (none for poison, which is parked);
+    /// `None` when stopped.
+    async fn project_record(
+        &self,
+        message: &OwnedMessage,
+        overlay: &CurrentRows,
+        shutdown: &Shutdown,
+    ) -> Result<Option<Vec<(RowKey, StoredRow)>>, ProjectorError> {
+        let screened = self
+            .dead_letters
+            .screen(
+                &self.codec,
+                message,
+                "event",
+                |decoded| self.projection.parse_record(decoded),
+                shutdown,
+            )
+            .await?;
+        let record = match screened {
+            Screened::Admitted(record) => record,
+            Screened::Parked => return Ok(Some(Vec::new())),
+            Screened::Stopped => return Ok(None),
         };
         let mut current = CurrentRows::new();
-        for key in projection.rows_to_read(&record) {
+        for key in self.projection.rows_to_read(&record) {
             let row = match overlay.get(&key) {
                 Some(row) => row.clone(),
-                None => match read_row(store, &key, shutdown).await {
-                    Some(row) => row,
-                    None => return Ok(None),
-                },
+                None => {
+                    let read = retry::until_settled(
+                        "read projection row",
+                        shutdown,
+                        || self.store.get(key.clone()),
+                        StoreError::is_transient,
+                    )
+                    .await;
+                    match read {
+                        None => return Ok(None),
+                        Some(row) => row?,
+                    }
+                }
             };
             current.insert(key, row);
         }
-        let upserts = projection
+        let upserts = self
+            .projection
             .project(&record, message.partition(), message.offset(), &current)
             .map_err(|source| ProjectorError::Projection {
-                topic: options.topic.clone(),
+                topic: self.options.topic.clone(),
                 partition: message.partition(),
                 offset: message.offset(),
                 source,
             })?;
-        for (key, row) in upserts {
-            overlay.insert(key.clone(), Some(row.clone()));
-            write.upserts.push((key, row));
-        }
-    }
-    write.checkpoints = next_offsets
-        .into_iter()
-        .map(|(partition, next_offset)| Checkpoint {
-            projector: options.name.clone(),
-            topic: options.topic.clone(),
-            partition,
-            next_offset,
-        })
-        .collect();
-    Ok(Some(write))
-}
-
-async fn read_row(store: &Store, key: &RowKey, shutdown: &Shutdown) -> Option<Option<StoredRow>> {
-    let mut delay = Duration::from_millis(20);
-    loop {
-        match store.get(key.clone()).await {
-            Ok(row) => return Some(row),
-            Err(error) => {
-                if shutdown.is_triggered() {
-                    return None;
-                }
-                let transient = StoreError::is_transient(&error);
-                tracing::warn!(%error, transient, "cannot read projection row, retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
+        Ok(Some(upserts))
     }
 }
 
-/// `Some(None)`: poison, parked. `None`: stopped.
-async fn read_record<P: Projection>(
-    projection: &P,
-    codec: &Codec,
-    dead_letters: &DeadLetters,
-    message: &OwnedMessage,
-    shutdown: &Shutdown,
-) -> Option<Option<P::Record>> {
-    let Some(payload) = message.payload() else {
-        dead_letters
-            .park(message, "event record has no value")
-            .await;
-        return Some(None);
-    };
-    let mut delay = Duration::from_millis(20);
-    let decoded = loop {
-        match codec.decode(payload).await {
-            Ok(decoded) => break decoded,
-            Err(error) if CodecError::is_transient(&error) => {
-                if shutdown.is_triggered() {
-                    return None;
+/// The partitions to assign after a round's rebalances, if the round
+/// assigned any: the last assignment, less whatever a later revocation in
+/// the same round took back (assigning those would resurrect partitions
+/// the group has given to someone else).
+fn net_assignment(rebalances: &[RebalanceEvent]) -> Option<Vec<i32>> {
+    let mut assigned: Option<Vec<i32>> = None;
+    for event in rebalances {
+        match event {
+            RebalanceEvent::Assigned(partitions) => {
+                assigned
+                    .get_or_insert_with(Vec::new)
+                    .extend(partitions.iter().copied());
+            }
+            RebalanceEvent::Revoked(partitions) => {
+                if let Some(assigned) = &mut assigned {
+                    assigned.retain(|partition| !partitions.contains(partition));
                 }
-                tracing::warn!(%error, "registry unavailable while projecting, retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => {
-                dead_letters.park(message, &error.to_string()).await;
-                return Some(None);
             }
         }
-    };
-    match projection.parse_record(decoded) {
-        Ok(record) => Some(Some(record)),
-        Err(error) => {
-            dead_letters.park(message, &error.to_string()).await;
-            Some(None)
-        }
+    }
+    assigned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revocation_after_an_assignment_takes_its_partitions_back() {
+        assert_eq!(net_assignment(&[]), None);
+        assert_eq!(
+            net_assignment(&[RebalanceEvent::Revoked(vec![0, 1])]),
+            None,
+            "a revocation alone assigns nothing"
+        );
+        assert_eq!(
+            net_assignment(&[
+                RebalanceEvent::Revoked(vec![0, 1]),
+                RebalanceEvent::Assigned(vec![1, 2]),
+            ]),
+            Some(vec![1, 2])
+        );
+        assert_eq!(
+            net_assignment(&[
+                RebalanceEvent::Assigned(vec![1, 2]),
+                RebalanceEvent::Revoked(vec![2]),
+            ]),
+            Some(vec![1])
+        );
     }
 }

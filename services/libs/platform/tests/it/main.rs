@@ -2,3 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod offsets;
+mod processor;
+mod projector;
+mod support;

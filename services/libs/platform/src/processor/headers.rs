@@ -1,0 +1,72 @@
+//! The headers the processor writes: on every events-topic record, and on
+//! every outcome.
+
+use foldline_contracts::envelope::{headers, CommandOutcome, EventMetadata};
+use rdkafka::message::{Header, OwnedHeaders};
+
+/// The headers every events-topic record carries.
+pub fn record_headers(
+    metadata: &EventMetadata,
+    record_name: &str,
+    traceparent: Option<&str>,
+) -> OwnedHeaders {
+    let version = metadata.aggregate_version.to_string();
+    let mut headers = OwnedHeaders::new()
+        .insert(Header {
+            key: headers::EVENT_ID,
+            value: Some(&metadata.event_id),
+        })
+        .insert(Header {
+            key: headers::COMMAND_ID,
+            value: Some(&metadata.command_id),
+        })
+        .insert(Header {
+            key: headers::CORRELATION_ID,
+            value: Some(&metadata.correlation_id),
+        })
+        .insert(Header {
+            key: headers::CAUSATION_ID,
+            value: Some(&metadata.causation_id),
+        })
+        .insert(Header {
+            key: headers::CONTENT_TYPE,
+            value: Some(headers::AVRO_CONFLUENT),
+        })
+        .insert(Header {
+            key: headers::RECORD_TYPE,
+            value: Some(record_name),
+        })
+        .insert(Header {
+            key: headers::SCHEMA_VERSION,
+            value: Some(headers::CONTRACT_VERSION),
+        })
+        .insert(Header {
+            key: headers::AGGREGATE_VERSION,
+            value: Some(&version),
+        });
+    if let Some(traceparent) = traceparent {
+        headers = headers.insert(Header {
+            key: headers::TRACEPARENT,
+            value: Some(traceparent),
+        });
+    }
+    headers
+}
+
+/// The headers of an outcome record: what the gateway matches waiting
+/// requests by.
+pub(super) fn outcome_headers(outcome: &CommandOutcome) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: headers::COMMAND_ID,
+            value: Some(&outcome.command_id),
+        })
+        .insert(Header {
+            key: headers::CORRELATION_ID,
+            value: Some(&outcome.correlation_id),
+        })
+        .insert(Header {
+            key: headers::CONTENT_TYPE,
+            value: Some(headers::AVRO_CONFLUENT),
+        })
+}

@@ -1,0 +1,343 @@
+//! A partition's state from the log: snapshots, and the restore that
+//! folds the log from the newest snapshot (or offset 0) to its end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::assignment::{Generation, PartitionState};
+use super::{retry, CommandDomain, PartitionLog, Processor, ProcessorError};
+use crate::codec::CodecError;
+use crate::shutdown::Shutdown;
+use crate::store::{RowKey, StoreError, StoredRow};
+
+const SNAPSHOT_TABLE: &str = "processor_snapshots";
+
+/// Watermark fetches block on the broker: at most this many attempts of
+/// `WATERMARK_TIMEOUT` each before the restore gives up.
+const WATERMARK_ATTEMPTS: u32 = 10;
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a restore waits for the next record of a log it knows is there.
+const RECORD_WAIT: Duration = Duration::from_secs(30);
+
+impl<D: CommandDomain> Processor<D> {
+    fn snapshot_key(&self, partition: i32) -> RowKey {
+        RowKey::new(
+            SNAPSHOT_TABLE,
+            format!("{}\u{0}{}", self.options.group, self.topics.events).into_bytes(),
+            partition.to_be_bytes().to_vec(),
+        )
+    }
+
+    fn read_error(&self, partition: i32, reason: impl Into<String>) -> ProcessorError {
+        ProcessorError::Read {
+            topic: self.topics.events.clone(),
+            partition,
+            reason: reason.into(),
+        }
+    }
+
+    /// Writes a snapshot of the partition once enough commands settled
+    /// since the last one.
+    pub(super) async fn maybe_snapshot(&mut self, partition: i32, generation: Generation) {
+        let key = self.snapshot_key(partition);
+        let Some(state) = self.partitions.usable(partition, generation) else {
+            return;
+        };
+        if state.settled_since_snapshot < self.options.snapshot_every_commands {
+            return;
+        }
+        let newest = state.log.next_offset;
+        if let Some(horizon) = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|now| now.as_millis() as i64 - self.options.dedupe_horizon_ms)
+        {
+            state.log.forget_settled_before(horizon);
+        }
+        let bytes = match serde_json::to_vec(&state.log) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::error!(%error, "cannot serialise snapshot");
+                return;
+            }
+        };
+        state.settled_since_snapshot = 0;
+        let row = StoredRow {
+            position: newest,
+            value: bytes,
+        };
+        // A failed snapshot only lengthens the next restore: log, go on.
+        match self.store.put(key, row).await {
+            Ok(()) => tracing::debug!(offset = newest, "wrote aggregate snapshot"),
+            Err(error) => tracing::warn!(%error, "cannot write snapshot"),
+        }
+    }
+
+    /// Rebuilds the partition from the best verified prefix (memory is gone
+    /// by now, so: the snapshot, else the log start) and catches up to the
+    /// log end. `None` when shutdown came first.
+    pub(super) async fn restore(
+        &self,
+        partition: i32,
+        shutdown: &Shutdown,
+    ) -> Result<Option<PartitionState<D::State>>, ProcessorError> {
+        let key = self.snapshot_key(partition);
+        let snapshot = retry::until_settled(
+            "read snapshot",
+            shutdown,
+            || self.store.get(key.clone()),
+            StoreError::is_transient,
+        )
+        .await;
+        let snapshot = match snapshot {
+            None => return Ok(None),
+            Some(Ok(row)) => row,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "cannot read the snapshot, folding from the log start");
+                None
+            }
+        };
+        let mut log = match snapshot
+            .map(|row| serde_json::from_slice::<PartitionLog<D::State>>(&row.value))
+        {
+            Some(Ok(log)) if log.partition == partition => log,
+            Some(Ok(_)) | Some(Err(_)) => {
+                tracing::warn!("ignoring unreadable snapshot, folding from the log start");
+                PartitionLog::empty(partition)
+            }
+            None => PartitionLog::empty(partition),
+        };
+        let Some((log_start, log_end)) = self.watermarks(partition, shutdown).await? else {
+            return Ok(None);
+        };
+        check_restorable(
+            &self.topics.events,
+            partition,
+            log.next_offset,
+            log_start,
+            log_end,
+        )?;
+        let from = log.next_offset;
+        if self.catch_up(&mut log, log_end, shutdown).await?.is_none() {
+            return Ok(None);
+        }
+        tracing::info!(
+            from,
+            to = log_end,
+            aggregates = log.aggregate_count(),
+            settled = log.settled_count(),
+            "restored partition from the event log"
+        );
+        Ok(Some(PartitionState {
+            log,
+            settled_since_snapshot: 0,
+        }))
+    }
+
+    /// The events partition's `(low, high)` watermarks; `None` on shutdown.
+    ///
+    /// `fetch_watermarks` blocks on the broker, so it runs on a blocking
+    /// thread: a broker outage must not stall an async worker (the drain
+    /// deadline on shutdown runs on those). The thread checks for shutdown
+    /// between attempts, and this future stops waiting for it at once.
+    async fn watermarks(
+        &self,
+        partition: i32,
+        shutdown: &Shutdown,
+    ) -> Result<Option<(i64, i64)>, ProcessorError> {
+        let reader = Arc::clone(&self.reader);
+        let topic = self.topics.events.clone();
+        let stop = shutdown.clone();
+        let fetch = tokio::task::spawn_blocking(move || {
+            let mut last_error = String::from("no attempt made");
+            for _ in 0..WATERMARK_ATTEMPTS {
+                if stop.is_triggered() {
+                    return Ok(None);
+                }
+                match reader.fetch_watermarks(&topic, partition, WATERMARK_TIMEOUT) {
+                    Ok(watermarks) => return Ok(Some(watermarks)),
+                    Err(error) => last_error = error.to_string(),
+                }
+            }
+            Err(last_error)
+        });
+        let fetched = tokio::select! {
+            () = shutdown.clone().wait() => return Ok(None),
+            fetched = fetch => fetched,
+        };
+        match fetched {
+            Ok(Ok(watermarks)) => Ok(watermarks),
+            Ok(Err(reason)) => Err(self.read_error(partition, reason)),
+            Err(error) => {
+                Err(self.read_error(partition, format!("watermark fetch failed: {error}")))
+            }
+        }
+    }
+
+    /// Folds `[log.next_offset, end)` of the events partition into `log`;
+    /// `None` on shutdown.
+    async fn catch_up(
+        &self,
+        log: &mut PartitionLog<D::State>,
+        end: i64,
+        shutdown: &Shutdown,
+    ) -> Result<Option<()>, ProcessorError> {
+        if log.next_offset >= end {
+            log.next_offset = end;
+            return Ok(Some(()));
+        }
+        let partition = log.partition;
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(
+                &self.topics.events,
+                partition,
+                Offset::Offset(log.next_offset),
+            )
+            .map_err(|error| self.read_error(partition, error.to_string()))?;
+        self.reader
+            .assign(&assignment)
+            .map_err(|error| self.read_error(partition, error.to_string()))?;
+        while log.next_offset < end {
+            let received = tokio::select! {
+                () = shutdown.clone().wait() => return Ok(None),
+                received = tokio::time::timeout(RECORD_WAIT, self.reader.recv()) => received,
+            };
+            let message = match received {
+                Ok(Ok(message)) => message.detach(),
+                Ok(Err(error)) => return Err(self.read_error(partition, error.to_string())),
+                Err(_) => {
+                    return Err(self.read_error(
+                        partition,
+                        format!(
+                            "no record past offset {} within {}s",
+                            log.next_offset,
+                            RECORD_WAIT.as_secs()
+                        ),
+                    ))
+                }
+            };
+            if message.offset() < log.next_offset {
+                continue;
+            }
+            let offset = message.offset();
+            let record = match message.payload() {
+                Some(payload) => {
+                    let decoded = retry::until_settled(
+                        "decode event",
+                        shutdown,
+                        || self.codec.decode(payload),
+                        CodecError::is_transient,
+                    )
+                    .await;
+                    match decoded {
+                        None => return Ok(None),
+                        Some(Ok(decoded)) => self.domain.parse_record(decoded).ok(),
+                        Some(Err(_)) => None,
+                    }
+                }
+                None => None,
+            };
+            match record {
+                Some(record) => {
+                    log.fold(self.domain.as_ref(), &record, offset);
+                }
+                None => {
+                    // Not something any decision wrote: every reader skips it alike.
+                    tracing::warn!(offset, "skipping undecodable record in the event log");
+                    log.next_offset = offset + 1;
+                }
+            }
+        }
+        self.reader
+            .unassign()
+            .map_err(|error| self.read_error(partition, error.to_string()))?;
+        Ok(Some(()))
+    }
+}
+
+/// Whether a fold that stopped before `next_offset` can continue on a log
+/// holding `[log_start, log_end)`: it cannot when records it needs are
+/// gone (truncated) or when the log is shorter than what was folded (the
+/// topic was replaced). Either way folding on would build a state the log
+/// does not imply, so the processor stops and says why.
+fn check_restorable(
+    topic: &str,
+    partition: i32,
+    next_offset: i64,
+    log_start: i64,
+    log_end: i64,
+) -> Result<(), ProcessorError> {
+    if next_offset < log_start {
+        return Err(ProcessorError::LogTruncated {
+            topic: topic.to_owned(),
+            partition,
+            needed: next_offset,
+            log_start,
+        });
+    }
+    if next_offset > log_end {
+        return Err(ProcessorError::SnapshotAheadOfLog {
+            topic: topic.to_owned(),
+            partition,
+            snapshot: next_offset,
+            log_end,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fold_continues_anywhere_inside_the_log() {
+        assert!(check_restorable("orders.events", 0, 0, 0, 0).is_ok());
+        assert!(check_restorable("orders.events", 0, 0, 0, 10).is_ok());
+        assert!(check_restorable("orders.events", 0, 7, 5, 10).is_ok());
+        assert!(check_restorable("orders.events", 0, 10, 5, 10).is_ok());
+    }
+
+    #[test]
+    fn a_log_truncated_below_the_snapshot_is_refused_loudly() {
+        let error = check_restorable("orders.events", 3, 4, 5, 10).unwrap_err();
+        assert!(matches!(
+            error,
+            ProcessorError::LogTruncated {
+                needed: 4,
+                log_start: 5,
+                partition: 3,
+                ..
+            }
+        ));
+        assert_eq!(
+            error.to_string(),
+            "the log of orders.events/3 no longer holds offset 4 (it starts at 5): refusing to fold a \
+             partial history"
+        );
+        // No snapshot and a truncated log: a fold from 0 is just as partial.
+        assert!(check_restorable("orders.events", 0, 0, 1, 10).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_ahead_of_the_log_is_refused_loudly() {
+        let error = check_restorable("orders.events", 2, 11, 0, 10).unwrap_err();
+        assert!(matches!(
+            error,
+            ProcessorError::SnapshotAheadOfLog {
+                snapshot: 11,
+                log_end: 10,
+                ..
+            }
+        ));
+        assert!(
+            error.to_string().contains("the log was replaced"),
+            "{error}"
+        );
+    }
+}
