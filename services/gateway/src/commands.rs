@@ -12,7 +12,7 @@ use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use foldline_contracts::envelope::{headers as record_headers, CommandMetadata, CommandOutcome};
@@ -44,13 +44,14 @@ pub(crate) fn readiness_probe_key() -> RowKey {
 
 /// How a domain's routes read one aggregate back for `Prefer: wait`.
 pub trait AggregateView: Sync {
-    /// The aggregate's projected view and the version it reflects; `None`
-    /// while the projection does not have it.
+    /// The aggregate's projected view as a JSON body (the very bytes `GET`
+    /// of the aggregate answers) and the version it reflects; `None` while
+    /// the projection does not have it.
     fn read(
         &self,
         store: &Store,
         aggregate_id: &str,
-    ) -> impl Future<Output = Result<Option<(u64, Value)>, GatewayError>> + Send;
+    ) -> impl Future<Output = Result<Option<(u64, Vec<u8>)>, GatewayError>> + Send;
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -171,7 +172,12 @@ pub async fn submit<C: CommandRecord, V: AggregateView>(
     loop {
         if let Some((version, body)) = view.read(&state.store, &aggregate_id).await? {
             if version >= settled.version {
-                let mut response = (created_status, Json(body)).into_response();
+                let mut response = (
+                    created_status,
+                    [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                    body,
+                )
+                    .into_response();
                 set_header(
                     &mut response,
                     header::LOCATION,

@@ -24,7 +24,6 @@ use foldline_gateway::time::rfc3339_millis;
 use foldline_gateway::GatewayState;
 use foldline_platform::store::Store;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::{
@@ -165,14 +164,14 @@ impl AggregateView for OrdersView {
         &self,
         store: &Store,
         aggregate_id: &str,
-    ) -> Result<Option<(u64, Value)>, GatewayError> {
+    ) -> Result<Option<(u64, Vec<u8>)>, GatewayError> {
         let Some(row) = read_order(store, aggregate_id).await? else {
             return Ok(None);
         };
         let Some(view) = order_view(&row) else {
             return Ok(None);
         };
-        let body = serde_json::to_value(view).map_err(|error| GatewayError::Row {
+        let body = serde_json::to_vec(&view).map_err(|error| GatewayError::Row {
             table: ORDER_BY_ID,
             reason: error.to_string(),
         })?;
