@@ -16,7 +16,7 @@ use foldline_platform::codec::Codec;
 use foldline_platform::domain::LogRecord;
 use foldline_platform::gated::{outcome_key, CommandOutcomeRow, GatedProjection};
 use foldline_platform::processor::{AggregateSlot, PartitionLog};
-use foldline_platform::projector::{CurrentRows, Projection};
+use foldline_platform::projector::apply_in_memory;
 use foldline_platform::store::{RowKey, StoredRow};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -372,8 +372,7 @@ async fn decode(codec: &Codec, payload: &[u8]) -> Result<LogRecord<OrdersWire>, 
     LogRecord::parse(&decoded).map_err(|error| error.to_string())
 }
 
-/// Applies one record like the projector loop: read the rows it asks for,
-/// write its upserts unless the stored row reflects a later position.
+/// Applies one record like the projector loop does to the store.
 fn project(
     rows: &mut HashMap<RowKey, StoredRow>,
     event: &LogRecord<OrdersWire>,
@@ -381,26 +380,8 @@ fn project(
     offset: i64,
 ) -> anyhow::Result<()> {
     let projection = GatedProjection::new(DOMAIN, OrdersProjection);
-    let current: CurrentRows = projection
-        .rows_to_read(event)
-        .into_iter()
-        .map(|key| {
-            let row = rows.get(&key).cloned();
-            (key, row)
-        })
-        .collect();
-    let upserts = projection
-        .project(event, partition, offset, &current)
-        .with_context(|| format!("project partition {partition} offset {offset}"))?;
-    for (key, row) in upserts {
-        let newer_stored = rows
-            .get(&key)
-            .is_some_and(|existing| existing.position >= row.position);
-        if !newer_stored {
-            rows.insert(key, row);
-        }
-    }
-    Ok(())
+    apply_in_memory(&projection, rows, event, partition, offset)
+        .with_context(|| format!("project partition {partition} offset {offset}"))
 }
 
 #[cfg(test)]

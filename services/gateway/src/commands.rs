@@ -174,7 +174,10 @@ pub async fn submit<C: CommandRecord, V: AggregateView>(
             if version >= settled.version {
                 let mut response = (
                     created_status,
-                    [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
                     body,
                 )
                     .into_response();

@@ -113,13 +113,11 @@ fn customer_row(details: &OrderDetails, version: u64) -> CustomerOrderRow {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use foldline_contracts::envelope::CommandMetadata;
     use foldline_contracts::orders::{CancelOrder, OrderLine, OrdersCommandRecord, PlaceOrder};
     use foldline_platform::domain::{decide_record, LogRecord, ValidCommand};
     use foldline_platform::gated::{outcome_key, CommandOutcomeRow, GatedProjection};
-    use foldline_platform::projector::Projection;
+    use foldline_platform::projector::{apply_in_memory, MemoryTable, Projection};
 
     use super::*;
 
@@ -146,29 +144,12 @@ mod tests {
     }
 
     /// Applies records like the projector loop does, over an in-memory table.
-    fn project_all(records: &[LogRecord<OrdersWire>]) -> HashMap<RowKey, StoredRow> {
+    fn project_all(records: &[LogRecord<OrdersWire>]) -> MemoryTable {
         let projection = gated();
-        let mut table: HashMap<RowKey, StoredRow> = HashMap::new();
+        let mut table = MemoryTable::new();
         for (offset, record) in records.iter().enumerate() {
-            let current: CurrentRows = projection
-                .rows_to_read(record)
-                .into_iter()
-                .map(|key| {
-                    let row = table.get(&key).cloned();
-                    (key, row)
-                })
-                .collect();
-            let upserts = projection
-                .project(record, 0, offset as i64, &current)
+            apply_in_memory(&projection, &mut table, record, 0, offset as i64)
                 .expect("rows are writable");
-            for (key, row) in upserts {
-                let newer = table
-                    .get(&key)
-                    .is_some_and(|existing| existing.position >= row.position);
-                if !newer {
-                    table.insert(key, row);
-                }
-            }
         }
         table
     }

@@ -66,6 +66,39 @@ pub trait Projection: Send + Sync + 'static {
     ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError>;
 }
 
+/// A table held in memory, keyed like the store.
+pub type MemoryTable = HashMap<RowKey, StoredRow>;
+
+/// Applies one record to an in-memory table exactly as the loop applies it
+/// to the store: read the rows the projection asks for, write its upserts
+/// unless the table holds a row of a later or equal position. What replay
+/// and audit tools (and tests) use to fold a log without a store.
+pub fn apply_in_memory<P: Projection>(
+    projection: &P,
+    table: &mut MemoryTable,
+    record: &P::Record,
+    partition: i32,
+    offset: i64,
+) -> Result<(), ProjectionError> {
+    let current: CurrentRows = projection
+        .rows_to_read(record)
+        .into_iter()
+        .map(|key| {
+            let row = table.get(&key).cloned();
+            (key, row)
+        })
+        .collect();
+    for (key, row) in projection.project(record, partition, offset, &current)? {
+        let newer_stored = table
+            .get(&key)
+            .is_some_and(|existing| existing.position >= row.position);
+        if !newer_stored {
+            table.insert(key, row);
+        }
+    }
+    Ok(())
+}
+
 /// Why a projection cannot turn an admitted record into rows. Permanent:
 /// skipping the record would leave the rows diverged from the log for good,
 /// so the projector stops and says why instead.

@@ -4,8 +4,6 @@
 //! `DomainService` — and nothing else: deciding, stamping, the gate, the
 //! outcome table and the fold all come from the platform.
 
-use std::collections::HashMap;
-
 use foldline_contracts::envelope::{CommandMetadata, EventMetadata};
 use foldline_contracts::record::{EventRecord, WireError};
 use foldline_contracts::topology::Topology;
@@ -19,7 +17,7 @@ use crate::gated::{
     GatedProjection,
 };
 use crate::processor::{CommandDomain, PartitionLog};
-use crate::projector::{CurrentRows, Projection, ProjectionError};
+use crate::projector::{apply_in_memory, CurrentRows, MemoryTable, ProjectionError};
 use crate::service::DomainService;
 use crate::store::{RowKey, StoredRow};
 
@@ -199,28 +197,14 @@ fn add(command: u128, amount: i64) -> ValidCommand<CounterCommands> {
 }
 
 /// Folds `records` like the processor's restore and like a projector.
-fn fold_both(
-    records: &[LogRecord<CounterWire>],
-) -> (PartitionLog<i64>, HashMap<RowKey, StoredRow>) {
+fn fold_both(records: &[LogRecord<CounterWire>]) -> (PartitionLog<i64>, MemoryTable) {
     let mut log = PartitionLog::<i64>::empty(0);
     let projection = GatedProjection::new("counters", CounterProjection);
-    let mut rows: HashMap<RowKey, StoredRow> = HashMap::new();
+    let mut rows = MemoryTable::new();
     for (offset, record) in records.iter().enumerate() {
         log.fold(&CounterWire, record, offset as i64);
-        let current: CurrentRows = projection
-            .rows_to_read(record)
-            .into_iter()
-            .map(|key| {
-                let row = rows.get(&key).cloned();
-                (key, row)
-            })
-            .collect();
-        for (key, row) in projection
-            .project(record, 0, offset as i64, &current)
-            .expect("rows are writable")
-        {
-            rows.insert(key, row);
-        }
+        apply_in_memory(&projection, &mut rows, record, 0, offset as i64)
+            .expect("rows are writable");
     }
     (log, rows)
 }
