@@ -204,3 +204,32 @@ impl<P: DomainProjection> Projection for GatedProjection<P> {
         Ok(upserts)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn a_row_that_cannot_be_serialised_is_an_error_not_a_dropped_row() {
+        // JSON object keys must be strings: a map keyed by bytes cannot be encoded.
+        let unencodable: HashMap<Vec<u8>, u8> = HashMap::from([(vec![1], 1)]);
+        assert!(matches!(
+            json_row("order_by_id", 3, &unencodable),
+            Err(ProjectionError::UnwritableRow {
+                table: "order_by_id",
+                ..
+            })
+        ));
+        let row = json_row("order_by_id", 3, &VersionRow { version: 2 }).unwrap();
+        assert_eq!(row.position, 3);
+    }
+
+    #[test]
+    fn version_keys_are_namespaced_by_domain() {
+        assert_ne!(version_key("orders", "a"), version_key("payments", "a"));
+        // The separator keeps "ab"+"c" apart from "a"+"bc".
+        assert_ne!(version_key("ab", "c"), version_key("a", "bc"));
+    }
+}
