@@ -299,57 +299,41 @@ impl KafkaBroker {
 /// A single node that is broker and controller, on loopback only, with
 /// every internal topic at replication factor 1 and no rebalance delay.
 fn server_properties(port: u16, controller_port: u16, data: &Path) -> String {
-    let lines: Vec<(&str, String)> = vec![
-        ("process.roles", "broker,controller".to_owned()),
-        ("node.id", "1".to_owned()),
-        (
-            "controller.quorum.voters",
-            format!("1@127.0.0.1:{controller_port}"),
-        ),
-        (
-            "listeners",
-            format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"),
-        ),
-        (
-            "advertised.listeners",
-            format!("PLAINTEXT://127.0.0.1:{port}"),
-        ),
-        ("controller.listener.names", "CONTROLLER".to_owned()),
-        ("inter.broker.listener.name", "PLAINTEXT".to_owned()),
-        (
-            "listener.security.protocol.map",
-            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".to_owned(),
-        ),
-        ("log.dirs", data.display().to_string()),
-        // Topics are created through the admin API, as in production.
-        ("auto.create.topics.enable", "false".to_owned()),
-        ("num.partitions", "1".to_owned()),
-        ("default.replication.factor", "1".to_owned()),
-        ("min.insync.replicas", "1".to_owned()),
-        ("offsets.topic.replication.factor", "1".to_owned()),
-        ("offsets.topic.num.partitions", "4".to_owned()),
-        ("transaction.state.log.replication.factor", "1".to_owned()),
-        ("transaction.state.log.min.isr", "1".to_owned()),
-        ("transaction.state.log.num.partitions", "4".to_owned()),
-        (
-            "share.coordinator.state.topic.replication.factor",
-            "1".to_owned(),
-        ),
-        ("share.coordinator.state.topic.min.isr", "1".to_owned()),
-        ("group.initial.rebalance.delay.ms", "0".to_owned()),
-        // Two cores are shared by everything a test runs.
-        ("num.network.threads", "2".to_owned()),
-        ("num.io.threads", "2".to_owned()),
-        ("background.threads", "2".to_owned()),
-        ("num.recovery.threads.per.data.dir", "1".to_owned()),
-        ("log.cleaner.threads", "1".to_owned()),
-        ("log.cleaner.dedupe.buffer.size", "8388608".to_owned()),
-        ("delete.topic.enable", "true".to_owned()),
-    ];
-    lines
-        .into_iter()
-        .map(|(key, value)| format!("{key}={value}\n"))
-        .collect()
+    let data = data.display();
+    format!(
+        "\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={data}
+# Topics are created through the admin API, as in production.
+auto.create.topics.enable=false
+delete.topic.enable=true
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+# Two cores are shared by everything a test runs.
+num.network.threads=2
+num.io.threads=2
+background.threads=2
+num.recovery.threads.per.data.dir=1
+log.cleaner.threads=1
+log.cleaner.dedupe.buffer.size=8388608
+"
+    )
 }
 
 /// Runs `command` to its end with its output in `log`, failing with the
