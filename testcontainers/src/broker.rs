@@ -1,8 +1,17 @@
-//! The real broker: tansu 0.6.0 with SQLite storage, one per test process.
+//! The real broker: Apache Kafka (KRaft, one node that is broker and
+//! controller) run from its Maven jars on the JVM, one per test process.
 //!
-//! Started lazily by the first test that asks, on a free loopback port, in
-//! its own temp directory (tansu reads a `.env` from its working directory).
-//! Tests share it and isolate themselves with unique topic prefixes.
+//! Started lazily by the first test that asks, on free loopback ports, in
+//! its own temp directory: the harness writes `server.properties` and a
+//! log4j2 configuration there, formats the storage directory with
+//! `kafka.tools.StorageTool format`, then runs `kafka.Kafka` and waits until
+//! it answers a metadata request. Tests share it and isolate themselves with
+//! unique topic prefixes.
+//!
+//! The jars come from `FOLDLINE_KAFKA_LIB` (else
+//! `~/.cache/foldline/kafka-<version>/lib`), which `scripts/test` fills once
+//! from `testcontainers/kafka/pom.xml`; the JVM is `FOLDLINE_JAVA`, else
+//! `$JAVA_HOME/bin/java`, else `java` on `PATH`.
 //!
 //! A `static` is never dropped, so the broker is not a plain child: it runs
 //! under a small `sh` watchdog whose stdin is a pipe this process holds open.
@@ -13,7 +22,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -22,17 +31,51 @@ use rdkafka::ClientConfig;
 use crate::ports::free_port;
 use crate::wait::Deadline;
 
-/// The tansu version the suite is written against.
-pub const TANSU_VERSION: &str = "0.6.0";
+/// The Apache Kafka version the suite runs (`kafka.version` in
+/// `testcontainers/kafka/pom.xml`).
+pub const KAFKA_VERSION: &str = "4.4.0";
 
-const INSTALL_HINT: &str = "install with `cargo install tansu --version 0.6.0 --locked --features \
-     dynostore,libsql,postgres` or run scripts/test (or point FOLDLINE_TANSU_BIN at the binary)";
+const INSTALL_HINT: &str = "run scripts/test, which fetches the broker's jars once with Maven \
+     (testcontainers/kafka/pom.xml), or point FOLDLINE_KAFKA_LIB at a folder holding \
+     kafka_2.13 and its runtime dependencies";
+
+/// The JVM's options: a small heap and a collector and compiler tier that
+/// start fast; a test broker holds little and moves little.
+const JVM_OPTIONS: &[&str] = &[
+    "-Xms256m",
+    "-Xmx512m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-XX:-UsePerfData",
+    "-Djava.awt.headless=true",
+];
+
+/// Any valid KRaft cluster id (16 bytes, URL-safe base64): every broker has
+/// a directory of its own, so they may share it.
+const CLUSTER_ID: &str = "Zm9sZGxpbmUtdGVzdHMAAQ";
+
+/// Kafka's log: everything at INFO except the configuration dumps and the
+/// per-request log, on stdout (which the harness sends to `kafka.log`).
+const LOG4J2: &str = "\
+status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.out.ref = out
+logger.config.name = org.apache.kafka.common.config.AbstractConfig
+logger.config.level = warn
+logger.request.name = kafka.request.logger
+logger.request.level = warn
+";
 
 /// Runs "$@" (the broker) in the background and kills it when stdin closes.
 /// The broker's directory is removed on that orderly path only; when the
 /// broker dies on its own the directory (and its log) stays for a post-mortem.
 const WATCHDOG: &str = r#"
-dir="$FOLDLINE_TANSU_DIR"
+dir="$FOLDLINE_BROKER_DIR"
 exec 3<&0
 "$@" 0</dev/null 3<&- &
 child=$!
@@ -49,41 +92,38 @@ fi
 exit "$status"
 "#;
 
-/// The shared broker.
+/// A running single-node Kafka.
 #[derive(Debug)]
-pub struct Tansu {
+pub struct KafkaBroker {
     bootstrap_servers: String,
     directory: PathBuf,
     log: PathBuf,
+    started_in: Duration,
     watchdog: Mutex<Child>,
     /// Held open for the life of the process: its closing (or a line
     /// written to it) stops the broker.
     lifeline: Mutex<ChildStdin>,
 }
 
-static BROKER: OnceLock<Result<Tansu, String>> = OnceLock::new();
+static BROKER: OnceLock<Result<KafkaBroker, String>> = OnceLock::new();
 
 /// The test process's broker, started on first use. Every caller gets the
 /// same instance, or the same start-up error.
-pub fn broker() -> anyhow::Result<&'static Tansu> {
-    match BROKER.get_or_init(|| Tansu::start().map_err(|error| format!("{error:#}"))) {
-        Ok(tansu) => Ok(tansu),
-        Err(error) => Err(anyhow::anyhow!("the tansu broker did not start: {error}")),
+pub fn broker() -> anyhow::Result<&'static KafkaBroker> {
+    match BROKER.get_or_init(|| KafkaBroker::start().map_err(|error| format!("{error:#}"))) {
+        Ok(kafka) => Ok(kafka),
+        Err(error) => Err(anyhow::anyhow!("the kafka broker did not start: {error}")),
     }
 }
 
 /// A broker of its own for one test, for what the shared one cannot give
-/// (an empty cluster under names already in use). It lives until the test
-/// process exits, like the shared one.
-///
-/// Not for deleting topics: tansu 0.6.0 then upsets other topics'
-/// metadata, sometimes refuses to create the topic again (`Unknown`), and
-/// librdkafka clients subscribed to it crash.
-pub fn dedicated_broker() -> anyhow::Result<&'static Tansu> {
-    Ok(Box::leak(Box::new(Tansu::start()?)))
+/// (a broker the test may stop). It lives until the test process exits,
+/// like the shared one.
+pub fn dedicated_broker() -> anyhow::Result<&'static KafkaBroker> {
+    Ok(Box::leak(Box::new(KafkaBroker::start()?)))
 }
 
-impl Tansu {
+impl KafkaBroker {
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap_servers
@@ -91,6 +131,16 @@ impl Tansu {
 
     pub fn directory(&self) -> &Path {
         &self.directory
+    }
+
+    /// The broker's log file (`kafka.log` in its directory).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// From formatting the storage to the first answered metadata request.
+    pub fn started_in(&self) -> Duration {
+        self.started_in
     }
 
     /// The last `lines` lines of the broker's log.
@@ -115,7 +165,7 @@ impl Tansu {
                 .lock()
                 .map_err(|_| anyhow::anyhow!("the broker's lifeline is poisoned"))?;
             std::io::Write::write_all(&mut *lifeline, b"stop\n")
-                .context("cannot signal the broker's watchdog")?;
+                .context("signal the broker's watchdog")?;
         }
         let deadline = Deadline::secs(30);
         while self.is_running() {
@@ -125,63 +175,92 @@ impl Tansu {
         Ok(())
     }
 
-    fn start() -> anyhow::Result<Tansu> {
-        let binary = find_binary()?;
-        check_version(&binary)?;
+    fn start() -> anyhow::Result<KafkaBroker> {
+        let began = Instant::now();
+        let classpath = find_lib()?.join("*");
+        let java = find_java();
         let directory = tempfile::Builder::new()
-            .prefix("foldline-tansu-")
+            .prefix("foldline-kafka-")
             .tempdir()
-            .context("cannot create the broker's temp dir")?
+            .context("create the broker's temp dir")?
             .keep();
         let port = free_port()?;
-        let listener = format!("tcp://127.0.0.1:{port}");
-        let log = directory.join("tansu.log");
-        let log_file = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
+        let controller_port = free_port()?;
+        let properties = directory.join("server.properties");
+        std::fs::write(
+            &properties,
+            server_properties(port, controller_port, &directory.join("data")),
+        )
+        .with_context(|| format!("write {}", properties.display()))?;
+        let log4j = directory.join("log4j2.properties");
+        std::fs::write(&log4j, LOG4J2).with_context(|| format!("write {}", log4j.display()))?;
+        let jvm = |main_class: &str| {
+            let mut command = Command::new(&java);
+            command
+                .args(JVM_OPTIONS)
+                .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
+                .arg("-cp")
+                .arg(&classpath)
+                .arg(main_class)
+                .current_dir(&directory)
+                .env_remove("KAFKA_OPTS")
+                .env_remove("KAFKA_HEAP_OPTS");
+            command
+        };
+
+        let format_log = directory.join("format.log");
+        let mut format = jvm("kafka.tools.StorageTool");
+        format
+            .args(["format", "--cluster-id", CLUSTER_ID, "--config"])
+            .arg(&properties)
+            .arg("--ignore-formatted");
+        run_to_end(format, &format_log, Deadline::secs(60))
+            .with_context(|| format!("format the broker's storage in {}", directory.display()))?;
+
+        let log = directory.join("kafka.log");
+        let log_file =
+            std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
         let stderr = log_file
             .try_clone()
-            .context("cannot duplicate the log file handle")?;
+            .context("duplicate the log file handle")?;
+        let server = jvm("kafka.Kafka");
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG)
             .arg("sh")
-            .arg(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &listener,
-                "--advertised-listener-url",
-                &listener,
-            ])
-            // A path relative to the working directory: tansu 0.6.0 reads
-            // `sqlite:///abs` as relative too and then fails to open it.
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .args(["--cluster-id", "foldline-it"])
+            .arg(server.get_program())
+            .args(server.get_args())
+            .arg(&properties)
             .current_dir(&directory)
-            .env("FOLDLINE_TANSU_DIR", &directory)
-            .env_remove("LISTENER_URL")
-            .env_remove("ADVERTISED_LISTENER_URL")
-            .env_remove("STORAGE_ENGINE")
-            .env_remove("CLUSTER_ID")
-            .env_remove("SCHEMA_REGISTRY")
+            .env("FOLDLINE_BROKER_DIR", &directory)
+            .env_remove("KAFKA_OPTS")
+            .env_remove("KAFKA_HEAP_OPTS")
             .stdin(Stdio::piped())
             .stdout(log_file)
             .stderr(stderr)
             .spawn()
-            .with_context(|| format!("cannot start {} under sh", binary.display()))?;
+            .with_context(|| format!("start {} under sh", java.display()))?;
         let lifeline = child
             .stdin
             .take()
-            .context("the watchdog has no stdin pipe")?;
-        let tansu = Tansu {
+            .context("take the watchdog's stdin pipe")?;
+        let mut kafka = KafkaBroker {
             bootstrap_servers: format!("127.0.0.1:{port}"),
             directory,
             log,
+            started_in: Duration::ZERO,
             watchdog: Mutex::new(child),
             lifeline: Mutex::new(lifeline),
         };
-        tansu.wait_until_serving(Deadline::secs(30))?;
-        Ok(tansu)
+        kafka.wait_until_serving(Deadline::secs(90))?;
+        kafka.started_in = began.elapsed();
+        eprintln!(
+            "kafka {KAFKA_VERSION} serving on {} after {:?} (log: {})",
+            kafka.bootstrap_servers,
+            kafka.started_in,
+            kafka.log.display()
+        );
+        Ok(kafka)
     }
 
     /// Waits until the broker answers a Kafka metadata request.
@@ -191,11 +270,11 @@ impl Tansu {
             .set("client.id", "foldline-it-probe")
             .set("log_level", "3")
             .create()
-            .context("cannot create the metadata probe client")?;
+            .context("create the metadata probe client")?;
         loop {
             if !self.is_running() {
                 anyhow::bail!(
-                    "tansu exited during start-up; its log ({}):\n{}",
+                    "kafka exited during start-up; its log ({}):\n{}",
                     self.log.display(),
                     self.log_tail(30)
                 );
@@ -207,7 +286,7 @@ impl Tansu {
             };
             if deadline.passed() {
                 anyhow::bail!(
-                    "tansu did not answer metadata requests within {:?} (last error: {last_error}); its log:\n{}",
+                    "kafka did not answer metadata requests within {:?} (last error: {last_error}); its log:\n{}",
                     deadline.budget(),
                     self.log_tail(30)
                 );
@@ -217,49 +296,114 @@ impl Tansu {
     }
 }
 
-/// FOLDLINE_TANSU_BIN, else `tansu` on PATH, else ~/.cargo/bin/tansu.
-fn find_binary() -> anyhow::Result<PathBuf> {
-    if let Some(explicit) = std::env::var_os("FOLDLINE_TANSU_BIN") {
-        let explicit = PathBuf::from(explicit);
-        if explicit.is_file() {
-            return Ok(explicit);
-        }
-        anyhow::bail!(
-            "tansu {TANSU_VERSION} not found: FOLDLINE_TANSU_BIN={} is not a file; {INSTALL_HINT}",
-            explicit.display()
-        );
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("tansu"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let in_cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
-        .map(|cargo_home| cargo_home.join("bin").join("tansu"));
-    on_path
-        .into_iter()
-        .chain(in_cargo_home)
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| anyhow::anyhow!("tansu {TANSU_VERSION} not found: {INSTALL_HINT}"))
+/// A single node that is broker and controller, on loopback only, with
+/// every internal topic at replication factor 1 and no rebalance delay.
+fn server_properties(port: u16, controller_port: u16, data: &Path) -> String {
+    let data = data.display();
+    format!(
+        "\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={data}
+# Topics are created through the admin API, as in production.
+auto.create.topics.enable=false
+delete.topic.enable=true
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+# Two cores are shared by everything a test runs.
+num.network.threads=2
+num.io.threads=2
+background.threads=2
+num.recovery.threads.per.data.dir=1
+log.cleaner.threads=1
+log.cleaner.dedupe.buffer.size=8388608
+"
+    )
 }
 
-/// Refuses another tansu version: the suite relies on 0.6.0's behaviour.
-fn check_version(binary: &Path) -> anyhow::Result<()> {
-    let output = Command::new(binary)
-        .arg("--version")
-        .output()
-        .with_context(|| format!("cannot run {} --version", binary.display()))?;
-    let version = String::from_utf8_lossy(&output.stdout);
-    if !version.split_whitespace().any(|word| word == TANSU_VERSION) {
-        anyhow::bail!(
-            "{} reports version {:?}, the suite needs tansu {TANSU_VERSION}: {INSTALL_HINT}",
-            binary.display(),
-            version.trim()
-        );
+/// Runs `command` to its end with its output in `log`, failing with the
+/// log's tail when it fails or outlives `deadline` (it is killed then).
+fn run_to_end(mut command: Command, log: &Path, deadline: Deadline) -> anyhow::Result<()> {
+    let log_file =
+        std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+    let stderr = log_file
+        .try_clone()
+        .context("duplicate the log file handle")?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("start {}", command.get_program().to_string_lossy()))?;
+    loop {
+        if let Some(status) = child.try_wait().context("wait for the storage tool")? {
+            anyhow::ensure!(
+                status.success(),
+                "the storage tool failed ({status}); its output ({}):\n{}",
+                log.display(),
+                crate::process::tail_of(log, 20)
+            );
+            return Ok(());
+        }
+        if deadline.passed() {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!(
+                "the storage tool did not finish within {:?}; its output ({}):\n{}",
+                deadline.budget(),
+                log.display(),
+                crate::process::tail_of(log, 20)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(())
+}
+
+/// FOLDLINE_KAFKA_LIB, else ~/.cache/foldline/kafka-<version>/lib; it must
+/// hold the broker jar of [`KAFKA_VERSION`].
+fn find_lib() -> anyhow::Result<PathBuf> {
+    let lib = match std::env::var_os("FOLDLINE_KAFKA_LIB") {
+        Some(explicit) => PathBuf::from(explicit),
+        None => std::env::var_os("HOME")
+            .map(|home| {
+                PathBuf::from(home)
+                    .join(".cache/foldline")
+                    .join(format!("kafka-{KAFKA_VERSION}"))
+                    .join("lib")
+            })
+            .context("find the kafka jars: neither FOLDLINE_KAFKA_LIB nor HOME is set")?,
+    };
+    let broker_jar = lib.join(format!("kafka_2.13-{KAFKA_VERSION}.jar"));
+    anyhow::ensure!(
+        broker_jar.is_file(),
+        "apache kafka {KAFKA_VERSION} not found: {} does not exist; {INSTALL_HINT}",
+        broker_jar.display()
+    );
+    Ok(lib)
+}
+
+/// FOLDLINE_JAVA, else $JAVA_HOME/bin/java, else `java` (from PATH).
+fn find_java() -> PathBuf {
+    if let Some(explicit) = std::env::var_os("FOLDLINE_JAVA") {
+        return PathBuf::from(explicit);
+    }
+    std::env::var_os("JAVA_HOME")
+        .map(|home| PathBuf::from(home).join("bin").join("java"))
+        .filter(|java| java.is_file())
+        .unwrap_or_else(|| PathBuf::from("java"))
 }

@@ -2,10 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
 
-use crate::broker::{broker, Tansu};
+use crate::broker::{broker, KafkaBroker};
 use crate::http::Api;
 use crate::ports::free_port;
 use crate::process::FoldlineProcess;
@@ -21,7 +26,7 @@ use crate::wait::Deadline;
 #[derive(Debug)]
 pub struct Deployment {
     binary: PathBuf,
-    broker: &'static Tansu,
+    broker: &'static KafkaBroker,
     prefix: String,
     registry_port: u16,
     gateway_port: u16,
@@ -42,26 +47,10 @@ impl Deployment {
         Deployment::on_broker(binary, test_name, crate::broker::dedicated_broker()?)
     }
 
-    /// `original`'s names (topic prefix, consumer groups) on a fresh broker
-    /// of its own: the same deployment moved to a cluster that does not
-    /// hold its history. Ports and directory are new.
-    pub fn moved_to_empty_cluster(
-        original: &Deployment,
-        test_name: &str,
-    ) -> anyhow::Result<Deployment> {
-        let mut moved = Deployment::on_broker(
-            original.binary.clone(),
-            test_name,
-            crate::broker::dedicated_broker()?,
-        )?;
-        moved.prefix = original.prefix.clone();
-        Ok(moved)
-    }
-
     fn on_broker(
         binary: impl Into<PathBuf>,
         test_name: &str,
-        broker: &'static Tansu,
+        broker: &'static KafkaBroker,
     ) -> anyhow::Result<Deployment> {
         let binary = binary.into();
         anyhow::ensure!(
@@ -89,7 +78,7 @@ impl Deployment {
         })
     }
 
-    pub fn broker(&self) -> &'static Tansu {
+    pub fn broker(&self) -> &'static KafkaBroker {
         self.broker
     }
 
@@ -275,6 +264,46 @@ impl Deployment {
         report.join("\n")
     }
 
+    /// Deletes this deployment's topic `name` (e.g. `"orders.events"`)
+    /// through the admin API and waits until the broker's metadata no longer
+    /// lists it, so that whoever creates it next gets an empty topic.
+    pub async fn delete_topic(&self, name: &str, deadline: Deadline) -> anyhow::Result<()> {
+        let topic = self.topic(name);
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .set("client.id", "foldline-it-admin")
+            .create()
+            .context("create an admin client")?;
+        let options = AdminOptions::new().operation_timeout(Some(deadline.remaining()));
+        let results = admin
+            .delete_topics(&[topic.as_str()], &options)
+            .await
+            .with_context(|| format!("delete topic {topic}"))?;
+        for result in results {
+            result.map_err(|(topic, code)| anyhow::anyhow!("delete topic {topic}: {code}"))?;
+        }
+        let probe: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .set("client.id", "foldline-it-probe")
+            .set("allow.auto.create.topics", "false")
+            .create()
+            .context("create the metadata probe client")?;
+        crate::wait::poll_until(&format!("{topic} to be gone"), deadline, || {
+            let metadata = probe.fetch_metadata(None, Duration::from_secs(1));
+            let topic = &topic;
+            async move {
+                match metadata {
+                    Ok(metadata) if metadata.topics().iter().any(|t| t.name() == topic) => {
+                        Err(format!("the metadata still lists {topic}"))
+                    }
+                    Ok(_) => Ok(Some(())),
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+        })
+        .await
+    }
+
     /// Folds this deployment's `orders.events` as the processor and the
     /// projection would.
     pub async fn replay(&self) -> anyhow::Result<Replay> {
@@ -287,8 +316,10 @@ impl Drop for Deployment {
         if std::thread::panicking() {
             if let Some(dir) = self.dir.take() {
                 let kept = dir.keep();
+                // The broker's log so far, beside the processes' logs.
+                let _ = std::fs::copy(self.broker.log_path(), kept.join("kafka.log"));
                 eprintln!(
-                    "test deployment {} failed: its stores and logs are kept in {}\n----- tansu ({}) last 15 lines -----\n{}",
+                    "test deployment {} failed: its stores and logs (and the broker's, kafka.log) are kept in {}\n----- kafka ({}) last 15 lines -----\n{}",
                     self.prefix,
                     kept.display(),
                     if self.broker.is_running() { "running" } else { "NOT RUNNING" },

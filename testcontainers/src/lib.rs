@@ -1,14 +1,16 @@
 //! The harness of Foldline's real-broker integration and fault tests.
 //!
-//! Everything here runs real things: a real Kafka-protocol broker (tansu
-//! 0.6.0 on SQLite storage, one per test process), real `foldline`
-//! processes (spawned from the binary under test, each with its own log
-//! file), real HTTP. Nothing is mocked and nothing is skipped: a missing
-//! broker binary fails the suite with instructions.
+//! Everything here runs real things: a real Apache Kafka broker (4.x,
+//! KRaft, one node, run from its Maven jars on the JVM, one per test
+//! process), real `foldline` processes (spawned from the binary under test,
+//! each with its own log file), real HTTP. Nothing is mocked and nothing is
+//! skipped: missing broker jars or a missing JVM fail the suite with
+//! instructions.
 //!
 //! # Layout
-//! - [`broker`]: the shared tansu broker, started lazily and killed when the
-//!   test process exits.
+//! - [`broker`]: the shared Kafka broker, started lazily and killed when
+//!   the test process exits, and dedicated brokers for tests that stop
+//!   theirs.
 //! - [`ports`]: free loopback ports.
 //! - [`process`]: [`FoldlineProcess`], one `foldline run <role>...` child
 //!   (kill -9, SIGSTOP/SIGCONT, readiness, log tail).
@@ -28,7 +30,7 @@ pub mod process;
 pub mod replay;
 pub mod wait;
 
-pub use broker::{broker, Tansu};
+pub use broker::{broker, dedicated_broker, KafkaBroker};
 pub use deployment::Deployment;
 pub use http::{place_body, Api, ApiResponse, CommandOptions};
 pub use ports::free_port;

@@ -40,6 +40,12 @@ impl std::fmt::Debug for Outcomes {
 impl Outcomes {
     /// Starts following every `(topic, partitions)` from its end: one
     /// consumer for all domains' outcome topics.
+    ///
+    /// "Its end" is the high watermark read once, at start, and the
+    /// follower is ready only then: left to librdkafka, `Offset::End` is
+    /// resolved when fetching starts, which on a real broker can be seconds
+    /// later (a topic created a moment ago has no leader yet), and an
+    /// outcome published in between would slip past its waiter.
     pub fn start(
         kafka: &KafkaConfig,
         topics: &[(String, i32)],
@@ -48,16 +54,22 @@ impl Outcomes {
     ) -> Result<Outcomes, rdkafka::error::KafkaError> {
         let consumer: StreamConsumer =
             reader_config(kafka, "foldline-gateway-outcomes").create()?;
-        let mut assignment = TopicPartitionList::new();
-        for (topic, partitions) in topics {
-            for partition in 0..*partitions {
-                assignment.add_partition_offset(topic, partition, Offset::End)?;
-            }
-        }
-        consumer.assign(&assignment)?;
+        let partitions: Vec<(String, i32)> = topics
+            .iter()
+            .flat_map(|(topic, partitions)| {
+                (0..*partitions).map(move |partition| (topic.clone(), partition))
+            })
+            .collect();
         let outcomes = Outcomes::default();
         let follower = outcomes.clone();
         tokio::spawn(async move {
+            let consumer = tokio::select! {
+                () = shutdown.clone().wait() => return,
+                positioned = assign_at_ends(consumer, partitions) => match positioned {
+                    Some(consumer) => consumer,
+                    None => return,
+                },
+            };
             follower.inner.ready.store(true, Ordering::SeqCst);
             loop {
                 let received = tokio::select! {
@@ -90,6 +102,8 @@ impl Outcomes {
         Ok(outcomes)
     }
 
+    /// Whether the follower reads from fixed positions, so that an outcome
+    /// of a command subscribed to from now on cannot slip past.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::SeqCst)
     }
@@ -158,6 +172,47 @@ impl Outcomes {
             }
         }
     }
+}
+
+/// Reads each partition's high watermark (retrying until the broker
+/// answers for all of them) and assigns the consumer there. `None` if the
+/// blocking task was lost.
+async fn assign_at_ends(
+    consumer: StreamConsumer,
+    partitions: Vec<(String, i32)>,
+) -> Option<StreamConsumer> {
+    let mut consumer = consumer;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let partitions = partitions.clone();
+        let (returned, positioned) = tokio::task::spawn_blocking(move || {
+            let positioned = ends_assignment(&consumer, &partitions);
+            (consumer, positioned)
+        })
+        .await
+        .ok()?;
+        consumer = returned;
+        match positioned.and_then(|assignment| consumer.assign(&assignment)) {
+            Ok(()) => return Some(consumer),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the outcome topics' ends yet, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn ends_assignment(
+    consumer: &StreamConsumer,
+    partitions: &[(String, i32)],
+) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
+    let mut assignment = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, *partition, Duration::from_secs(5))?;
+        assignment.add_partition_offset(topic, *partition, Offset::Offset(high))?;
+    }
+    Ok(assignment)
 }
 
 #[cfg(test)]

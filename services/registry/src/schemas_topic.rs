@@ -19,6 +19,10 @@ use super::{RegistryConfig, RegistryError};
 /// How long start-up waits for cluster metadata before calling the brokers
 /// unreachable.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long start-up waits for the schemas topic to be listed and led.
+const TOPIC_GRACE: Duration = Duration::from_secs(5);
+/// The pause between two looks at a topic that is not ready.
+const TOPIC_RETRY: Duration = Duration::from_millis(100);
 /// How long start-up may spend replaying the topic.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a write may wait for its delivery report (librdkafka retries
@@ -114,14 +118,33 @@ impl Log {
             let topic = topic.clone();
             let bootstrap_servers = kafka.bootstrap_servers.clone();
             tokio::task::spawn_blocking(move || {
-                check_topic(&consumer, &topic, &bootstrap_servers)?;
-                let (_, high) = consumer
-                    .fetch_watermarks(&topic, PARTITION, METADATA_TIMEOUT)
-                    .map_err(|source| RegistryError::Unreachable {
-                        bootstrap_servers,
-                        source,
-                    })?;
-                Ok::<_, RegistryError>((consumer, high))
+                // A topic created a moment ago (by this very process, say)
+                // may not be in the broker's metadata yet, or its leader
+                // not elected: a real broker applies a creation in steps.
+                let deadline = std::time::Instant::now() + TOPIC_GRACE;
+                loop {
+                    let attempt =
+                        check_topic(&consumer, &topic, &bootstrap_servers).and_then(|()| {
+                            consumer
+                                .fetch_watermarks(&topic, PARTITION, METADATA_TIMEOUT)
+                                .map_err(|source| RegistryError::Unreachable {
+                                    bootstrap_servers: bootstrap_servers.clone(),
+                                    source,
+                                })
+                        });
+                    match attempt {
+                        Ok((_, high)) => return Ok::<_, RegistryError>((consumer, high)),
+                        Err(
+                            error @ (RegistryError::TopicMissing { .. }
+                            | RegistryError::TopicUnavailable { .. }
+                            | RegistryError::Unreachable { .. }),
+                        ) if std::time::Instant::now() < deadline => {
+                            debug!(%error, "schemas topic not ready yet, retrying");
+                            std::thread::sleep(TOPIC_RETRY);
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
             })
             .await
             .map_err(|_| RegistryError::Runtime)??

@@ -1,5 +1,5 @@
-//! End-to-end tests: real `foldline` processes against a real Kafka-protocol
-//! broker (tansu, started once for this test binary by
+//! End-to-end tests: real `foldline` processes against a real broker
+//! (Apache Kafka, started once for this test binary by
 //! `foldline_testcontainers`). Each test has its own topic prefix, ports,
 //! stores and logs; a failing test prints its processes' log tails and keeps
 //! its temp dir.
@@ -10,7 +10,8 @@
 //! - [`in_process`]: the library API: the embedded platform on port 0.
 //! - [`outage`]: SIGTERM while the broker is down stops within the deadline.
 //! - [`poison`]: garbage on the consumed topics is parked, partitions move on.
-//! - [`replaced`]: the events topic replaced under a processor's snapshots.
+//! - [`replaced`]: the events topic deleted and recreated under a
+//!   processor's snapshots.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,14 +1,11 @@
-//! A processor frozen with SIGSTOP mid-stream while a second instance
-//! joins the group: after the session timeout the group hands every
-//! partition to the second instance, commands keep completing; then the
-//! frozen one wakes (SIGCONT) as a zombie that still believes it owns its
-//! partitions, with commands already fetched, and may write stale
-//! decisions. Every acknowledged command still takes effect exactly once.
-//!
-//! The second instance joins after the freeze, as a replacement pod would.
-//! tansu 0.6.0 only hands a dead member's partitions over when a new member
-//! joins: when the frozen member was the leader of an existing generation it
-//! keeps the generation and the old assignment (Apache Kafka re-elects).
+//! Two processors share the command partitions; one, the group's leader,
+//! is frozen with SIGSTOP mid-stream. After its session timeout the broker
+//! drops it from the group and the rebalance hands every partition to the
+//! survivor; commands keep completing. Then the frozen one wakes (SIGCONT)
+//! as a zombie that still believes it owns its partitions, with commands
+//! already fetched, and may write stale decisions before it learns it was
+//! dropped and rejoins. Every acknowledged command still takes effect
+//! exactly once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,7 +14,7 @@ use std::time::{Duration, Instant};
 use foldline_contracts::envelope::headers;
 use foldline_testcontainers::replay::{read_topic, RawRecord};
 use foldline_testcontainers::wait::POLL_INTERVAL;
-use foldline_testcontainers::{Deadline, Deployment};
+use foldline_testcontainers::{Deadline, Deployment, FoldlineProcess};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -28,6 +25,16 @@ use crate::support::{
 };
 
 const ASSIGNED: &str = "partitions assigned";
+
+/// The last "partitions assigned" line of `process`'s log.
+fn last_assignment(process: &FoldlineProcess) -> Option<String> {
+    process
+        .log_text()
+        .lines()
+        .rev()
+        .find(|line| line.contains(ASSIGNED))
+        .map(str::to_owned)
+}
 
 fn places(prefix: &str, range: std::ops::Range<usize>, customers: &[String]) -> Vec<Sent> {
     range
@@ -149,15 +156,35 @@ async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
     let deployment = Deployment::new(binary(), "zombie").unwrap();
     let prefix = deployment.prefix().to_owned();
     let _gateway = spawn_gateway(&deployment).await;
+    // Processor 1 joins first (and so leads the group), then processor 2:
+    // the rebalance splits the partitions between them.
     let mut first = spawn_processor(&deployment, "processor-1", "store-processor-1");
     first
         .wait_for_log(ASSIGNED, 1, Deadline::secs(60))
         .await
         .unwrap();
+    let mut second = spawn_processor(&deployment, "processor-2", "store-processor-2");
+    second
+        .wait_for_log(ASSIGNED, 1, Deadline::secs(60))
+        .await
+        .unwrap();
+    first
+        .wait_for_log(ASSIGNED, 2, Deadline::secs(60))
+        .await
+        .unwrap();
+    for process in [&first, &second] {
+        let assigned = last_assignment(process);
+        assert!(
+            assigned.as_deref().is_some_and(|line| !line.contains("[]")),
+            "{} owns no partition after the split: {assigned:?}\n{}",
+            process.name(),
+            process.report(40)
+        );
+    }
     let api = deployment.api().unwrap();
     let customers: Vec<String> = (0..10).map(|_| uuid::Uuid::new_v4().to_string()).collect();
 
-    // Phase 1: processor 1 owns every partition and decides.
+    // Phase 1: both processors decide, each on its own partitions.
     let mut phase_one = send_all(
         &api,
         places(&prefix, 0..40, &customers),
@@ -168,8 +195,8 @@ async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
     wait_settled(&deployment, &api, &phase_one, Deadline::secs(60)).await;
     eprintln!("phase 1 settled after {:?}", started.elapsed());
 
-    // Phase 2: freeze processor 1 in the middle of a stream; a second
-    // instance joins and takes its partitions over.
+    // Phase 2: freeze processor 1 in the middle of a stream; the broker's
+    // session timeout drops it and processor 2 takes every partition over.
     let mut phase_two = places(&prefix, 40..100, &customers);
     phase_two.extend(cancels_of(&prefix, &phase_one));
     let acknowledged = Arc::new(AtomicUsize::new(0));
@@ -188,10 +215,9 @@ async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
     }
     first.pause().unwrap();
     let paused_at = Instant::now();
-    let mut second = spawn_processor(&deployment, "processor-2", "store-processor-2");
     let mut phase_two = stream.await.unwrap();
     retry_until_acknowledged(&api, &mut phase_two, Deadline::secs(30)).await;
-    // Completing needs the group to hand processor 2's partitions over.
+    // Completing needs the group to hand processor 1's partitions over.
     wait_settled(&deployment, &api, &phase_two, Deadline::secs(60)).await;
     let taken_over = second
         .log_text()
@@ -232,7 +258,13 @@ async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
         tokio::time::sleep(POLL_INTERVAL).await;
     }
     let (stale_ids, copied_id) = forge_zombie_writes(&deployment).await;
+    let assignments_before_waking = first.log_text().matches(ASSIGNED).count();
     first.resume().unwrap();
+    // Woken, it finds itself dropped from the group and joins again.
+    first
+        .wait_for_log(ASSIGNED, assignments_before_waking + 1, Deadline::secs(60))
+        .await
+        .unwrap();
     let mut phase_three = stream.await.unwrap();
     retry_until_acknowledged(&api, &mut phase_three, Deadline::secs(30)).await;
     wait_settled(&deployment, &api, &phase_three, Deadline::secs(60)).await;

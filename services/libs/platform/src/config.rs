@@ -63,8 +63,8 @@ pub struct KafkaConfig {
     pub secret_properties: BTreeMap<String, Secret>,
     /// How long a consumer's fetch may wait for data (`fetch.wait.max.ms`).
     /// Kafka answers a waiting fetch as soon as data arrives, but not every
-    /// broker does (librdkafka's mock cluster and tansu hold it the full
-    /// time), and each hop of a command waits on one: keep it short.
+    /// broker does (librdkafka's mock cluster holds it the full time), and
+    /// each hop of a command waits on one: keep it short.
     pub fetch_wait_max_ms: u32,
 }
 
