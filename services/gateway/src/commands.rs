@@ -311,21 +311,23 @@ pub async fn get_command(
 ) -> Result<Response, Problem> {
     let command_id =
         parse_path_id(&command_id, "command", |text| text.parse::<CommandId>())?.to_string();
-    let mut view = Map::new();
-    view.insert("command_id".to_owned(), Value::from(command_id.clone()));
     if let Some(row) = read_outcome_row(&state.store, &command_id).await? {
         let edge = state.edge(&row.domain)?;
         let outcome = row.outcome;
-        view.insert("status".to_owned(), Value::from(outcome.status.clone()));
-        view.insert(edge.id_field(), Value::from(outcome.aggregate_id.clone()));
-        view.insert(edge.version_field(), Value::from(outcome.aggregate_version));
-        if let (Some(code), Some(message)) = (&outcome.rejection_code, &outcome.rejection_message) {
-            view.insert(
-                "rejection".to_owned(),
-                serde_json::json!({"code": code, "message": message}),
-            );
-        }
-        return Ok(Json(Value::Object(view)).into_response());
+        let mut aggregate = Map::new();
+        aggregate.insert(edge.id_field(), Value::from(outcome.aggregate_id));
+        aggregate.insert(edge.version_field(), Value::from(outcome.aggregate_version));
+        let rejection = match (outcome.rejection_code, outcome.rejection_message) {
+            (Some(code), Some(message)) => Some(RejectionView { code, message }),
+            _ => None,
+        };
+        return Ok(Json(CommandView {
+            command_id,
+            status: outcome.status,
+            aggregate,
+            rejection,
+        })
+        .into_response());
     }
     let accepted_key = RowKey::new(
         ACCEPTED_COMMANDS_TABLE,
@@ -342,9 +344,33 @@ pub async fn get_command(
     };
     let accepted: AcceptedCommand = decode_row(ACCEPTED_COMMANDS_TABLE, &row.value)?;
     let edge = state.edge(&accepted.domain)?;
-    view.insert("status".to_owned(), Value::from("pending"));
-    view.insert(edge.id_field(), Value::from(accepted.aggregate_id));
-    Ok(Json(Value::Object(view)).into_response())
+    let mut aggregate = Map::new();
+    aggregate.insert(edge.id_field(), Value::from(accepted.aggregate_id));
+    Ok(Json(CommandView {
+        command_id,
+        status: "pending".to_owned(),
+        aggregate,
+        rejection: None,
+    })
+    .into_response())
+}
+
+/// `GET /v1/commands/{id}`: the aggregate's fields are named by its domain
+/// (`order_id`, `order_version`), so they are a flattened map.
+#[derive(Debug, Serialize)]
+struct CommandView {
+    command_id: String,
+    status: String,
+    #[serde(flatten)]
+    aggregate: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejection: Option<RejectionView>,
+}
+
+#[derive(Debug, Serialize)]
+struct RejectionView {
+    code: String,
+    message: String,
 }
 
 #[cfg(test)]
@@ -356,6 +382,26 @@ mod tests {
         let old = br#"{"order_id":"o","accepted_at":1}"#;
         let row: AcceptedCommand = decode_row(ACCEPTED_COMMANDS_TABLE, old).unwrap();
         assert_eq!((row.aggregate_id.as_str(), row.domain.as_str()), ("o", ""));
+    }
+
+    #[test]
+    fn a_command_view_names_the_aggregate_by_its_domain_in_a_stable_order() {
+        let mut aggregate = Map::new();
+        aggregate.insert("order_id".to_owned(), Value::from("o"));
+        aggregate.insert("order_version".to_owned(), Value::from(2));
+        let view = CommandView {
+            command_id: "c".to_owned(),
+            status: "rejected".to_owned(),
+            aggregate,
+            rejection: Some(RejectionView {
+                code: "already_cancelled".to_owned(),
+                message: "order is already cancelled".to_owned(),
+            }),
+        };
+        assert_eq!(
+            serde_json::to_string(&view).unwrap(),
+            r#"{"command_id":"c","status":"rejected","order_id":"o","order_version":2,"rejection":{"code":"already_cancelled","message":"order is already cancelled"}}"#
+        );
     }
 
     #[test]
