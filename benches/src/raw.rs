@@ -141,7 +141,7 @@ fn produce(
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
-        .set("linger.ms", "1")
+        .set("linger.ms", "0")
         .set("message.timeout.ms", "30000")
         .create_with_context(Counting(deliveries.clone()))
         .context("create the raw baseline producer")?;

@@ -59,7 +59,13 @@ pub fn producer_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
-        .set("linger.ms", "1")
+        // A command crosses three produces in series (command, event,
+        // outcome), so every millisecond of linger is paid three times per
+        // request; under load librdkafka still batches whatever queues
+        // behind an in-flight request. Measured
+        // on the embedded default, closed loop at 64: 1,117–1,153 settled/s
+        // at 1 ms, 1,327–1,340/s at 0 (issue 7). Operators can still set it.
+        .set("linger.ms", "0")
         .set("message.timeout.ms", "30000");
     with_operator_properties(config, &kafka.properties, &kafka.secret_properties)
 }
