@@ -15,12 +15,12 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use foldline_contracts::envelope::{headers as record_headers, CommandMetadata, CommandOutcome};
+use foldline_contracts::envelope::{CommandMetadata, CommandOutcome};
 use foldline_contracts::record::CommandRecord;
 use foldline_eventsourcing::{CommandId, RejectionKind};
 use foldline_platform::gated::{outcome_key, CommandOutcomeRow, COMMAND_OUTCOMES};
+use foldline_platform::headers::command_headers;
 use foldline_platform::store::{RowKey, Store, StoredRow};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -252,35 +252,7 @@ async fn produce<C: CommandRecord>(
         .codec
         .encode_value(&edge.commands_topic, command.record_name(), value)
         .await?;
-    let metadata = command.metadata();
-    let headers = OwnedHeaders::new()
-        .insert(Header {
-            key: record_headers::COMMAND_ID,
-            value: Some(&metadata.command_id),
-        })
-        .insert(Header {
-            key: record_headers::CORRELATION_ID,
-            value: Some(&metadata.correlation_id),
-        })
-        .insert(Header {
-            key: record_headers::CONTENT_TYPE,
-            value: Some(record_headers::AVRO_CONFLUENT),
-        })
-        .insert(Header {
-            key: record_headers::RECORD_TYPE,
-            value: Some(command.record_name()),
-        })
-        .insert(Header {
-            key: record_headers::SCHEMA_VERSION,
-            value: Some(record_headers::CONTRACT_VERSION),
-        });
-    let headers = match &metadata.traceparent {
-        Some(traceparent) => headers.insert(Header {
-            key: record_headers::TRACEPARENT,
-            value: Some(traceparent),
-        }),
-        None => headers,
-    };
+    let headers = command_headers(command.metadata(), command.record_name());
     let record = FutureRecord::to(&edge.commands_topic)
         .key(command.aggregate_id())
         .payload(&bytes)

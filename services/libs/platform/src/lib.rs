@@ -14,6 +14,7 @@
 //!   `command_outcomes` table so a domain projection sees only admitted events.
 //! - [`service`]: a domain's topics and groups resolved from the topology,
 //!   and [`DomainService`], the runnable declaration of a domain.
+//! - [`headers`]: the Kafka headers on commands, events and outcomes.
 //! - [`processor`]: the command processor loop (see `processor/design.md`).
 //! - [`projector`]: the projector loop.
 //! - [`dlq`]: dead-lettering of poison records.
@@ -25,6 +26,7 @@ pub mod dlq;
 pub mod domain;
 pub mod gate;
 pub mod gated;
+pub mod headers;
 pub mod kafka;
 pub mod processor;
 pub mod projector;

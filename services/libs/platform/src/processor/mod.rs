@@ -4,7 +4,6 @@
 //! what.
 
 pub(crate) mod assignment;
-mod headers;
 mod log;
 mod restore;
 pub(crate) mod retry;
@@ -23,11 +22,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use self::assignment::Partitions;
-pub use self::headers::record_headers;
 pub use self::log::{AggregateSlot, PartitionLog};
 pub use self::run::run;
 use crate::codec::{Codec, Decoded};
 use crate::dlq::{DeadLetterError, DeadLetters};
+pub use crate::headers::record_headers;
 use crate::store::Store;
 
 /// How a domain plugs into the processor. Every [`DomainWire`] is one

@@ -13,10 +13,10 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
 
 use super::assignment::Generation;
-use super::headers::{outcome_headers, record_headers};
 use super::{retry, CommandDomain, CommandEnvelope, Processor, ProcessorError};
 use crate::codec::{Codec, CodecError};
 use crate::dlq::{Cause, Parked, Screened};
+use crate::headers::{outcome_headers, record_headers};
 use crate::shutdown::Shutdown;
 
 /// A command ready to decide, with the record that carried it (to park it
