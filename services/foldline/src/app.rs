@@ -367,6 +367,7 @@ async fn serve_roles(
     let config = Arc::new(config);
     let topology = Arc::new(topology);
     let mut edges = BTreeMap::new();
+    let mut outcome_topics = Vec::new();
     if let Some(store) = &store {
         let context = RoleContext {
             config: Arc::clone(&config),
@@ -407,25 +408,19 @@ async fn serve_roles(
             }
             let topics = DomainTopics::resolve(&config, &topology, name)
                 .with_context(|| format!("resolve the topics of {name}"))?;
+            outcome_topics.push((topics.outcomes, topics.partitions));
             edges.insert(
                 name.to_owned(),
-                (
-                    topics,
-                    DomainEdge {
-                        noun: domain.edge.noun,
-                        collection: domain.edge.collection,
-                        commands_topic: String::new(),
-                        watermarks,
-                    },
-                ),
+                DomainEdge {
+                    noun: domain.edge.noun,
+                    collection: domain.edge.collection,
+                    commands_topic: topics.commands,
+                    watermarks,
+                },
             );
         }
     }
     if let (Some(listener), Some(store)) = (gateway_listener, &store) {
-        let outcome_topics: Vec<(String, i32)> = edges
-            .values()
-            .map(|(topics, _)| (topics.outcomes.clone(), topics.partitions))
-            .collect();
         let outcomes = Outcomes::start(
             &config.kafka,
             &outcome_topics,
@@ -436,16 +431,6 @@ async fn serve_roles(
         let producer = kafka::producer_config(&config.kafka, "foldline-gateway")
             .create()
             .context("create the gateway producer")?;
-        let served = edges
-            .into_iter()
-            .map(|(name, (topics, edge))| {
-                let edge = DomainEdge {
-                    commands_topic: topics.commands,
-                    ..edge
-                };
-                (name, edge)
-            })
-            .collect();
         let state = GatewayState {
             in_flight: Arc::new(tokio::sync::Semaphore::new(
                 config.gateway.concurrency_limit,
@@ -455,7 +440,7 @@ async fn serve_roles(
             codec: codec.clone(),
             store: store.clone(),
             outcomes,
-            domains: Arc::new(served),
+            domains: Arc::new(edges),
         };
         let declarations: Vec<_> = domains.iter().map(|domain| domain.edge).collect();
         let router = foldline_gateway::router(state, &declarations);

@@ -45,13 +45,14 @@ pub(crate) fn readiness_probe_key() -> RowKey {
 /// How a domain's routes read one aggregate back for `Prefer: wait`.
 pub trait AggregateView: Sync {
     /// The aggregate's projected view as a JSON body (the very bytes `GET`
-    /// of the aggregate answers) and the version it reflects; `None` while
-    /// the projection does not have it.
+    /// of the aggregate answers), once the projection reflects at least
+    /// `min_version`; `None` before that, without building the body.
     fn read(
         &self,
         store: &Store,
         aggregate_id: &str,
-    ) -> impl Future<Output = Result<Option<(u64, Vec<u8>)>, GatewayError>> + Send;
+        min_version: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, GatewayError>> + Send;
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -170,26 +171,27 @@ pub async fn submit<C: CommandRecord, V: AggregateView>(
             .await;
     }
     loop {
-        if let Some((version, body)) = view.read(&state.store, &aggregate_id).await? {
-            if version >= settled.version {
-                let mut response = (
-                    created_status,
-                    [(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    )],
-                    body,
-                )
-                    .into_response();
-                set_header(
-                    &mut response,
-                    header::LOCATION,
-                    &format!("{}/{aggregate_id}", edge.collection),
-                );
-                set_header(&mut response, "preference-applied", "wait");
-                set_header(&mut response, "foldline-command-id", &command_id);
-                return Ok(response);
-            }
+        if let Some(body) = view
+            .read(&state.store, &aggregate_id, settled.version)
+            .await?
+        {
+            let mut response = (
+                created_status,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response();
+            set_header(
+                &mut response,
+                header::LOCATION,
+                &format!("{}/{aggregate_id}", edge.collection),
+            );
+            set_header(&mut response, "preference-applied", "wait");
+            set_header(&mut response, "foldline-command-id", &command_id);
+            return Ok(response);
         }
         if tokio::time::Instant::now() >= deadline {
             return Ok(pending_response(edge, &command_id, &aggregate_id));

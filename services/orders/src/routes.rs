@@ -164,18 +164,23 @@ impl AggregateView for OrdersView {
         &self,
         store: &Store,
         aggregate_id: &str,
-    ) -> Result<Option<(u64, Vec<u8>)>, GatewayError> {
+        min_version: u64,
+    ) -> Result<Option<Vec<u8>>, GatewayError> {
         let Some(row) = read_order(store, aggregate_id).await? else {
             return Ok(None);
         };
+        if row.version < min_version {
+            return Ok(None);
+        }
         let Some(view) = order_view(&row) else {
             return Ok(None);
         };
-        let body = serde_json::to_vec(&view).map_err(|error| GatewayError::Row {
-            table: ORDER_BY_ID,
-            reason: error.to_string(),
-        })?;
-        Ok(Some((row.version, body)))
+        serde_json::to_vec(&view)
+            .map(Some)
+            .map_err(|error| GatewayError::Row {
+                table: ORDER_BY_ID,
+                reason: error.to_string(),
+            })
     }
 }
 
