@@ -175,6 +175,51 @@ impl KafkaBroker {
         Ok(())
     }
 
+    /// kill -9 of the broker's JVM (its data stays), then the same broker
+    /// started again on the same ports and log directories; returns once it
+    /// answers metadata requests. The crash-and-recover case: what the
+    /// broker acknowledged with acks=all must survive it. Only for a
+    /// [`dedicated_broker`].
+    pub fn kill9_and_restart(&self) -> anyhow::Result<()> {
+        let mut watchdog = self
+            .watchdog
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the broker's watchdog is poisoned"))?;
+        let pid = watchdog.id();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .with_context(|| format!("list the children of the broker's watchdog {pid}"))?;
+        let jvm = children
+            .split_whitespace()
+            .find(|child| {
+                std::fs::read_to_string(format!("/proc/{child}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "java")
+            })
+            .with_context(|| format!("the broker's watchdog {pid} runs no java process"))?
+            .to_owned();
+        let status = Command::new("kill")
+            .args(["-KILL", &jvm])
+            .status()
+            .context("run kill -KILL")?;
+        anyhow::ensure!(status.success(), "kill -KILL {jvm} failed: {status}");
+        let deadline = Deadline::secs(30);
+        while matches!(watchdog.try_wait(), Ok(None)) {
+            anyhow::ensure!(
+                !deadline.passed(),
+                "the killed broker's watchdog did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let classpath = find_lib()?.join("*");
+        let (child, lifeline) = launch(&find_java(), &classpath, &self.directory, &self.log, true)?;
+        *watchdog = child;
+        drop(watchdog);
+        *self
+            .lifeline
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the broker's lifeline is poisoned"))? = lifeline;
+        self.wait_until_serving(Deadline::secs(90))
+    }
+
     fn start() -> anyhow::Result<KafkaBroker> {
         let began = Instant::now();
         let classpath = find_lib()?.join("*");
@@ -218,32 +263,7 @@ impl KafkaBroker {
             .with_context(|| format!("format the broker's storage in {}", directory.display()))?;
 
         let log = directory.join("kafka.log");
-        let log_file =
-            std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
-        let stderr = log_file
-            .try_clone()
-            .context("duplicate the log file handle")?;
-        let server = jvm("kafka.Kafka");
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(WATCHDOG)
-            .arg("sh")
-            .arg(server.get_program())
-            .args(server.get_args())
-            .arg(&properties)
-            .current_dir(&directory)
-            .env("FOLDLINE_BROKER_DIR", &directory)
-            .env_remove("KAFKA_OPTS")
-            .env_remove("KAFKA_HEAP_OPTS")
-            .stdin(Stdio::piped())
-            .stdout(log_file)
-            .stderr(stderr)
-            .spawn()
-            .with_context(|| format!("start {} under sh", java.display()))?;
-        let lifeline = child
-            .stdin
-            .take()
-            .context("take the watchdog's stdin pipe")?;
+        let (child, lifeline) = launch(&java, &classpath, &directory, &log, false)?;
         let mut kafka = KafkaBroker {
             bootstrap_servers: format!("127.0.0.1:{port}"),
             directory,
@@ -294,6 +314,56 @@ impl KafkaBroker {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Runs the broker of `directory` (its `server.properties`, already
+/// formatted) under its watchdog, its output going to `log` (appended to
+/// when `append`, on a restart); returns the watchdog and its lifeline.
+fn launch(
+    java: &Path,
+    classpath: &Path,
+    directory: &Path,
+    log: &Path,
+    append: bool,
+) -> anyhow::Result<(Child, ChildStdin)> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log)
+        .with_context(|| format!("open {}", log.display()))?;
+    let stderr = log_file
+        .try_clone()
+        .context("duplicate the log file handle")?;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(WATCHDOG)
+        .arg("sh")
+        .arg(java)
+        .args(JVM_OPTIONS)
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            directory.join("log4j2.properties").display()
+        ))
+        .arg("-cp")
+        .arg(classpath)
+        .arg("kafka.Kafka")
+        .arg(directory.join("server.properties"))
+        .current_dir(directory)
+        .env("FOLDLINE_BROKER_DIR", directory)
+        .env_remove("KAFKA_OPTS")
+        .env_remove("KAFKA_HEAP_OPTS")
+        .stdin(Stdio::piped())
+        .stdout(log_file)
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("start {} under sh", java.display()))?;
+    let lifeline = child
+        .stdin
+        .take()
+        .context("take the watchdog's stdin pipe")?;
+    Ok((child, lifeline))
 }
 
 /// A single node that is broker and controller, on loopback only, with

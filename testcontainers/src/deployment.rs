@@ -31,6 +31,8 @@ pub struct Deployment {
     registry_port: u16,
     gateway_port: u16,
     rust_log: String,
+    /// `kafka.transactions` of every process it spawns, when set.
+    transactions: Option<String>,
     dir: Option<tempfile::TempDir>,
     dir_path: PathBuf,
 }
@@ -73,9 +75,22 @@ impl Deployment {
             gateway_port: free_port()?,
             rust_log: std::env::var("FOLDLINE_IT_LOG")
                 .unwrap_or_else(|_| "info,rdkafka=warn".to_owned()),
+            transactions: None,
             dir: Some(dir),
             dir_path,
         })
+    }
+
+    /// Every process this deployment spawns runs with `kafka.transactions =
+    /// mode` (`"on"`, `"off"`, `"auto"`), for tests run in both modes.
+    pub fn with_transactions(mut self, mode: &str) -> Deployment {
+        self.transactions = Some(mode.to_owned());
+        self
+    }
+
+    /// The `kafka.transactions` this deployment's processes run with, if set.
+    pub fn transactions(&self) -> Option<&str> {
+        self.transactions.as_deref()
     }
 
     pub fn broker(&self) -> &'static KafkaBroker {
@@ -137,10 +152,14 @@ impl Deployment {
             ),
             ("RUST_LOG", self.rust_log.clone()),
         ];
-        pairs
+        let mut env: Vec<(String, String)> = pairs
             .into_iter()
             .map(|(key, value)| (key.to_owned(), value))
-            .collect()
+            .collect();
+        if let Some(mode) = &self.transactions {
+            env.push(("FOLDLINE__KAFKA__TRANSACTIONS".to_owned(), mode.clone()));
+        }
+        env
     }
 
     /// Spawns `foldline run <roles>` named `name` with the store dir

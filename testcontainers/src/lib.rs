@@ -36,6 +36,7 @@ pub use http::{place_body, Api, ApiResponse, CommandOptions};
 pub use ports::free_port;
 pub use process::FoldlineProcess;
 pub use replay::{
-    committed_offsets, read_topic, replay_orders_events, RawRecord, Replay, ReplayedRecord,
+    committed_offsets, read_outcomes, read_topic, read_topic_as, replay_orders_events, Isolation,
+    PublishedOutcome, RawRecord, Replay, ReplayedRecord,
 };
 pub use wait::{poll_until, Deadline};

@@ -43,10 +43,44 @@ impl RawRecord {
     }
 }
 
-/// Every record of every partition of `topic`, from the log start to the
-/// high watermark read when the call starts; sorted by partition, offset.
+/// Which records a reader is served (`isolation.level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// Committed records only, up to the last stable offset: what every
+    /// Foldline reader reads.
+    ReadCommitted,
+    /// Everything, aborted and open transactions' records included, up to
+    /// the high watermark: what a careless reader would fold.
+    ReadUncommitted,
+}
+
+impl Isolation {
+    fn level(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "read_committed",
+            Isolation::ReadUncommitted => "read_uncommitted",
+        }
+    }
+}
+
+/// Every committed record of every partition of `topic`, from the log start
+/// to the end read when the call starts; sorted by partition, offset.
 /// Uses a consumer with a manual assignment (no group membership, no commits).
 pub async fn read_topic(bootstrap_servers: &str, topic: &str) -> anyhow::Result<Vec<RawRecord>> {
+    read_topic_as(bootstrap_servers, topic, Isolation::ReadCommitted).await
+}
+
+/// [`read_topic`] at the given isolation level. The end of a partition is
+/// its watermark at that level (the last stable offset, or the high
+/// watermark) read when the call starts, and a partition is done when a
+/// record at or past it arrived or the reader hit the partition's end: the
+/// last offsets before the end may be transaction markers, which no reader
+/// is ever served.
+pub async fn read_topic_as(
+    bootstrap_servers: &str,
+    topic: &str,
+    isolation: Isolation,
+) -> anyhow::Result<Vec<RawRecord>> {
     let deadline = Deadline::secs(60);
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap_servers)
@@ -58,7 +92,8 @@ pub async fn read_topic(bootstrap_servers: &str, topic: &str) -> anyhow::Result<
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
+        .set("isolation.level", isolation.level())
+        .set("enable.partition.eof", "true")
         .set("log_level", "3")
         .create()
         .context("cannot create the topic reader")?;
@@ -85,13 +120,19 @@ pub async fn read_topic(bootstrap_servers: &str, topic: &str) -> anyhow::Result<
         .assign(&assignment)
         .with_context(|| format!("cannot assign the partitions of {topic}"))?;
     let mut next: HashMap<i32, i64> = HashMap::new();
-    let done = |next: &HashMap<i32, i64>| {
-        ends.iter()
-            .all(|(partition, end)| next.get(partition).is_some_and(|offset| offset >= end))
+    let mut at_end: std::collections::HashSet<i32> = std::collections::HashSet::new();
+    let done = |next: &HashMap<i32, i64>, at_end: &std::collections::HashSet<i32>| {
+        ends.iter().all(|(partition, end)| {
+            at_end.contains(partition) || next.get(partition).is_some_and(|offset| offset >= end)
+        })
     };
-    while !done(&next) {
+    while !done(&next, &at_end) {
         let message = match tokio::time::timeout(deadline.remaining(), consumer.recv()).await {
             Ok(Ok(message)) => message,
+            Ok(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+                continue;
+            }
             Ok(Err(error)) => return Err(error).with_context(|| format!("cannot read {topic}")),
             Err(_) => anyhow::bail!(
                 "reading {topic} did not reach the high watermarks {ends:?} within {:?} (reached {next:?})",
@@ -355,6 +396,51 @@ pub async fn replay_orders_events(
         });
     }
     Ok(replay)
+}
+
+/// One record of `D.outcomes`, decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PublishedOutcome {
+    pub partition: i32,
+    pub offset: i64,
+    pub outcome: CommandOutcome,
+}
+
+/// Every record of `<prefix>orders.outcomes` a reader at `isolation` is
+/// served, decoded (one that does not decode fails the call: the processor
+/// writes nothing else there).
+pub async fn read_outcomes(
+    bootstrap_servers: &str,
+    prefix: &str,
+    registry_url: &str,
+    isolation: Isolation,
+) -> anyhow::Result<Vec<PublishedOutcome>> {
+    let topic = format!("{prefix}orders.outcomes");
+    let raw = read_topic_as(bootstrap_servers, &topic, isolation).await?;
+    let codec = Codec::new(registry_url)
+        .map_err(|error| anyhow::anyhow!("cannot create the codec: {error}"))?;
+    let mut outcomes = Vec::with_capacity(raw.len());
+    for record in raw {
+        let payload = record.payload.as_deref().with_context(|| {
+            format!(
+                "{topic}/{}@{} has no value",
+                record.partition, record.offset
+            )
+        })?;
+        let decoded = codec
+            .decode(payload)
+            .await
+            .map_err(|error| anyhow::anyhow!("decode {topic}@{}: {error}", record.offset))?;
+        let outcome = decoded
+            .into_record::<CommandOutcome>()
+            .map_err(|error| anyhow::anyhow!("read {topic}@{}: {error}", record.offset))?;
+        outcomes.push(PublishedOutcome {
+            partition: record.partition,
+            offset: record.offset,
+            outcome,
+        });
+    }
+    Ok(outcomes)
 }
 
 async fn decode(codec: &Codec, payload: &[u8]) -> Result<LogRecord<OrdersWire>, String> {

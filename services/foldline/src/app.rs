@@ -13,7 +13,7 @@ use foldline_contracts::topology::{TopicSpec, Topology};
 use foldline_gateway::outcomes::Outcomes;
 use foldline_gateway::{DomainEdge, GatewayState};
 use foldline_platform::codec::Codec;
-use foldline_platform::config::{Config, StoreKind};
+use foldline_platform::config::{Config, StoreKind, Transactions};
 use foldline_platform::kafka::{self, EmbeddedBroker};
 use foldline_platform::service::{DomainTopics, RoleContext};
 use foldline_platform::shutdown::{self, ShutdownTrigger};
@@ -177,6 +177,15 @@ impl Running {
 /// `foldline up`: every role in one process on the embedded default: the
 /// mock cluster, the embedded registry and the in-memory store.
 pub async fn start_embedded(mut config: Config, topology: Topology) -> anyhow::Result<Running> {
+    // The mock cluster's transactions only pretend (read_committed still
+    // sees aborted records), so `auto` means off here and `on` is refused.
+    match config.kafka.transactions {
+        Transactions::Auto | Transactions::Off => config.kafka.transactions = Transactions::Off,
+        Transactions::On => anyhow::bail!(
+            "kafka.transactions = \"on\" needs a broker with transactions; the embedded broker has none \
+             (use `foldline run` against Apache Kafka, or set it to \"auto\" or \"off\")"
+        ),
+    }
     let specs = prefixed_specs(&config, &topology);
     let broker = EmbeddedBroker::start(&specs).context("start the embedded broker")?;
     config.kafka.bootstrap_servers = broker.bootstrap_servers().to_owned();

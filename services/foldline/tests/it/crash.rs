@@ -1,38 +1,33 @@
-//! kill -9 of the command processor in the middle of a command stream; a
-//! fresh processor on the same store restores from its snapshots and the
-//! log. Every acknowledged command takes effect exactly once.
+//! kill -9 (and SIGTERM) of the command processor while commands stream,
+//! again and again; each time a fresh processor on the same store (the
+//! same replica: its instance id, so its `transactional.id` and its static
+//! group membership) restores from its snapshots and the log. Every
+//! acknowledged command takes effect exactly once, in both modes; in the
+//! transactional mode the kills leave aborted records in the log, and no
+//! reader folds any of them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use foldline_testcontainers::{Deadline, Deployment};
+use foldline_testcontainers::wait::POLL_INTERVAL;
+use foldline_testcontainers::{Api, Deadline};
 
 use crate::support::{
-    binary, check_invariants, retry_until_acknowledged, send_all, spawn_gateway, spawn_processor,
-    wait_settled, Kind, Sent,
+    check_invariants, check_no_aborted_record_folded, retry_until_acknowledged, send_all,
+    spawn_gateway, spawn_processor, wait_settled, Kind, Mode, Sent,
 };
 
-const FIRST_PLACES: usize = 100;
-const SECOND_PLACES: usize = 100;
+/// Placements settled before the first stop.
+const WARM_UP: usize = 40;
+/// Placements sent per wave of the stream that flows through the stops.
+const WAVE: usize = 16;
 
-/// Polls `counter` until it reaches `target`.
-async fn wait_count(counter: &AtomicUsize, target: usize, deadline: Deadline, what: &str) {
-    while counter.load(Ordering::SeqCst) < target {
-        assert!(
-            !deadline.passed(),
-            "{what}: {} of {target} after {:?}",
-            counter.load(Ordering::SeqCst),
-            deadline.budget()
-        );
-        tokio::time::sleep(foldline_testcontainers::wait::POLL_INTERVAL).await;
-    }
-}
-
-/// How the first processor goes away mid-stream.
+/// How the processor goes away mid-stream.
 #[derive(Clone, Copy, Debug)]
 enum Stop {
-    /// SIGKILL: no shutdown path runs.
+    /// SIGKILL: no shutdown path runs; a transaction in flight stays open
+    /// until the relaunched replica's `init_transactions` aborts it.
     Kill,
     /// SIGTERM: the processor drains, commits what it finished, and exits;
     /// a batch it was interrupted in must be read again by its successor.
@@ -40,81 +35,122 @@ enum Stop {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_processor_killed_mid_stream_loses_and_duplicates_nothing() {
-    stop_mid_stream(Stop::Kill, "crash").await;
+async fn a_processor_killed_again_and_again_loses_and_duplicates_nothing_idempotent() {
+    stop_mid_stream(Stop::Kill, 20, Mode::Idempotent, "crash").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_processor_stopped_mid_stream_loses_and_duplicates_nothing() {
-    stop_mid_stream(Stop::Terminate, "sigterm").await;
+async fn a_processor_killed_again_and_again_loses_and_duplicates_nothing_transactional() {
+    stop_mid_stream(Stop::Kill, 20, Mode::Transactional, "crash").await;
 }
 
-async fn stop_mid_stream(stop: Stop, name: &str) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_stopped_mid_stream_loses_and_duplicates_nothing_idempotent() {
+    stop_mid_stream(Stop::Terminate, 1, Mode::Idempotent, "sigterm").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_stopped_mid_stream_loses_and_duplicates_nothing_transactional() {
+    stop_mid_stream(Stop::Terminate, 1, Mode::Transactional, "sigterm").await;
+}
+
+/// Sends `command` until acknowledged, then waits until the log settled it:
+/// the processor running now owns its partition and decides.
+async fn settle_one(api: &Api, command: &mut Sent, deadline: Deadline) {
+    loop {
+        if command.acknowledged() || command.attempt(api).await {
+            let id = command.command_id.clone().unwrap_or_default();
+            if let Ok(response) = api.command_status(&id).await {
+                if response.status == 200 && response.str("status") != Some("pending") {
+                    return;
+                }
+            }
+        }
+        assert!(
+            !deadline.passed(),
+            "{} not settled within {:?}: {:?}",
+            command.idempotency_key,
+            deadline.budget(),
+            command.errors
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+async fn stop_mid_stream(stop: Stop, cycles: usize, mode: Mode, name: &str) {
     let started = Instant::now();
-    let deployment = Deployment::new(binary(), name).unwrap();
+    let deployment = mode.deployment(name);
     let prefix = deployment.prefix().to_owned();
     let _gateway = spawn_gateway(&deployment).await;
     let mut processor = spawn_processor(&deployment, "processor", "store-processor");
     let api = deployment.api().unwrap();
     let customers: Vec<String> = (0..10).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let place = |index: usize| Sent::place(&prefix, index, &customers[index % customers.len()]);
 
-    // First half of the placements; wait until the processor is deciding.
-    let acknowledged = Arc::new(AtomicUsize::new(0));
-    let first: Vec<Sent> = (0..FIRST_PLACES)
-        .map(|index| Sent::place(&prefix, index, &customers[index % customers.len()]))
-        .collect();
-    let mut commands = send_all(&api, first, Arc::clone(&acknowledged)).await;
-    let probe: Vec<Sent> = commands
-        .iter()
-        .filter(|command| command.acknowledged())
-        .take(10)
-        .cloned()
-        .collect();
-    assert!(
-        !probe.is_empty(),
-        "no placement acknowledged: {:?}",
-        commands[0].errors
-    );
-    wait_settled(&deployment, &api, &probe, Deadline::secs(60)).await;
-
-    // The second half streams while the processor is killed and replaced.
-    let second: Vec<Sent> = (FIRST_PLACES..FIRST_PLACES + SECOND_PLACES)
-        .map(|index| Sent::place(&prefix, index, &customers[index % customers.len()]))
-        .collect();
-    let second_acknowledged = Arc::new(AtomicUsize::new(0));
-    let stream = {
-        let api = api.clone();
-        let counter = Arc::clone(&second_acknowledged);
-        tokio::spawn(async move { send_all(&api, second, counter).await })
-    };
-    wait_count(
-        &second_acknowledged,
-        20,
-        Deadline::secs(60),
-        "placements acknowledged before the kill",
+    let mut commands = send_all(
+        &api,
+        (0..WARM_UP).map(place).collect(),
+        Arc::new(AtomicUsize::new(0)),
     )
     .await;
-    match stop {
-        Stop::Kill => processor.kill9().unwrap(),
-        Stop::Terminate => {
-            let status = processor.terminate(Deadline::secs(30)).await.unwrap();
-            assert!(status.success(), "{status}\n{}", processor.report(40));
+    retry_until_acknowledged(&api, &mut commands, Deadline::secs(30)).await;
+    wait_settled(&deployment, &api, &commands, Deadline::secs(60)).await;
+
+    // Placements stream in waves until every stop is done.
+    let streaming = Arc::new(AtomicBool::new(true));
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let stream = {
+        let (api, streaming, acknowledged) = (
+            api.clone(),
+            Arc::clone(&streaming),
+            Arc::clone(&acknowledged),
+        );
+        let waves: Vec<Vec<Sent>> = (0..)
+            .map(|wave| {
+                let first = WARM_UP + wave * WAVE;
+                (first..first + WAVE).map(place).collect()
+            })
+            .take(cycles * 8 + 8)
+            .collect();
+        tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for wave in waves {
+                if !streaming.load(Ordering::SeqCst) {
+                    break;
+                }
+                sent.extend(send_all(&api, wave, Arc::clone(&acknowledged)).await);
+            }
+            sent
+        })
+    };
+    let mut probes = Vec::new();
+    for cycle in 0..cycles {
+        let before = acknowledged.load(Ordering::SeqCst);
+        let deadline = Deadline::secs(30);
+        while acknowledged.load(Ordering::SeqCst) < before + 5 {
+            assert!(!deadline.passed(), "cycle {cycle}: the stream stalled");
+            tokio::time::sleep(POLL_INTERVAL).await;
         }
+        match stop {
+            Stop::Kill => processor.kill9().unwrap(),
+            Stop::Terminate => {
+                let status = processor.terminate(Deadline::secs(30)).await.unwrap();
+                assert!(status.success(), "{status}\n{}", processor.report(40));
+            }
+        }
+        processor = spawn_processor(&deployment, "processor", "store-processor");
+        // The relaunched replica decides before the next stop.
+        let mut probe = place(1_000_000 + cycle);
+        settle_one(&api, &mut probe, Deadline::secs(60)).await;
+        probes.push(probe);
     }
     eprintln!(
-        "{stop:?}: the processor stopped after {:?}",
+        "{mode:?}: {cycles} × {stop:?} done after {:?}",
         started.elapsed()
     );
-    // The gateway keeps accepting with no processor alive.
-    wait_count(
-        &second_acknowledged,
-        50,
-        Deadline::secs(60),
-        "placements acknowledged while no processor runs",
-    )
-    .await;
-    let mut restarted = spawn_processor(&deployment, "processor", "store-processor");
+    streaming.store(false, Ordering::SeqCst);
     commands.extend(stream.await.unwrap());
+    commands.extend(probes);
 
     // Cancel every second acknowledged order.
     let cancels: Vec<Sent> = commands
@@ -138,25 +174,38 @@ async fn stop_mid_stream(stop: Stop, name: &str) {
         started.elapsed()
     );
 
-    let outcomes = wait_settled(&deployment, &api, &commands, Deadline::secs(60)).await;
-    assert!(restarted.is_running(), "{}", restarted.report(60));
+    let outcomes = wait_settled(&deployment, &api, &commands, Deadline::secs(90)).await;
+    assert!(processor.is_running(), "{}", processor.report(60));
     let replay = deployment.replay().await.unwrap();
     check_invariants(&api, &replay, &commands, &outcomes).await;
-
-    // The replacement restored from the snapshots its predecessor wrote,
-    // not only from the log start.
-    let restores: Vec<String> = restarted
+    let aborted = check_no_aborted_record_folded(&deployment, &replay).await;
+    match mode {
+        Mode::Idempotent => assert!(
+            aborted.events.is_empty() && aborted.outcomes.is_empty(),
+            "no transaction, yet records only a read_uncommitted reader sees: {aborted:?}"
+        ),
+        // Killed 20 times in the middle of a stream: some of those kills
+        // left a transaction open, which the relaunch aborted.
+        Mode::Transactional if matches!(stop, Stop::Kill) => assert!(
+            !aborted.events.is_empty() || !aborted.outcomes.is_empty(),
+            "{cycles} kills mid-stream and not one aborted record"
+        ),
+        Mode::Transactional => {}
+    }
+    // The last replacement restored from the snapshots its predecessors
+    // wrote, not only from the log start.
+    let restores: Vec<String> = processor
         .log_text()
         .lines()
         .filter(|line| line.contains("restored partition"))
         .map(str::to_owned)
         .collect();
-    assert!(!restores.is_empty(), "{}", restarted.report(60));
+    assert!(!restores.is_empty(), "{}", processor.report(60));
     assert!(
         restores.iter().any(|line| line
             .split_whitespace()
             .any(|field| field.starts_with("from=") && field != "from=0")),
         "no partition restored from a snapshot: {restores:#?}"
     );
-    eprintln!("{stop:?} test took {:?}", started.elapsed());
+    eprintln!("{mode:?} {stop:?} test took {:?}", started.elapsed());
 }

@@ -5,8 +5,13 @@
 //! its temp dir.
 //!
 //! - [`flow`]: the HTTP API end to end, and the log read by a stock client.
-//! - [`crash`]: kill -9 (and SIGTERM) of the command processor mid-stream.
+//! - [`crash`]: kill -9 (20 times over) and SIGTERM of the command
+//!   processor mid-stream.
 //! - [`zombie`]: a processor frozen past its session timeout, then woken.
+//! - [`broker_crash`]: kill -9 of the broker mid-stream, and its restart.
+//!
+//! The fault scenarios run in both `kafka.transactions` modes
+//! (`support::Mode`): the same body, `_idempotent` and `_transactional`.
 //! - [`in_process`]: the library API: the embedded platform on port 0.
 //! - [`outage`]: SIGTERM while the broker is down stops within the deadline.
 //! - [`poison`]: garbage on the consumed topics is parked, partitions move on.
@@ -15,6 +20,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod broker_crash;
 mod crash;
 mod flow;
 mod in_process;

@@ -51,11 +51,48 @@ pub(crate) async fn spawn_gateway(deployment: &Deployment) -> FoldlineProcess {
         .expect("the gateway process becomes ready")
 }
 
-/// A command processor named `name`, snapshotting often into `store`.
+/// A command processor named `name` (also its `processor.instance_id`, so a
+/// relaunch under the same name is the same replica), snapshotting often
+/// into `store`.
 pub(crate) fn spawn_processor(deployment: &Deployment, name: &str, store: &str) -> FoldlineProcess {
+    let mut env = SNAPSHOT_OFTEN.to_vec();
+    env.push(("FOLDLINE__PROCESSOR__INSTANCE_ID", name));
     deployment
-        .spawn_with(name, &["orders-processor"], store, SNAPSHOT_OFTEN)
+        .spawn_with(name, &["orders-processor"], store, &env)
         .expect("spawn a processor process")
+}
+
+/// The two `kafka.transactions` modes every fault scenario runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Idempotent producer, offsets committed by the consumer: safe by the
+    /// version gate alone.
+    Idempotent,
+    /// Events, outcomes and offsets in one transaction per round.
+    Transactional,
+}
+
+impl Mode {
+    /// A deployment named `name` (plus the mode) whose processes all run in
+    /// this mode.
+    pub(crate) fn deployment(self, name: &str) -> Deployment {
+        self.on(Deployment::new(binary(), &self.name(name)).unwrap())
+    }
+
+    /// `deployment`, its processes running in this mode.
+    pub(crate) fn on(self, deployment: Deployment) -> Deployment {
+        deployment.with_transactions(match self {
+            Mode::Idempotent => "off",
+            Mode::Transactional => "on",
+        })
+    }
+
+    pub(crate) fn name(self, name: &str) -> String {
+        match self {
+            Mode::Idempotent => format!("{name}-idem"),
+            Mode::Transactional => format!("{name}-tx"),
+        }
+    }
 }
 
 /// Requests in flight at once while streaming commands.
@@ -530,4 +567,101 @@ pub(crate) async fn check_invariants(
             shown.len()
         );
     }
+}
+
+/// What a `read_uncommitted` reader sees that a `read_committed` one is
+/// never served: records of aborted (or still open) transactions.
+#[derive(Debug)]
+pub(crate) struct Aborted {
+    pub(crate) events: Vec<(i32, i64)>,
+    pub(crate) outcomes: Vec<(i32, i64)>,
+}
+
+/// Checks that no aborted record was folded by any reader: every outcome
+/// the processor published (read `read_committed`, as the gateway's
+/// follower reads them) names the very record the committed log settled its
+/// command with, never an aborted one; the projection and the gateway agree
+/// with the committed log already (`check_invariants`). Returns the aborted
+/// records, which exist in the log only in the transactional mode.
+pub(crate) async fn check_no_aborted_record_folded(
+    deployment: &Deployment,
+    replay: &Replay,
+) -> Aborted {
+    use foldline_testcontainers::{read_outcomes, read_topic_as, Isolation};
+    use std::collections::BTreeSet;
+    let positions = |records: &[foldline_testcontainers::RawRecord]| -> BTreeSet<(i32, i64)> {
+        records
+            .iter()
+            .map(|record| (record.partition, record.offset))
+            .collect()
+    };
+    let events = deployment.topic("orders.events");
+    let outcomes = deployment.topic("orders.outcomes");
+    let servers = deployment.bootstrap_servers();
+    let mut aborted = Aborted {
+        events: Vec::new(),
+        outcomes: Vec::new(),
+    };
+    for (topic, found) in [
+        (&events, &mut aborted.events),
+        (&outcomes, &mut aborted.outcomes),
+    ] {
+        let committed = read_topic_as(servers, topic, Isolation::ReadCommitted)
+            .await
+            .expect("read committed");
+        let everything = read_topic_as(servers, topic, Isolation::ReadUncommitted)
+            .await
+            .expect("read uncommitted");
+        let committed = positions(&committed);
+        let everything = positions(&everything);
+        assert!(
+            committed.is_subset(&everything),
+            "{topic}: a committed record the uncommitted reader is not served: {:?}",
+            committed
+                .difference(&everything)
+                .take(5)
+                .collect::<Vec<_>>()
+        );
+        found.extend(everything.difference(&committed));
+    }
+    let aborted_events: BTreeSet<(i32, i64)> = aborted.events.iter().copied().collect();
+    let published = read_outcomes(
+        servers,
+        deployment.prefix(),
+        &deployment.registry_url(),
+        Isolation::ReadCommitted,
+    )
+    .await
+    .expect("read the committed outcomes");
+    let mut violations = Vec::new();
+    for published in &published {
+        let outcome = &published.outcome;
+        let position = (outcome.event_partition, outcome.event_offset);
+        if aborted_events.contains(&position) {
+            violations.push(format!(
+                "outcome at {}@{} settles {} with the aborted event at {position:?}",
+                published.partition, published.offset, outcome.command_id
+            ));
+        }
+        match replay.settled(&outcome.command_id) {
+            Some(settled) if settled == outcome => {}
+            other => violations.push(format!(
+                "outcome at {}@{} is {outcome:?}, the committed log settled {other:?}",
+                published.partition, published.offset
+            )),
+        }
+    }
+    eprintln!(
+        "{} committed outcomes checked; aborted records: {} in {events}, {} in {outcomes}",
+        published.len(),
+        aborted.events.len(),
+        aborted.outcomes.len()
+    );
+    assert!(
+        violations.is_empty(),
+        "{} outcomes disagree with the committed log, e.g. {:#?}",
+        violations.len(),
+        &violations[..violations.len().min(10)]
+    );
+    aborted
 }

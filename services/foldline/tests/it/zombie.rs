@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 use foldline_contracts::envelope::headers;
 use foldline_testcontainers::replay::{read_topic, RawRecord};
 use foldline_testcontainers::wait::POLL_INTERVAL;
-use foldline_testcontainers::{Deadline, Deployment, FoldlineProcess};
+use foldline_testcontainers::{Deadline, Deployment, FoldlineProcess, ReplayedRecord};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
 use crate::support::{
-    binary, check_invariants, retry_until_acknowledged, send_all, spawn_gateway, spawn_processor,
-    wait_settled, Sent,
+    check_invariants, check_no_aborted_record_folded, retry_until_acknowledged, send_all,
+    spawn_gateway, spawn_processor, wait_settled, Mode, Sent,
 };
 
 const ASSIGNED: &str = "partitions assigned";
@@ -151,9 +151,45 @@ async fn forge_zombie_writes(deployment: &Deployment) -> (Vec<String>, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
+async fn a_frozen_processor_waking_as_a_zombie_changes_nothing_idempotent() {
+    zombie(Mode::Idempotent).await;
+}
+
+/// The transactional mode adds: the zombie is fenced (the group refuses its
+/// offsets by generation, KIP-447, so its transaction aborts), and none of
+/// its writes is ever served to a `read_committed` reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_processor_waking_as_a_zombie_changes_nothing_transactional() {
+    zombie(Mode::Transactional).await;
+}
+
+/// Where the events of the transactions `process` logged as aborted
+/// landed (`written=partition:offset,...`), in the lines after `skip`.
+fn aborted_writes(process: &FoldlineProcess, skip: usize) -> Vec<(i32, i64)> {
+    process
+        .log_text()
+        .lines()
+        .skip(skip)
+        .filter(|line| line.contains("transaction aborted") || line.contains("producer unusable"))
+        .filter_map(|line| line.split("written=").nth(1))
+        .flat_map(|written| {
+            written
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|position| {
+                    let (partition, offset) = position.split_once(':')?;
+                    Some((partition.parse().ok()?, offset.parse().ok()?))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+async fn zombie(mode: Mode) {
     let started = Instant::now();
-    let deployment = Deployment::new(binary(), "zombie").unwrap();
+    let deployment = mode.deployment("zombie");
     let prefix = deployment.prefix().to_owned();
     let _gateway = spawn_gateway(&deployment).await;
     // Processor 1 joins first (and so leads the group), then processor 2:
@@ -259,6 +295,7 @@ async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
     }
     let (stale_ids, copied_id) = forge_zombie_writes(&deployment).await;
     let assignments_before_waking = first.log_text().matches(ASSIGNED).count();
+    let lines_before_waking = first.log_text().lines().count();
     first.resume().unwrap();
     // Woken, it finds itself dropped from the group and joins again.
     first
@@ -307,6 +344,48 @@ async fn a_frozen_processor_waking_as_a_zombie_changes_nothing() {
         copies.len() == 2 && copies.iter().filter(|record| record.admitted).count() == 1,
         "the copy of a settled record counted: {copies:?}"
     );
+    let aborted = check_no_aborted_record_folded(&deployment, &replay).await;
+    if mode == Mode::Transactional {
+        // Only the forged records (written outside any transaction) are
+        // visible and not admitted: no zombie write, no duplicate of a
+        // resynchronised round ever committed.
+        let visible_losers: Vec<&ReplayedRecord> = replay
+            .records
+            .iter()
+            .filter(|record| {
+                !record.admitted
+                    && !stale_ids.contains(&record.command_id)
+                    && record.command_id != copied_id
+            })
+            .collect();
+        assert!(
+            visible_losers.is_empty(),
+            "records a read_committed reader is served that no gate admits: {visible_losers:#?}"
+        );
+        let zombie_writes = aborted_writes(&first, lines_before_waking);
+        let aborted_events: std::collections::BTreeSet<(i32, i64)> =
+            aborted.events.iter().copied().collect();
+        let committed: std::collections::BTreeSet<(i32, i64)> = replay
+            .records
+            .iter()
+            .map(|record| (record.partition, record.offset))
+            .collect();
+        for position in &zombie_writes {
+            assert!(
+                !committed.contains(position) && aborted_events.contains(position),
+                "the zombie's write at {position:?} is served to a read_committed reader"
+            );
+        }
+        eprintln!(
+            "the woken zombie's aborted writes: {zombie_writes:?}; fenced {} times",
+            first
+                .log_text()
+                .lines()
+                .skip(lines_before_waking)
+                .filter(|line| line.contains("transaction aborted"))
+                .count()
+        );
+    }
     for (name, process) in [("the zombie", &first), ("processor 2", &second)] {
         let log = process.log_text();
         eprintln!(

@@ -66,6 +66,25 @@ pub struct KafkaConfig {
     /// broker does (librdkafka's mock cluster holds it the full time), and
     /// each hop of a command waits on one: keep it short.
     pub fetch_wait_max_ms: u32,
+    /// Whether consume-transform-produce loops (the command processor)
+    /// write each batch in one Kafka transaction (`processor/design.md`).
+    pub transactions: Transactions,
+}
+
+/// `kafka.transactions`: the command processor's write mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transactions {
+    /// On where the broker supports them: off on the embedded mock cluster
+    /// (its transactions only pretend), else on unless `init_transactions`
+    /// answers that the broker lacks them (librdkafka checks the brokers'
+    /// ApiVersions), which falls back to off with a warning.
+    #[default]
+    Auto,
+    /// Always; a broker without transactions is a start-up error.
+    On,
+    /// Never: the idempotent mode, safe by the version gate alone.
+    Off,
 }
 
 impl Default for KafkaConfig {
@@ -77,6 +96,7 @@ impl Default for KafkaConfig {
             properties: BTreeMap::new(),
             secret_properties: BTreeMap::new(),
             fetch_wait_max_ms: 20,
+            transactions: Transactions::Auto,
         }
     }
 }
@@ -171,6 +191,13 @@ pub struct ProcessorConfig {
     pub snapshot_every_commands: u64,
     /// Most commands decided in one produce round.
     pub max_batch: usize,
+    /// This replica's stable name (e.g. its StatefulSet pod name), which
+    /// names its `transactional.id` in the transactional mode: a restarted
+    /// replica with the same name fences its predecessor and aborts its open
+    /// transaction at once. Unset, every start picks a fresh one, and a
+    /// crashed replica's open transaction holds its partitions' readers
+    /// back until the broker times it out.
+    pub instance_id: Option<String>,
 }
 
 impl Default for ProcessorConfig {
@@ -178,6 +205,7 @@ impl Default for ProcessorConfig {
         Self {
             snapshot_every_commands: 1_000,
             max_batch: 256,
+            instance_id: None,
         }
     }
 }
@@ -404,6 +432,32 @@ mod tests {
         );
         let empty = vec![("FOLDLINE__KAFKA__PROPERTIES__".to_owned(), "x".to_owned())];
         assert!(Config::load(None, empty).is_err());
+    }
+
+    #[test]
+    fn transactions_parse_from_the_environment_and_garbage_is_refused() {
+        assert_eq!(
+            Config::load(None, Vec::new()).unwrap().kafka.transactions,
+            Transactions::Auto
+        );
+        for (value, expected) in [
+            ("on", Transactions::On),
+            ("off", Transactions::Off),
+            ("auto", Transactions::Auto),
+        ] {
+            let environment = vec![("FOLDLINE__KAFKA__TRANSACTIONS".to_owned(), value.to_owned())];
+            let config = Config::load(None, environment).unwrap();
+            assert_eq!(config.kafka.transactions, expected, "{value}");
+        }
+        let garbage = vec![(
+            "FOLDLINE__KAFKA__TRANSACTIONS".to_owned(),
+            "sometimes".to_owned(),
+        )];
+        let error = Config::load(None, garbage).unwrap_err().to_string();
+        assert!(
+            error.contains("transactions") && error.contains("sometimes"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -187,6 +187,7 @@ async fn run_processor<W: DomainWire + Default>(
         snapshot_every_commands: context.config.processor.snapshot_every_commands,
         max_batch: context.config.processor.max_batch,
         dedupe_horizon_ms: topics.dedupe_horizon_ms,
+        instance_id: context.config.processor.instance_id.clone(),
     };
     processor::run(
         Arc::new(W::default()),

@@ -279,6 +279,10 @@ pub(super) struct Generation(u64);
 pub(super) struct PartitionState<S> {
     pub(super) log: PartitionLog<S>,
     pub(super) settled_since_snapshot: u64,
+    /// Our last committed transaction wrote to the partition, so its
+    /// commit marker takes the offset after the fold's end (the
+    /// transactional mode; `settle.rs`).
+    pub(super) marker_pending: bool,
 }
 
 #[derive(Debug)]
@@ -446,6 +450,7 @@ mod tests {
         PartitionState {
             log: PartitionLog::empty(0),
             settled_since_snapshot: 0,
+            marker_pending: false,
         }
     }
 

@@ -9,6 +9,7 @@ mod restore;
 pub(crate) mod retry;
 mod run;
 mod settle;
+mod transaction;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -17,13 +18,13 @@ use apache_avro::types::Value;
 use foldline_contracts::envelope::{CommandRejected, EventMetadata};
 use foldline_contracts::record::WireError;
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::producer::FutureProducer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use self::assignment::Partitions;
 pub use self::log::{AggregateSlot, PartitionLog};
 pub use self::run::run;
+use self::transaction::WriteMode;
 use crate::codec::{Codec, Decoded};
 use crate::dlq::{DeadLetterError, DeadLetters};
 pub use crate::headers::record_headers;
@@ -80,6 +81,9 @@ pub struct ProcessorOptions {
     pub max_batch: usize,
     /// How long a settled command id is remembered (the commands topic's retention).
     pub dedupe_horizon_ms: i64,
+    /// This replica's stable name, for its `transactional.id`
+    /// (`processor.instance_id`); `None`: a fresh one per start.
+    pub instance_id: Option<String>,
 }
 
 /// Why the processor stopped. Everything transient inside a batch is
@@ -119,6 +123,10 @@ pub enum ProcessorError {
     /// Permanent: a record can be neither parked nor skipped.
     #[error(transparent)]
     DeadLetter(#[from] DeadLetterError),
+    /// Permanent: `kafka.transactions = "on"` and the broker refuses
+    /// transactions (not supported, not authorised).
+    #[error("cannot initialise kafka transactions: {0}")]
+    Transactions(String),
 }
 
 impl ProcessorError {
@@ -138,7 +146,8 @@ struct Processor<D: CommandDomain> {
     store: Store,
     /// Shared with the blocking threads that fetch watermarks.
     reader: Arc<StreamConsumer>,
-    producer: FutureProducer,
+    /// The producer of events and outcomes, idempotent or transactional.
+    writes: WriteMode,
     dead_letters: DeadLetters,
     partitions: Partitions<D::State>,
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::assignment::{Generation, PartitionState};
@@ -135,6 +136,8 @@ impl<D: CommandDomain> Processor<D> {
         Ok(Some(PartitionState {
             log,
             settled_since_snapshot: 0,
+            // The end the fold reached is past every marker written so far.
+            marker_pending: false,
         }))
     }
 
@@ -209,6 +212,14 @@ impl<D: CommandDomain> Processor<D> {
             };
             let message = match received {
                 Ok(Ok(message)) => message.detach(),
+                // The reader reached the partition's end (its last stable
+                // offset: `read_committed`), at or past `end`: what lies
+                // before `end` and was not delivered is transaction markers
+                // and aborted records, which no reader folds.
+                Ok(Err(KafkaError::PartitionEOF(eof))) if eof == partition => {
+                    log.next_offset = log.next_offset.max(end);
+                    break;
+                }
                 Ok(Err(error)) => return Err(self.read_error(partition, error.to_string())),
                 Err(_) => {
                     return Err(self.read_error(

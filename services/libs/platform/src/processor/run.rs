@@ -1,23 +1,21 @@
-//! The loop: poll the commands topic, apply rebalances, batch by
-//! partition, process, store the command offsets (step 5 of the loop in
-//! `design.md`).
+//! The loop: make the clients (resolving `kafka.transactions`), poll the
+//! commands topic, apply rebalances, and settle each poll round
+//! (`settle.rs`).
 
 use std::sync::Arc;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use rdkafka::Message;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::assignment::{close, poll, Partitions, RebalanceEvent, RebalanceEvents, StartAt};
-use super::settle::Processed;
+use super::transaction::{resolve, transactional_id, WriteMode};
 use super::{CommandDomain, Processor, ProcessorError, ProcessorOptions, ProcessorTopics};
 use crate::codec::Codec;
 use crate::config::KafkaConfig;
 use crate::dlq::DeadLetters;
-use crate::kafka::{group_consumer_config, producer_config, reader_config, store_next_offset};
+use crate::kafka::{group_consumer_config, producer_config, reader_config, with_overrides};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -36,17 +34,62 @@ pub async fn run<D: CommandDomain>(
     let span =
         tracing::info_span!("processor", group = %options.group, commands = %topics.commands);
     async move {
+        let instance = options
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let Some(writes) = resolve(
+            kafka,
+            &options.client_id,
+            transactional_id(&options.group, &instance),
+            &shutdown,
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        let mut consumer_config = group_consumer_config(kafka, &options.client_id, &options.group);
+        if let Some(instance_id) = &options.instance_id {
+            // Static membership: a replica restarted under its name takes its
+            // partitions back at once instead of waiting out its
+            // predecessor's session (and its producer fences the
+            // predecessor's, by the same name).
+            consumer_config = with_overrides(
+                consumer_config,
+                kafka,
+                &[("group.instance.id", instance_id)],
+            );
+        }
+        let (consumer_config, dead_letter_producer) = match &writes {
+            WriteMode::Idempotent(producer) => (consumer_config, producer.clone()),
+            // Offsets go through the transaction only; dead letters (written
+            // outside any round's transaction, and at least once anyway)
+            // through a producer of their own.
+            WriteMode::Transactional(_) => (
+                with_overrides(consumer_config, kafka, &[("enable.auto.commit", "false")]),
+                producer_config(kafka, &format!("{}-dlq", options.client_id))
+                    .create::<FutureProducer>()?,
+            ),
+        };
         let (context, mut rebalances) =
             RebalanceEvents::new(topics.commands.clone(), StartAt::Committed);
         let consumer: StreamConsumer<RebalanceEvents> =
-            group_consumer_config(kafka, &options.client_id, &options.group)
-                .create_with_context(context)?;
+            consumer_config.create_with_context(context)?;
         consumer.subscribe(&[&topics.commands])?;
-        let reader: StreamConsumer =
-            reader_config(kafka, &format!("{}-restore", options.client_id)).create()?;
-        let producer: FutureProducer = producer_config(kafka, &options.client_id).create()?;
-        let dead_letters =
-            DeadLetters::new(producer.clone(), topics.dlq.clone(), options.group.clone());
+        // The end of the log is found by the end-of-partition event: under
+        // read_committed, a transaction marker is the last offset of a
+        // partition and is never delivered as a record.
+        let reader: StreamConsumer = with_overrides(
+            reader_config(kafka, &format!("{}-restore", options.client_id)),
+            kafka,
+            &[("enable.partition.eof", "true")],
+        )
+        .create()?;
+        let dead_letters = DeadLetters::new(
+            dead_letter_producer,
+            topics.dlq.clone(),
+            options.group.clone(),
+        );
         let mut processor = Processor {
             domain,
             topics,
@@ -54,7 +97,7 @@ pub async fn run<D: CommandDomain>(
             codec,
             store,
             reader: Arc::new(reader),
-            producer,
+            writes,
             dead_letters,
             partitions: Partitions::default(),
         };
@@ -90,42 +133,10 @@ impl<D: CommandDomain> Processor<D> {
             for event in &polled.rebalances {
                 self.partitions.apply(event);
             }
-            for (partition, messages) in polled.records {
-                self.process_partition(consumer, partition, messages, shutdown)
+            if !polled.records.is_empty() {
+                self.process_round(consumer, polled.records, shutdown)
                     .await?;
             }
         }
-    }
-
-    async fn process_partition(
-        &mut self,
-        consumer: &StreamConsumer<RebalanceEvents>,
-        partition: i32,
-        messages: Vec<OwnedMessage>,
-        shutdown: &Shutdown,
-    ) -> Result<(), ProcessorError> {
-        let (Some(generation), Some(first), Some(last)) = (
-            self.partitions.generation(partition),
-            messages.first().map(Message::offset),
-            messages.last().map(Message::offset),
-        ) else {
-            return Ok(());
-        };
-        let span = tracing::info_span!("batch", partition, first, last);
-        let processed = self
-            .process(partition, generation, messages, shutdown)
-            .instrument(span.clone())
-            .await?;
-        // An interrupted batch is not done: its commands must be read again
-        // by whoever owns the partition next. A done one still needs its
-        // state usable: the offset says "settled by the log we verified".
-        if processed == Processed::Done && self.partitions.usable(partition, generation).is_some() {
-            if let Err(error) =
-                store_next_offset(consumer, &self.topics.commands, partition, last + 1)
-            {
-                span.in_scope(|| tracing::warn!(%error, "cannot store command offset"));
-            }
-        }
-        Ok(())
     }
 }

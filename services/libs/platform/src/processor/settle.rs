@@ -1,6 +1,8 @@
-//! One partition's batch, from command records to published outcomes:
-//! read (poison is parked), decide, append and verify, publish (steps 1–4
-//! of the loop in `design.md`).
+//! A poll round, from command records to published outcomes and stored
+//! (or transactionally sent) offsets: read (poison is parked), decide every
+//! partition's batch, enqueue all of them, await and verify per partition,
+//! publish, settle the offsets (the loop in `design.md`). In the
+//! transactional mode the round is one transaction.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,15 +10,18 @@ use std::time::Duration;
 use foldline_contracts::envelope::CommandOutcome;
 use foldline_eventsourcing::gate::Admission;
 use futures::FutureExt;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{OwnedHeaders, OwnedMessage};
-use rdkafka::producer::FutureRecord;
-use rdkafka::Message;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::assignment::Generation;
+use super::assignment::{Generation, RebalanceEvents};
+use super::transaction::{Finished, WriteMode};
 use super::{retry, CommandDomain, CommandEnvelope, Processor, ProcessorError};
 use crate::codec::{Codec, CodecError};
 use crate::dlq::{Cause, Parked, Screened};
 use crate::headers::{outcome_headers, record_headers};
+use crate::kafka::store_next_offset;
 use crate::shutdown::Shutdown;
 
 /// A command ready to decide, with the record that carried it (to park it
@@ -27,21 +32,20 @@ struct PendingCommand<C> {
     command: C,
 }
 
-/// Whether a batch is done with, so its offsets may be stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Processed {
-    Done,
-    /// Not done with: its commands must be read again by whoever owns the
-    /// partition next.
-    Interrupted,
+/// One partition's commands of a poll round, received under `generation`.
+struct Batch<C> {
+    partition: i32,
+    generation: Generation,
+    /// The command offset after the batch: what is committed once it settled.
+    next_command_offset: i64,
+    pending: Vec<PendingCommand<C>>,
 }
 
-enum Settlement {
-    Done,
-    Stopped,
-    /// A foreign write interleaved or a delivery failed: the partition
-    /// state is not the log's fold any more.
-    LogMovedUnderUs,
+/// A batch's decisions, encoded and folded at the offsets they assume.
+struct Decided<'b> {
+    appended: Vec<Appended>,
+    /// Commands whose decision can never be encoded, with the reason.
+    undecidable: Vec<(&'b OwnedMessage, String)>,
 }
 
 /// A decided record, encoded, with the offset its fold assumed.
@@ -56,56 +60,342 @@ struct Appended {
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl<D: CommandDomain> Processor<D> {
-    /// Decodes, decides, appends and settles one partition's commands,
-    /// received under `generation`.
-    pub(super) async fn process(
-        &mut self,
-        partition: i32,
-        generation: Generation,
-        messages: Vec<OwnedMessage>,
-        shutdown: &Shutdown,
-    ) -> Result<Processed, ProcessorError> {
-        let mut pending = Vec::with_capacity(messages.len());
-        for message in messages {
-            match self.read_command(message, shutdown).await? {
-                Screened::Admitted(command) => pending.push(*command),
-                Screened::Parked => {}
-                Screened::Stopped => return Ok(Processed::Interrupted),
-            }
+    fn producer(&self) -> &FutureProducer {
+        match &self.writes {
+            WriteMode::Idempotent(producer) => producer,
+            WriteMode::Transactional(transactional) => &transactional.producer,
         }
-        let mut delays = retry::delays();
-        loop {
-            if self.partitions.usable(partition, generation).is_none() {
-                let Some(state) = self.restore(partition, shutdown).await? else {
-                    return Ok(Processed::Interrupted);
-                };
-                if !self.partitions.install(partition, generation, state) {
-                    return Ok(Processed::Interrupted);
+    }
+
+    /// Settles one poll round: every partition's batch is decided, and all
+    /// of them are enqueued before any delivery is awaited. A batch whose
+    /// appends did not land where its fold assumed (or whose transaction
+    /// aborted) is retried against the log after a backoff; a batch whose
+    /// partition moved on, or a round interrupted by shutdown, is left to
+    /// whoever reads its commands next (nothing past them is committed).
+    pub(super) async fn process_round(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceEvents>,
+        records: Vec<(i32, Vec<OwnedMessage>)>,
+        shutdown: &Shutdown,
+    ) -> Result<(), ProcessorError> {
+        let mut batches = Vec::with_capacity(records.len());
+        for (partition, messages) in records {
+            let (Some(generation), Some(last)) = (
+                self.partitions.generation(partition),
+                messages.last().map(Message::offset),
+            ) else {
+                continue;
+            };
+            let mut pending = Vec::with_capacity(messages.len());
+            for message in messages {
+                match self.read_command(message, shutdown).await? {
+                    Screened::Admitted(command) => pending.push(*command),
+                    Screened::Parked => {}
+                    Screened::Stopped => return Ok(()),
                 }
             }
+            batches.push(Batch {
+                partition,
+                generation,
+                next_command_offset: last + 1,
+                pending,
+            });
+        }
+        let mut delays = retry::delays();
+        while !batches.is_empty() {
+            let mut ready = Vec::with_capacity(batches.len());
+            for batch in batches {
+                if self
+                    .partitions
+                    .usable(batch.partition, batch.generation)
+                    .is_none()
+                {
+                    let Some(state) = self.restore(batch.partition, shutdown).await? else {
+                        return Ok(());
+                    };
+                    if !self
+                        .partitions
+                        .install(batch.partition, batch.generation, state)
+                    {
+                        continue;
+                    }
+                }
+                ready.push(batch);
+            }
+            if ready.is_empty() {
+                break;
+            }
+            let span = tracing::info_span!(
+                "round",
+                partitions = ?ready.iter().map(|batch| batch.partition).collect::<Vec<_>>()
+            );
+            let settled = tracing::Instrument::instrument(
+                self.settle_round(consumer, &ready, shutdown),
+                span,
+            )
+            .await?;
+            let Some(unsettled) = settled else {
+                return Ok(());
+            };
+            batches = ready
+                .into_iter()
+                .filter(|batch| unsettled.contains(&batch.partition))
+                .collect();
+            if batches.is_empty() {
+                break;
+            }
+            // Someone else wrote to a partition (a zombie or a new owner), a
+            // delivery failed or a transaction aborted: the partition state
+            // is void. Re-read the log and let it decide.
+            let delay = delays.next().unwrap_or(Duration::from_secs(1));
+            tracing::warn!(
+                partitions = ?unsettled,
+                retry_in_ms = delay.as_millis() as u64,
+                "events partition moved under us, resynchronising from the log"
+            );
+            tokio::select! {
+                () = shutdown.clone().wait() => return Ok(()),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// One attempt at settling `batches` (each restored, usable). Returns
+    /// the partitions left unsettled (voided, to retry), `None` on shutdown.
+    async fn settle_round(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceEvents>,
+        batches: &[Batch<D::Command>],
+        shutdown: &Shutdown,
+    ) -> Result<Option<Vec<i32>>, ProcessorError> {
+        if let WriteMode::Transactional(transactional) = &self.writes {
+            if let Err(error) = transactional.begin() {
+                let finished = Finished::Fatal(format!("cannot begin a transaction: {error}"));
+                return self
+                    .transaction_failed(batches, finished, &[], shutdown)
+                    .await;
+            }
+        }
+        let settled = self.settle_in_round(consumer, batches, shutdown).await;
+        if !matches!(settled, Ok(Some(_))) {
+            // Shutdown or a permanent error with a transaction open: abort
+            // it rather than leave it holding the readers back.
+            self.abort_transaction("the round was interrupted".to_owned())
+                .await;
+        }
+        settled
+    }
+
+    /// Aborts the round's transaction (nothing to do in the idempotent mode).
+    async fn abort_transaction(&self, reason: String) -> Finished {
+        match &self.writes {
+            WriteMode::Transactional(producer) => producer.abort(reason).await,
+            WriteMode::Idempotent(_) => Finished::Aborted(reason),
+        }
+    }
+
+    /// Sends the offsets to the round's transaction and commits it.
+    async fn commit_transaction(
+        &self,
+        offsets: TopicPartitionList,
+        group: Option<rdkafka::consumer::ConsumerGroupMetadata>,
+    ) -> Finished {
+        match &self.writes {
+            WriteMode::Transactional(producer) => producer.commit(offsets, group).await,
+            WriteMode::Idempotent(_) => Finished::Committed,
+        }
+    }
+
+    async fn settle_in_round(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceEvents>,
+        batches: &[Batch<D::Command>],
+        shutdown: &Shutdown,
+    ) -> Result<Option<Vec<i32>>, ProcessorError> {
+        let mut decided = Vec::with_capacity(batches.len());
+        for batch in batches {
+            match self.decide(batch, shutdown).await {
+                Some(batch_decisions) => decided.push(batch_decisions),
+                None => return Ok(None),
+            }
+        }
+        // Every partition's records are queued before any delivery is
+        // awaited: the round's produce requests go out together.
+        let deliveries: Vec<Option<Vec<(i64, DeliveryFuture)>>> = batches
+            .iter()
+            .zip(&decided)
+            .map(|(batch, decisions)| self.enqueue(batch.partition, &decisions.appended))
+            .collect();
+        let mut verified = Vec::with_capacity(batches.len());
+        let mut written = Vec::new();
+        for (batch, delivery) in batches.iter().zip(deliveries) {
+            let landed = match delivery {
+                Some(delivery) => verify(batch.partition, delivery, &mut written).await,
+                None => false,
+            };
+            verified.push(landed);
+        }
+        let transactional = matches!(self.writes, WriteMode::Transactional(_));
+        if transactional && verified.contains(&false) {
+            // The transaction holds every partition's records: none of
+            // them may become visible, so every state of the round is void.
+            let finished = self
+                .abort_transaction("an event landed where its fold did not assume".to_owned())
+                .await;
+            return self
+                .transaction_failed(batches, finished, &written, shutdown)
+                .await;
+        }
+
+        let mut unsettled = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut settled: Vec<(&Batch<D::Command>, u64)> = Vec::new();
+        for ((batch, decisions), landed) in batches.iter().zip(decided).zip(verified) {
+            if !landed {
+                // Only this partition's fold is wrong: the others settle.
+                self.partitions.void(batch.partition);
+                unsettled.push(batch.partition);
+                continue;
+            }
+            // Parked only once the batch is verified: a resynchronised batch
+            // decides these again, and would park them twice.
+            for (message, reason) in decisions.undecidable {
+                let parked = self
+                    .dead_letters
+                    .park(message, Cause::Undecidable, &reason, shutdown)
+                    .await?;
+                if parked == Parked::Stopped {
+                    return Ok(None);
+                }
+            }
+            let Some(state) = self.partitions.usable(batch.partition, batch.generation) else {
+                unsettled.push(batch.partition);
+                continue;
+            };
+            outcomes.extend(
+                batch
+                    .pending
+                    .iter()
+                    .filter_map(|command| state.log.settled(&command.envelope.command_id).cloned()),
+            );
+            settled.push((batch, decisions.appended.len() as u64));
+        }
+
+        if !transactional {
+            if self.publish_outcomes(&outcomes, shutdown).await.is_none() {
+                return Ok(None);
+            }
+            for (batch, appended) in settled {
+                self.settled(batch, appended, false).await;
+                // The offset says "settled by the log we verified".
+                if self
+                    .partitions
+                    .usable(batch.partition, batch.generation)
+                    .is_some()
+                {
+                    if let Err(error) = store_next_offset(
+                        consumer,
+                        &self.topics.commands,
+                        batch.partition,
+                        batch.next_command_offset,
+                    ) {
+                        tracing::warn!(%error, partition = batch.partition, "cannot store command offset");
+                    }
+                }
+            }
+            Ok(Some(unsettled))
+        } else {
+            match self.enqueue_outcomes(&outcomes, shutdown).await {
+                None => return Ok(None),
+                Some(Ok(())) => {}
+                Some(Err(reason)) => {
+                    let finished = self.abort_transaction(reason).await;
+                    return self
+                        .transaction_failed(batches, finished, &written, shutdown)
+                        .await;
+                }
+            }
+            let mut offsets = TopicPartitionList::new();
+            for (batch, _) in &settled {
+                offsets
+                    .add_partition_offset(
+                        &self.topics.commands,
+                        batch.partition,
+                        Offset::Offset(batch.next_command_offset),
+                    )
+                    .map_err(ProcessorError::Kafka)?;
+            }
             match self
-                .settle(partition, generation, &pending, shutdown)
-                .await?
+                .commit_transaction(offsets, consumer.group_metadata())
+                .await
             {
-                Settlement::Done => return Ok(Processed::Done),
-                Settlement::Stopped => return Ok(Processed::Interrupted),
-                Settlement::LogMovedUnderUs => {
-                    // Someone else wrote to the partition (a zombie or a new
-                    // owner), or a delivery failed: our speculative state is
-                    // void. Re-read the log and let it decide.
-                    self.partitions.void(partition);
-                    let delay = delays.next().unwrap_or(Duration::from_secs(1));
-                    tracing::warn!(
-                        retry_in_ms = delay.as_millis() as u64,
-                        "events partition moved under us, resynchronising from the log"
-                    );
-                    tokio::select! {
-                        () = shutdown.clone().wait() => return Ok(Processed::Interrupted),
-                        () = tokio::time::sleep(delay) => {}
+                Finished::Committed => {
+                    for (batch, appended) in settled {
+                        self.settled(batch, appended, true).await;
+                    }
+                    Ok(Some(unsettled))
+                }
+                failed => {
+                    self.transaction_failed(batches, failed, &written, shutdown)
+                        .await
+                }
+            }
+        }
+    }
+
+    /// After a batch settled: count its decisions and snapshot when due
+    /// (in the transactional mode only once committed: a snapshot must
+    /// never hold an aborted record). `committed_marker`: a transaction
+    /// that wrote to the partition ended with a marker record there.
+    async fn settled(&mut self, batch: &Batch<D::Command>, appended: u64, committed_marker: bool) {
+        if let Some(state) = self.partitions.usable(batch.partition, batch.generation) {
+            state.settled_since_snapshot += appended;
+            state.marker_pending = committed_marker && appended > 0;
+        }
+        self.maybe_snapshot(batch.partition, batch.generation).await;
+    }
+
+    /// A transaction that did not commit: every partition of the round is
+    /// void (its fold holds records that are not in the log); a fatal error
+    /// means a new producer (`init_transactions` again, which also fences
+    /// whatever is left of the old one). `written`: where the round's events
+    /// landed, now aborted (logged: operators and the fault tests check that
+    /// no reader ever sees them). Returns every partition as unsettled,
+    /// `None` on shutdown.
+    async fn transaction_failed(
+        &mut self,
+        batches: &[Batch<D::Command>],
+        finished: Finished,
+        written: &[(i32, i64)],
+        shutdown: &Shutdown,
+    ) -> Result<Option<Vec<i32>>, ProcessorError> {
+        for batch in batches {
+            self.partitions.void(batch.partition);
+        }
+        let written = written
+            .iter()
+            .map(|(partition, offset)| format!("{partition}:{offset}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        match finished {
+            Finished::Committed => {}
+            Finished::Aborted(reason) => {
+                tracing::warn!(%reason, %written, "transaction aborted");
+            }
+            Finished::Fatal(reason) => {
+                tracing::warn!(%reason, %written, "transactional producer unusable, making a new one (which aborts its open transaction)");
+                if let WriteMode::Transactional(producer) = &mut self.writes {
+                    match producer.renew(shutdown).await {
+                        Ok(Some(())) => {}
+                        Ok(None) => return Ok(None),
+                        Err(error) => return Err(ProcessorError::Transactions(error.to_string())),
                     }
                 }
             }
         }
+        Ok(Some(batches.iter().map(|batch| batch.partition).collect()))
     }
 
     /// Reads one command record; poison goes to the dead-letter topic.
@@ -143,24 +433,27 @@ impl<D: CommandDomain> Processor<D> {
         })))
     }
 
-    async fn settle(
+    /// Decides a batch's commands not settled yet against its partition
+    /// state, folding each encoded decision at the offset it assumes (the
+    /// end of the log as last read, plus one per record; past the marker
+    /// of our last committed transaction there). `None` on shutdown, or
+    /// when the state is gone (it never is: the caller checked).
+    async fn decide<'b>(
         &mut self,
-        partition: i32,
-        generation: Generation,
-        pending: &[PendingCommand<D::Command>],
+        batch: &'b Batch<D::Command>,
         shutdown: &Shutdown,
-    ) -> Result<Settlement, ProcessorError> {
-        let Some(state) = self.partitions.usable(partition, generation) else {
-            return Ok(Settlement::LogMovedUnderUs);
+    ) -> Option<Decided<'b>> {
+        let state = self.partitions.usable(batch.partition, batch.generation)?;
+        let mut decided = Decided {
+            appended: Vec::new(),
+            undecidable: Vec::new(),
         };
-        let mut appended: Vec<Appended> = Vec::new();
-        let mut undecidable: Vec<(&OwnedMessage, String)> = Vec::new();
         let mut decided_here: HashSet<&str> = HashSet::new();
         for PendingCommand {
             message,
             envelope,
             command,
-        } in pending
+        } in &batch.pending
         {
             if state.log.settled(&envelope.command_id).is_some()
                 || decided_here.contains(envelope.command_id.as_str())
@@ -176,18 +469,19 @@ impl<D: CommandDomain> Processor<D> {
                 &record,
                 shutdown,
             )
-            .await;
+            .await?;
             let bytes = match encoded {
-                None => return Ok(Settlement::Stopped),
-                Some(Ok(bytes)) => bytes,
-                Some(Err(reason)) => {
+                Ok(bytes) => bytes,
+                Err(reason) => {
                     // Folded only once encoded: a decision that cannot be
                     // written must never enter the state.
-                    undecidable.push((message, reason));
+                    decided.undecidable.push((message, reason));
                     continue;
                 }
             };
-            let expected_offset = state.log.next_offset;
+            // Our previous transaction's commit marker takes one offset.
+            let expected_offset =
+                state.log.next_offset + i64::from(std::mem::take(&mut state.marker_pending));
             let admission = state
                 .log
                 .fold(self.domain.as_ref(), &record, expected_offset);
@@ -199,55 +493,20 @@ impl<D: CommandDomain> Processor<D> {
             let record_name = self.domain.record_name(&record);
             let metadata = self.domain.record_metadata(&record);
             decided_here.insert(envelope.command_id.as_str());
-            appended.push(Appended {
+            decided.appended.push(Appended {
                 expected_offset,
                 key: envelope.aggregate_id.clone(),
                 bytes,
                 headers: record_headers(metadata, record_name, envelope.traceparent.as_deref()),
             });
         }
-
-        if !self.append_verified(partition, &appended).await {
-            return Ok(Settlement::LogMovedUnderUs);
-        }
-        // Parked only once the batch is verified: a resynchronised batch
-        // decides these again, and would park them twice.
-        for (message, reason) in undecidable {
-            let parked = self
-                .dead_letters
-                .park(message, Cause::Undecidable, &reason, shutdown)
-                .await?;
-            if parked == Parked::Stopped {
-                return Ok(Settlement::Stopped);
-            }
-        }
-
-        let Some(state) = self.partitions.usable(partition, generation) else {
-            return Ok(Settlement::LogMovedUnderUs);
-        };
-        state.settled_since_snapshot += appended.len() as u64;
-        let outcomes: Vec<CommandOutcome> = pending
-            .iter()
-            .filter_map(|command| state.log.settled(&command.envelope.command_id).cloned())
-            .collect();
-        if self.publish_outcomes(&outcomes, shutdown).await.is_none() {
-            return Ok(Settlement::Stopped);
-        }
-        self.maybe_snapshot(partition, generation).await;
-        Ok(Settlement::Done)
+        Some(decided)
     }
 
-    /// Appends a batch's records to `D.events[partition]` and reports
-    /// whether every one landed exactly where the fold assumed: then no
-    /// foreign write interleaved and our decisions are the log's (rule 4).
-    ///
-    /// The transactional seam: on a broker with transactions, this step,
-    /// `publish_outcomes` and the command offset the loop stores afterwards
-    /// become one transaction (begin, send, `send_offsets_to_transaction`,
-    /// commit), and a fenced producer answers `false` here. See design.md.
-    async fn append_verified(&self, partition: i32, appended: &[Appended]) -> bool {
-        // Enqueue in order: librdkafka keeps per-partition order with the
-        // idempotent producer.
+    /// Enqueues a batch's records to `D.events[partition]`, in order
+    /// (librdkafka keeps per-partition order with the idempotent producer);
+    /// `None` when one cannot be enqueued (the batch cannot be verified).
+    fn enqueue(&self, partition: i32, appended: &[Appended]) -> Option<Vec<(i64, DeliveryFuture)>> {
         let mut deliveries = Vec::with_capacity(appended.len());
         for record in appended {
             let message = FutureRecord::to(&self.topics.events)
@@ -255,35 +514,66 @@ impl<D: CommandDomain> Processor<D> {
                 .key(record.key.as_str())
                 .payload(record.bytes.as_slice())
                 .headers(record.headers.clone());
-            match self.producer.send_result(message) {
+            match self.producer().send_result(message) {
                 Ok(delivery) => deliveries.push((record.expected_offset, delivery)),
                 Err((error, _)) => {
-                    tracing::warn!(%error, "cannot enqueue event");
-                    return false;
+                    tracing::warn!(%error, partition, "cannot enqueue event");
+                    return None;
                 }
             }
         }
-        let mut verified = true;
-        for (expected_offset, delivery) in deliveries {
-            match delivery.await {
-                Ok(Ok(delivery))
-                    if delivery.offset == expected_offset && delivery.partition == partition => {}
-                Ok(Ok(delivery)) => {
-                    tracing::warn!(
-                        expected_offset,
-                        landed = delivery.offset,
-                        "event landed after a foreign write"
-                    );
-                    verified = false;
-                }
-                Ok(Err((error, _))) => {
-                    tracing::warn!(%error, "event delivery failed");
-                    verified = false;
-                }
-                Err(_) => verified = false,
+        Some(deliveries)
+    }
+
+    /// Encodes and enqueues every outcome into the open transaction; their
+    /// deliveries are the commit's to await (a failed one fails the
+    /// commit, and the transaction aborts). `None` on shutdown; `Some(Err)`
+    /// when one cannot be enqueued (the transaction must abort). An outcome
+    /// that can never be encoded is logged and left out, as in the
+    /// idempotent mode.
+    async fn enqueue_outcomes(
+        &self,
+        outcomes: &[CommandOutcome],
+        shutdown: &Shutdown,
+    ) -> Option<Result<(), String>> {
+        for outcome in outcomes {
+            let Some(bytes) = self.encode_outcome(outcome, shutdown).await? else {
+                continue;
+            };
+            let record = FutureRecord::to(&self.topics.outcomes)
+                .key(outcome.command_id.as_str())
+                .payload(bytes.as_slice())
+                .headers(outcome_headers(outcome));
+            if let Err((error, _)) = self.producer().send_result(record) {
+                return Some(Err(format!("cannot enqueue command outcome: {error}")));
             }
         }
-        verified
+        Some(Ok(()))
+    }
+
+    /// `Some(None)`: the outcome can never be encoded (logged); `None`: shutdown.
+    async fn encode_outcome(
+        &self,
+        outcome: &CommandOutcome,
+        shutdown: &Shutdown,
+    ) -> Option<Option<Vec<u8>>> {
+        let encoded = retry::until_settled(
+            "encode outcome",
+            shutdown,
+            || {
+                self.codec
+                    .encode(&self.topics.outcomes, CommandOutcome::RECORD_NAME, outcome)
+            },
+            CodecError::is_transient,
+        )
+        .await?;
+        match encoded {
+            Ok(bytes) => Some(Some(bytes)),
+            Err(error) => {
+                tracing::error!(%error, command_id = %outcome.command_id, "cannot encode command outcome");
+                Some(None)
+            }
+        }
     }
 
     /// Publishes every outcome; `None` when shutdown came first. An outcome
@@ -297,22 +587,8 @@ impl<D: CommandDomain> Processor<D> {
     ) -> Option<()> {
         let published =
             futures::future::join_all(outcomes.iter().map(|outcome| async move {
-                let encoded = retry::until_settled(
-                    "encode outcome",
-                    shutdown,
-                    || {
-                        self.codec
-                            .encode(&self.topics.outcomes, CommandOutcome::RECORD_NAME, outcome)
-                    },
-                    CodecError::is_transient,
-                )
-                .await?;
-                let bytes = match encoded {
-                    Ok(bytes) => bytes,
-                    Err(error) => {
-                        tracing::error!(%error, command_id = %outcome.command_id, "cannot encode command outcome");
-                        return Some(());
-                    }
+                let Some(bytes) = self.encode_outcome(outcome, shutdown).await? else {
+                    return Some(());
                 };
                 let headers = outcome_headers(outcome);
                 let sent = retry::until_settled(
@@ -323,7 +599,7 @@ impl<D: CommandDomain> Processor<D> {
                             .key(outcome.command_id.as_str())
                             .payload(bytes.as_slice())
                             .headers(headers.clone());
-                        self.producer
+                        self.producer()
                             .send(record, SEND_TIMEOUT)
                             .map(|sent| sent.map_err(|(error, _)| error))
                     },
@@ -338,6 +614,43 @@ impl<D: CommandDomain> Processor<D> {
             .await;
         published.into_iter().collect()
     }
+}
+
+/// Awaits a batch's deliveries and reports whether every record landed
+/// exactly where its fold assumed: then no foreign write interleaved and
+/// our decisions are the log's (rule 4). Pushes where each landed to
+/// `landed`.
+async fn verify(
+    partition: i32,
+    deliveries: Vec<(i64, DeliveryFuture)>,
+    landed: &mut Vec<(i32, i64)>,
+) -> bool {
+    let mut verified = true;
+    for (expected_offset, delivery) in deliveries {
+        match delivery.await {
+            Ok(Ok(delivery))
+                if delivery.offset == expected_offset && delivery.partition == partition =>
+            {
+                landed.push((partition, delivery.offset));
+            }
+            Ok(Ok(delivery)) => {
+                landed.push((delivery.partition, delivery.offset));
+                tracing::warn!(
+                    partition,
+                    expected_offset,
+                    landed = delivery.offset,
+                    "event landed after a foreign write"
+                );
+                verified = false;
+            }
+            Ok(Err((error, _))) => {
+                tracing::warn!(%error, partition, "event delivery failed");
+                verified = false;
+            }
+            Err(_) => verified = false,
+        }
+    }
+    verified
 }
 
 /// Encodes a decided record; `Err` (a reason) when it can never be encoded:

@@ -14,7 +14,7 @@ use foldline_contracts::orders::{OrderShipped, ShipOrder};
 use foldline_contracts::record::WireError;
 use foldline_eventsourcing::{CommandId, EventId};
 use foldline_platform::codec::{Codec, Decoded};
-use foldline_platform::config::KafkaConfig;
+use foldline_platform::config::{KafkaConfig, Transactions};
 use foldline_platform::kafka::{group_consumer_config, producer_config};
 use foldline_platform::processor::{
     self, CommandDomain, CommandEnvelope, PartitionLog, ProcessorError, ProcessorOptions,
@@ -109,6 +109,8 @@ impl Fixture {
         }));
         let kafka = KafkaConfig {
             bootstrap_servers: cluster.bootstrap_servers(),
+            // The mock cluster's transactions only pretend (INFRA.md).
+            transactions: Transactions::Off,
             ..KafkaConfig::default()
         };
         let producer = producer_config(&kafka, "test-producer")
@@ -243,6 +245,7 @@ impl Fixture {
             snapshot_every_commands: 1,
             max_batch: 8,
             dedupe_horizon_ms: i64::MAX / 2,
+            instance_id: None,
         };
         let (topics, kafka, codec) = (self.topics.clone(), self.kafka.clone(), self.codec.clone());
         let task = tokio::spawn(async move {
