@@ -395,6 +395,8 @@ transaction.state.log.num.partitions=4
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# Fault tests shorten a killed member's session to keep crash cycles quick.
+group.min.session.timeout.ms=1000
 # Two cores are shared by everything a test runs.
 num.network.threads=2
 num.io.threads=2

@@ -55,8 +55,19 @@ pub(crate) async fn spawn_gateway(deployment: &Deployment) -> FoldlineProcess {
 /// relaunch under the same name is the same replica), snapshotting often
 /// into `store`.
 pub(crate) fn spawn_processor(deployment: &Deployment, name: &str, store: &str) -> FoldlineProcess {
+    spawn_processor_with(deployment, name, store, &[])
+}
+
+/// [`spawn_processor`] with extra environment variables.
+pub(crate) fn spawn_processor_with(
+    deployment: &Deployment,
+    name: &str,
+    store: &str,
+    extra_env: &[(&str, &str)],
+) -> FoldlineProcess {
     let mut env = SNAPSHOT_OFTEN.to_vec();
     env.push(("FOLDLINE__PROCESSOR__INSTANCE_ID", name));
+    env.extend_from_slice(extra_env);
     deployment
         .spawn_with(name, &["orders-processor"], store, &env)
         .expect("spawn a processor process")

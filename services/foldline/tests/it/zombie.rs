@@ -376,14 +376,20 @@ async fn zombie(mode: Mode) {
                 "the zombie's write at {position:?} is served to a read_committed reader"
             );
         }
+        let fenced: Vec<String> = first
+            .log_text()
+            .lines()
+            .skip(lines_before_waking)
+            .filter(|line| {
+                line.contains("transaction aborted") || line.contains("producer unusable")
+            })
+            .filter_map(|line| line.split("reason=").nth(1))
+            .map(|reason| reason.chars().take(160).collect())
+            .collect();
         eprintln!(
-            "the woken zombie's aborted writes: {zombie_writes:?}; fenced {} times",
-            first
-                .log_text()
-                .lines()
-                .skip(lines_before_waking)
-                .filter(|line| line.contains("transaction aborted"))
-                .count()
+            "the woken zombie's writes, all aborted: {zombie_writes:?}; its {} failed transactions: {:#?}",
+            fenced.len(),
+            &fenced[..fenced.len().min(3)]
         );
     }
     for (name, process) in [("the zombie", &first), ("processor 2", &second)] {

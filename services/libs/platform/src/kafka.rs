@@ -107,6 +107,25 @@ pub fn reader_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
     with_operator_properties(config, &kafka.properties, &kafka.secret_properties)
 }
 
+/// The context of a reader that asks for end-of-partition events
+/// (`enable.partition.eof`) to know where a partition ends under
+/// `read_committed` (its last offsets may be transaction markers, never
+/// served as records): librdkafka reports each such event through the error
+/// callback as well, which rust-rdkafka's default context logs at error
+/// level. This one logs every other error as the default does.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EndOfPartitionReader;
+
+impl rdkafka::ClientContext for EndOfPartitionReader {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error != rdkafka::error::KafkaError::Global(RDKafkaErrorCode::PartitionEOF) {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for EndOfPartitionReader {}
+
 /// `config`, one of the client configurations above built from `kafka`, with
 /// some of its defaults replaced by `overrides`, for a client with needs of
 /// its own; the operator's properties, applied again, still win.

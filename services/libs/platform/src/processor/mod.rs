@@ -28,6 +28,7 @@ use self::transaction::WriteMode;
 use crate::codec::{Codec, Decoded};
 use crate::dlq::{DeadLetterError, DeadLetters};
 pub use crate::headers::record_headers;
+use crate::kafka::EndOfPartitionReader;
 use crate::store::Store;
 
 /// How a domain plugs into the processor. Every [`DomainWire`] is one
@@ -145,9 +146,16 @@ struct Processor<D: CommandDomain> {
     codec: Codec,
     store: Store,
     /// Shared with the blocking threads that fetch watermarks.
-    reader: Arc<StreamConsumer>,
+    reader: Arc<StreamConsumer<EndOfPartitionReader>>,
     /// The producer of events and outcomes, idempotent or transactional.
     writes: WriteMode,
     dead_letters: DeadLetters,
     partitions: Partitions<D::State>,
+    /// Batches of a round that did not settle, for the next round.
+    carried: Vec<settle::Batch<D::Command>>,
+    /// Rounds in a row that did not settle (the backoff's step); reset by
+    /// one that does.
+    resync_attempts: usize,
+    /// When the carried batches are due again, even if no record comes.
+    resync_at: Option<tokio::time::Instant>,
 }

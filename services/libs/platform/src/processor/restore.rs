@@ -205,10 +205,11 @@ impl<D: CommandDomain> Processor<D> {
         self.reader
             .assign(&assignment)
             .map_err(|error| self.read_error(partition, error.to_string()))?;
+        let mut wait_until = tokio::time::Instant::now() + RECORD_WAIT;
         while log.next_offset < end {
             let received = tokio::select! {
                 () = shutdown.clone().wait() => return Ok(None),
-                received = tokio::time::timeout(RECORD_WAIT, self.reader.recv()) => received,
+                received = tokio::time::timeout_at(wait_until, self.reader.recv()) => received,
             };
             let message = match received {
                 Ok(Ok(message)) => message.detach(),
@@ -220,7 +221,12 @@ impl<D: CommandDomain> Processor<D> {
                     log.next_offset = log.next_offset.max(end);
                     break;
                 }
-                Ok(Err(error)) => return Err(self.read_error(partition, error.to_string())),
+                // A broker gone for a moment (restarting, a leader moving):
+                // librdkafka reconnects by itself; the wait stays bounded.
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, partition, "reading the event log");
+                    continue;
+                }
                 Err(_) => {
                     return Err(self.read_error(
                         partition,
@@ -232,6 +238,7 @@ impl<D: CommandDomain> Processor<D> {
                     ))
                 }
             };
+            wait_until = tokio::time::Instant::now() + RECORD_WAIT;
             if message.offset() < log.next_offset {
                 continue;
             }

@@ -9,13 +9,17 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::assignment::{close, poll, Partitions, RebalanceEvent, RebalanceEvents, StartAt};
+use super::assignment::{
+    close, poll, Partitions, Polled, RebalanceEvent, RebalanceEvents, StartAt,
+};
 use super::transaction::{resolve, transactional_id, WriteMode};
 use super::{CommandDomain, Processor, ProcessorError, ProcessorOptions, ProcessorTopics};
 use crate::codec::Codec;
 use crate::config::KafkaConfig;
 use crate::dlq::DeadLetters;
-use crate::kafka::{group_consumer_config, producer_config, reader_config, with_overrides};
+use crate::kafka::{
+    group_consumer_config, producer_config, reader_config, with_overrides, EndOfPartitionReader,
+};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -48,18 +52,7 @@ pub async fn run<D: CommandDomain>(
         else {
             return Ok(());
         };
-        let mut consumer_config = group_consumer_config(kafka, &options.client_id, &options.group);
-        if let Some(instance_id) = &options.instance_id {
-            // Static membership: a replica restarted under its name takes its
-            // partitions back at once instead of waiting out its
-            // predecessor's session (and its producer fences the
-            // predecessor's, by the same name).
-            consumer_config = with_overrides(
-                consumer_config,
-                kafka,
-                &[("group.instance.id", instance_id)],
-            );
-        }
+        let consumer_config = group_consumer_config(kafka, &options.client_id, &options.group);
         let (consumer_config, dead_letter_producer) = match &writes {
             WriteMode::Idempotent(producer) => (consumer_config, producer.clone()),
             // Offsets go through the transaction only; dead letters (written
@@ -79,12 +72,12 @@ pub async fn run<D: CommandDomain>(
         // The end of the log is found by the end-of-partition event: under
         // read_committed, a transaction marker is the last offset of a
         // partition and is never delivered as a record.
-        let reader: StreamConsumer = with_overrides(
+        let reader: StreamConsumer<EndOfPartitionReader> = with_overrides(
             reader_config(kafka, &format!("{}-restore", options.client_id)),
             kafka,
             &[("enable.partition.eof", "true")],
         )
-        .create()?;
+        .create_with_context(EndOfPartitionReader)?;
         let dead_letters = DeadLetters::new(
             dead_letter_producer,
             topics.dlq.clone(),
@@ -100,6 +93,9 @@ pub async fn run<D: CommandDomain>(
             writes,
             dead_letters,
             partitions: Partitions::default(),
+            carried: Vec::new(),
+            resync_attempts: 0,
+            resync_at: None,
         };
         tracing::info!("command processor started");
         let stopped = processor
@@ -124,8 +120,19 @@ impl<D: CommandDomain> Processor<D> {
         shutdown: &Shutdown,
     ) -> Result<(), ProcessorError> {
         loop {
-            let Some(polled) = poll(consumer, rebalances, self.options.max_batch, shutdown).await
-            else {
+            let polling = poll(consumer, rebalances, self.options.max_batch, shutdown);
+            let polled = match self.resync_at {
+                None => polling.await,
+                // Batches are carried: poll (a revocation is served there),
+                // and settle them when they are due even if nothing comes.
+                // Cancelling the poll loses nothing: it is cancelled only
+                // while it awaits its first record or rebalance.
+                Some(due) => tokio::select! {
+                    polled = polling => polled,
+                    () = tokio::time::sleep_until(due) => Some(Polled::default()),
+                },
+            };
+            let Some(polled) = polled else {
                 return Ok(());
             };
             // Before any record of the round is looked at: ownership is
@@ -133,7 +140,7 @@ impl<D: CommandDomain> Processor<D> {
             for event in &polled.rebalances {
                 self.partitions.apply(event);
             }
-            if !polled.records.is_empty() {
+            if !polled.records.is_empty() || !self.carried.is_empty() {
                 self.process_round(consumer, polled.records, shutdown)
                     .await?;
             }

@@ -33,7 +33,7 @@ struct PendingCommand<C> {
 }
 
 /// One partition's commands of a poll round, received under `generation`.
-struct Batch<C> {
+pub(super) struct Batch<C> {
     partition: i32,
     generation: Generation,
     /// The command offset after the batch: what is committed once it settled.
@@ -70,16 +70,36 @@ impl<D: CommandDomain> Processor<D> {
     /// Settles one poll round: every partition's batch is decided, and all
     /// of them are enqueued before any delivery is awaited. A batch whose
     /// appends did not land where its fold assumed (or whose transaction
-    /// aborted) is retried against the log after a backoff; a batch whose
-    /// partition moved on, or a round interrupted by shutdown, is left to
-    /// whoever reads its commands next (nothing past them is committed).
+    /// did not commit) is carried to the next round, after a poll (which
+    /// serves a revocation: a fenced zombie learns it there) and a backoff
+    /// (`Processor::resync_attempts`); the new round restores its partition
+    /// from the log and decides it again. Carrying the batch is reseeking
+    /// the consumer to the committed offset without a seek: nothing past
+    /// the batch's first command was committed, and the consumer's position
+    /// is past its last. A batch whose partition moved on is dropped (its
+    /// next owner reads it from the committed offset), as is a round
+    /// interrupted by shutdown.
     pub(super) async fn process_round(
         &mut self,
         consumer: &StreamConsumer<RebalanceEvents>,
         records: Vec<(i32, Vec<OwnedMessage>)>,
         shutdown: &Shutdown,
     ) -> Result<(), ProcessorError> {
-        let mut batches = Vec::with_capacity(records.len());
+        // Carried batches wait out their backoff; records that arrive for
+        // their partitions meanwhile join them (they come after them).
+        let due = self
+            .resync_at
+            .is_none_or(|at| tokio::time::Instant::now() >= at);
+        let owned: Vec<Batch<D::Command>> = std::mem::take(&mut self.carried)
+            .into_iter()
+            .filter(|batch| self.partitions.generation(batch.partition) == Some(batch.generation))
+            .collect();
+        let (mut batches, mut waiting) = if due {
+            self.resync_at = None;
+            (owned, Vec::new())
+        } else {
+            (Vec::new(), owned)
+        };
         for (partition, messages) in records {
             let (Some(generation), Some(last)) = (
                 self.partitions.generation(partition),
@@ -95,70 +115,81 @@ impl<D: CommandDomain> Processor<D> {
                     Screened::Stopped => return Ok(()),
                 }
             }
-            batches.push(Batch {
-                partition,
-                generation,
-                next_command_offset: last + 1,
-                pending,
-            });
-        }
-        let mut delays = retry::delays();
-        while !batches.is_empty() {
-            let mut ready = Vec::with_capacity(batches.len());
-            for batch in batches {
-                if self
-                    .partitions
-                    .usable(batch.partition, batch.generation)
-                    .is_none()
-                {
-                    let Some(state) = self.restore(batch.partition, shutdown).await? else {
-                        return Ok(());
-                    };
-                    if !self
-                        .partitions
-                        .install(batch.partition, batch.generation, state)
-                    {
-                        continue;
-                    }
+            let earlier = waiting
+                .iter_mut()
+                .chain(batches.iter_mut())
+                .find(|batch| batch.partition == partition);
+            match earlier {
+                // Received after the carried batch, under the same generation.
+                Some(carried) => {
+                    carried.pending.extend(pending);
+                    carried.next_command_offset = last + 1;
                 }
-                ready.push(batch);
-            }
-            if ready.is_empty() {
-                break;
-            }
-            let span = tracing::info_span!(
-                "round",
-                partitions = ?ready.iter().map(|batch| batch.partition).collect::<Vec<_>>()
-            );
-            let settled = tracing::Instrument::instrument(
-                self.settle_round(consumer, &ready, shutdown),
-                span,
-            )
-            .await?;
-            let Some(unsettled) = settled else {
-                return Ok(());
-            };
-            batches = ready
-                .into_iter()
-                .filter(|batch| unsettled.contains(&batch.partition))
-                .collect();
-            if batches.is_empty() {
-                break;
-            }
-            // Someone else wrote to a partition (a zombie or a new owner), a
-            // delivery failed or a transaction aborted: the partition state
-            // is void. Re-read the log and let it decide.
-            let delay = delays.next().unwrap_or(Duration::from_secs(1));
-            tracing::warn!(
-                partitions = ?unsettled,
-                retry_in_ms = delay.as_millis() as u64,
-                "events partition moved under us, resynchronising from the log"
-            );
-            tokio::select! {
-                () = shutdown.clone().wait() => return Ok(()),
-                () = tokio::time::sleep(delay) => {}
+                None => batches.push(Batch {
+                    partition,
+                    generation,
+                    next_command_offset: last + 1,
+                    pending,
+                }),
             }
         }
+        self.carried = waiting;
+        let mut ready = Vec::with_capacity(batches.len());
+        for batch in batches {
+            if self
+                .partitions
+                .usable(batch.partition, batch.generation)
+                .is_none()
+            {
+                let Some(state) = self.restore(batch.partition, shutdown).await? else {
+                    return Ok(());
+                };
+                if !self
+                    .partitions
+                    .install(batch.partition, batch.generation, state)
+                {
+                    continue;
+                }
+            }
+            ready.push(batch);
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let span = tracing::info_span!(
+            "round",
+            partitions = ?ready.iter().map(|batch| batch.partition).collect::<Vec<_>>()
+        );
+        let settled =
+            tracing::Instrument::instrument(self.settle_round(consumer, &ready, shutdown), span)
+                .await?;
+        let Some(unsettled) = settled else {
+            return Ok(());
+        };
+        if unsettled.is_empty() {
+            if self.carried.is_empty() {
+                self.resync_attempts = 0;
+            }
+            return Ok(());
+        }
+        // Someone else wrote to a partition (a zombie or a new owner), a
+        // delivery failed or a transaction did not commit: the partition
+        // state is void. The next round re-reads the log and lets it decide.
+        self.carried.extend(
+            ready
+                .into_iter()
+                .filter(|batch| unsettled.contains(&batch.partition)),
+        );
+        let delay = retry::delays()
+            .nth(self.resync_attempts)
+            .unwrap_or(Duration::from_secs(1));
+        self.resync_attempts = self.resync_attempts.saturating_add(1);
+        tracing::warn!(
+            partitions = ?unsettled,
+            retry_in_ms = delay.as_millis() as u64,
+            "events partition moved under us, resynchronising from the log"
+        );
+        self.resync_at = Some(tokio::time::Instant::now() + delay);
         Ok(())
     }
 

@@ -21,7 +21,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the broker keeps a transaction of ours open without an end. A
 /// round's transaction lasts milliseconds; this bounds how long a crashed
 /// replica's open transaction (one no successor with its `transactional.id`
-/// aborts) holds its partitions' `read_committed` readers back.
+/// aborts) holds its partitions' `read_committed` readers back. librdkafka
+/// wants a record's delivery timeout within it.
 const TRANSACTION_TIMEOUT_MS: &str = "10000";
 
 /// What the processor writes with, once `kafka.transactions` is resolved.
@@ -141,6 +142,7 @@ impl TransactionalProducer {
             &[
                 ("transactional.id", self.transactional_id.as_str()),
                 ("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS),
+                ("message.timeout.ms", TRANSACTION_TIMEOUT_MS),
             ],
         );
         let producer: FutureProducer = config.create()?;
