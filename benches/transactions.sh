@@ -15,13 +15,14 @@ cd "$(dirname "$0")/.."
 
 cargo build --release --locked -p foldline -p foldline-benches -p foldline-testcontainers \
   --bin foldline --bin foldline-load --bin foldline-kafka
+bin="${CARGO_TARGET_DIR:-target}/release"
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # The broker lives as long as this shell holds its stdin open.
 mkfifo "$work/broker-in"
-target/release/foldline-kafka <"$work/broker-in" >"$work/broker.out" 2>&1 &
+"$bin/foldline-kafka" <"$work/broker-in" >"$work/broker.out" 2>&1 &
 exec 3>"$work/broker-in"
 for _ in $(seq 1 600); do
   grep -q '^bootstrap.servers=' "$work/broker.out" 2>/dev/null && break
@@ -44,14 +45,14 @@ for mode in off on; do
   FOLDLINE__REGISTRY__URL="http://127.0.0.1:$registry_port" \
   FOLDLINE__STORE__PATH="$work/store-$mode" \
   RUST_LOG=warn \
-    target/release/foldline run registry gateway orders >"$work/foldline-$mode.log" 2>&1 &
+    "$bin/foldline" run registry gateway orders >"$work/foldline-$mode.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 600); do
     curl -fsS "http://127.0.0.1:$gateway_port/readyz" >/dev/null 2>&1 && break
     sleep 0.2
   done
   before=$(ls benches/results | wc -l)
-  target/release/foldline-load --url "http://127.0.0.1:$gateway_port" \
+  "$bin/foldline-load" --url "http://127.0.0.1:$gateway_port" \
     --concurrency 64 --duration 30s --warmup 5s "$@" | tee "$work/load-$mode.out"
   report=$(ls -t benches/results/*.md | head -1)
   settled=$(sed -n 's/^settled commands\/s: //p' "$report")

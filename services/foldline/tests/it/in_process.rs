@@ -59,3 +59,17 @@ async fn the_embedded_platform_starts_on_port_zero_serves_and_stops() {
         .unwrap()
         .expect("the platform stops cleanly when asked");
 }
+
+/// The embedded broker's transactions only pretend: asking for them there
+/// is refused at start-up with the reason, never run half-safe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_platform_refuses_transactions_on() {
+    let environment = vec![("FOLDLINE__KAFKA__TRANSACTIONS".to_owned(), "on".to_owned())];
+    let config = Config::load(None, environment).unwrap();
+    let refused = start_embedded(config, Topology::embedded().unwrap()).await;
+    let error = format!("{:#}", refused.err().expect("transactions on are refused"));
+    assert!(
+        error.contains("kafka.transactions") && error.contains("embedded broker"),
+        "{error}"
+    );
+}

@@ -217,3 +217,34 @@ impl TransactionalProducer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_is_named_by_its_group_and_instance() {
+        assert_eq!(
+            transactional_id("orders-processor", "orders-processor-0"),
+            "orders-processor.orders-processor-0"
+        );
+    }
+
+    #[test]
+    fn only_a_broker_without_the_apis_means_no_transactions() {
+        assert!(lacks_transactions(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::UnsupportedFeature
+        )));
+        assert!(lacks_transactions(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::UnsupportedVersion
+        )));
+        // A broker that is down or still loading is not a broker without
+        // transactions: `auto` must not fall back for it.
+        assert!(!lacks_transactions(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
+        assert!(!lacks_transactions(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::CoordinatorLoadInProgress
+        )));
+    }
+}
