@@ -6,7 +6,7 @@
 //! transactional mode the kills leave aborted records in the log, and no
 //! reader folds any of them.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,8 +14,8 @@ use foldline_testcontainers::wait::POLL_INTERVAL;
 use foldline_testcontainers::{Api, Deadline};
 
 use crate::support::{
-    check_invariants, check_no_aborted_record_folded, retry_until_acknowledged, send_all,
-    spawn_gateway, spawn_processor_with, wait_settled, Kind, Mode, Sent,
+    retry_until_acknowledged, send_all, settle_and_check, spawn_gateway, spawn_processor_with,
+    wait_settled, Kind, Mode, Sent, Stream,
 };
 
 /// A killed member holds its partitions until its session expires: a short
@@ -27,10 +27,6 @@ const SHORT_SESSION: &[(&str, &str)] =
 
 /// Placements settled before the first stop.
 const WARM_UP: usize = 40;
-/// Placements sent per wave of the stream that flows through the stops,
-/// and how often a wave starts.
-const WAVE: usize = 8;
-const WAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How the processor goes away mid-stream.
 #[derive(Clone, Copy, Debug)]
@@ -107,43 +103,16 @@ async fn stop_mid_stream(stop: Stop, cycles: usize, mode: Mode, name: &str) {
     wait_settled(&deployment, &api, &commands, Deadline::secs(60)).await;
 
     // Placements stream in waves until every stop is done.
-    let streaming = Arc::new(AtomicBool::new(true));
-    let acknowledged = Arc::new(AtomicUsize::new(0));
-    let stream = {
-        let (api, streaming, acknowledged) = (
-            api.clone(),
-            Arc::clone(&streaming),
-            Arc::clone(&acknowledged),
-        );
-        let (prefix, customers) = (prefix.clone(), customers.clone());
-        tokio::spawn(async move {
-            // A steady arrival rate (a pace, not a wait for state): the
-            // processor is always mid-round when it is killed, and the
-            // stream stays checkable in size however fast the cycles go.
-            let mut pace = tokio::time::interval(WAVE_EVERY);
-            let mut sent = Vec::new();
-            for wave in 0.. {
-                pace.tick().await;
-                if !streaming.load(Ordering::SeqCst) {
-                    break;
-                }
-                let first = WARM_UP + wave * WAVE;
-                let places = (first..first + WAVE)
-                    .map(|index| Sent::place(&prefix, index, &customers[index % customers.len()]))
-                    .collect();
-                sent.extend(send_all(&api, places, Arc::clone(&acknowledged)).await);
-            }
-            sent
-        })
-    };
+    let stream = Stream::start(&api, &prefix, &customers, WARM_UP);
     let mut probes = Vec::new();
     for cycle in 0..cycles {
-        let before = acknowledged.load(Ordering::SeqCst);
-        let deadline = Deadline::secs(30);
-        while acknowledged.load(Ordering::SeqCst) < before + 5 {
-            assert!(!deadline.passed(), "cycle {cycle}: the stream stalled");
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        stream
+            .wait_for_more(
+                5,
+                Deadline::secs(30),
+                &format!("cycle {cycle}: acknowledged"),
+            )
+            .await;
         match stop {
             Stop::Kill => processor.kill9().unwrap(),
             Stop::Terminate => {
@@ -162,8 +131,7 @@ async fn stop_mid_stream(stop: Stop, cycles: usize, mode: Mode, name: &str) {
         "{mode:?}: {cycles} × {stop:?} done after {:?}",
         started.elapsed()
     );
-    streaming.store(false, Ordering::SeqCst);
-    commands.extend(stream.await.unwrap());
+    commands.extend(stream.stop().await);
     commands.extend(probes);
 
     // Cancel every second acknowledged order.
@@ -176,23 +144,8 @@ async fn stop_mid_stream(stop: Stop, cycles: usize, mode: Mode, name: &str) {
         .collect();
     commands.extend(send_all(&api, cancels, Arc::new(AtomicUsize::new(0))).await);
 
-    // Whatever got an error is retried with its key.
-    let errored = commands
-        .iter()
-        .filter(|command| !command.errors.is_empty())
-        .count();
-    retry_until_acknowledged(&api, &mut commands, Deadline::secs(30)).await;
-    eprintln!(
-        "{} commands acknowledged ({errored} needed a retry) after {:?}",
-        commands.len(),
-        started.elapsed()
-    );
-
-    let outcomes = wait_settled(&deployment, &api, &commands, Deadline::secs(90)).await;
+    let (_, aborted) = settle_and_check(&deployment, &api, &mut commands, Deadline::secs(90)).await;
     assert!(processor.is_running(), "{}", processor.report(60));
-    let replay = deployment.replay().await.unwrap();
-    check_invariants(&api, &replay, &commands, &outcomes).await;
-    let aborted = check_no_aborted_record_folded(&deployment, &replay).await;
     match mode {
         Mode::Idempotent => assert!(
             aborted.events.is_empty() && aborted.outcomes.is_empty(),

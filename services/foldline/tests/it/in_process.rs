@@ -67,7 +67,10 @@ async fn the_embedded_platform_refuses_transactions_on() {
     let environment = vec![("FOLDLINE__KAFKA__TRANSACTIONS".to_owned(), "on".to_owned())];
     let config = Config::load(None, environment).unwrap();
     let refused = start_embedded(config, Topology::embedded().unwrap()).await;
-    let error = format!("{:#}", refused.err().expect("transactions on are refused"));
+    let Err(error) = refused else {
+        panic!("the embedded platform started with transactions on");
+    };
+    let error = format!("{error:#}");
     assert!(
         error.contains("kafka.transactions") && error.contains("embedded broker"),
         "{error}"

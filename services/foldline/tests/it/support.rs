@@ -676,3 +676,107 @@ pub(crate) async fn check_no_aborted_record_folded(
     );
     aborted
 }
+
+/// Polls `counter` until it reaches `target`.
+pub(crate) async fn wait_count(
+    counter: &AtomicUsize,
+    target: usize,
+    deadline: Deadline,
+    what: &str,
+) {
+    while counter.load(Ordering::SeqCst) < target {
+        assert!(
+            !deadline.passed(),
+            "{what}: {} of {target} after {:?}",
+            counter.load(Ordering::SeqCst),
+            deadline.budget()
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Placements streaming at the gateway in waves of `WAVE`, one wave every
+/// `WAVE_EVERY` (a steady arrival rate: a pace, not a wait for state), for
+/// as long as a fault test needs commands flowing.
+pub(crate) struct Stream {
+    /// 202s so far.
+    pub(crate) acknowledged: Arc<AtomicUsize>,
+    streaming: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<Sent>>,
+}
+
+impl Stream {
+    pub(crate) const WAVE: usize = 8;
+    pub(crate) const WAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+    /// Starts placing orders numbered from `first`, spread over `customers`.
+    pub(crate) fn start(api: &Api, prefix: &str, customers: &[String], first: usize) -> Stream {
+        let acknowledged = Arc::new(AtomicUsize::new(0));
+        let streaming = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (api, prefix, customers) = (api.clone(), prefix.to_owned(), customers.to_vec());
+        let task = {
+            let (acknowledged, streaming) = (Arc::clone(&acknowledged), Arc::clone(&streaming));
+            tokio::spawn(async move {
+                let mut pace = tokio::time::interval(Stream::WAVE_EVERY);
+                let mut sent = Vec::new();
+                for wave in 0.. {
+                    pace.tick().await;
+                    if !streaming.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let from = first + wave * Stream::WAVE;
+                    let places = (from..from + Stream::WAVE)
+                        .map(|index| {
+                            Sent::place(&prefix, index, &customers[index % customers.len()])
+                        })
+                        .collect();
+                    sent.extend(send_all(&api, places, Arc::clone(&acknowledged)).await);
+                }
+                sent
+            })
+        };
+        Stream {
+            acknowledged,
+            streaming,
+            task,
+        }
+    }
+
+    /// Waits until `more` placements beyond the current count are acknowledged.
+    pub(crate) async fn wait_for_more(&self, more: usize, deadline: Deadline, what: &str) {
+        let target = self.acknowledged.load(Ordering::SeqCst) + more;
+        wait_count(&self.acknowledged, target, deadline, what).await;
+    }
+
+    /// Stops after the wave in flight; every command it sent, in order.
+    pub(crate) async fn stop(self) -> Vec<Sent> {
+        self.streaming.store(false, Ordering::SeqCst);
+        self.task.await.expect("the stream task panicked")
+    }
+}
+
+/// The end of every fault test: retries whatever got an error with its key
+/// until acknowledged, waits until every acknowledged command settled, then
+/// checks the invariants and that no aborted record was folded against the
+/// replayed (committed) log.
+pub(crate) async fn settle_and_check(
+    deployment: &Deployment,
+    api: &Api,
+    commands: &mut [Sent],
+    settle_within: Deadline,
+) -> (Replay, Aborted) {
+    let errored = commands
+        .iter()
+        .filter(|command| !command.errors.is_empty())
+        .count();
+    retry_until_acknowledged(api, commands, Deadline::secs(60)).await;
+    eprintln!(
+        "{} commands acknowledged ({errored} needed a retry)",
+        commands.len()
+    );
+    let outcomes = wait_settled(deployment, api, commands, settle_within).await;
+    let replay = deployment.replay().await.expect("replay orders.events");
+    check_invariants(api, &replay, commands, &outcomes).await;
+    let aborted = check_no_aborted_record_folded(deployment, &replay).await;
+    (replay, aborted)
+}
