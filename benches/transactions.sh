@@ -33,7 +33,9 @@ servers=$(sed -n 's/^bootstrap.servers=//p' "$work/broker.out")
 echo "kafka at $servers"
 
 summary=()
-for mode in off on; do
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+# FOLDLINE_BENCH_MODES="on off" runs them the other way round (drift check).
+for mode in ${FOLDLINE_BENCH_MODES:-off on}; do
   gateway_port=$((18080 + RANDOM % 1000))
   registry_port=$((19080 + RANDOM % 1000))
   FOLDLINE__KAFKA__BOOTSTRAP_SERVERS="$servers" \
@@ -61,8 +63,9 @@ for mode in off on; do
   grep -i "transactional mode\|idempotent mode" "$work/foldline-$mode.log" || true
 done
 
-idem=$(echo "${summary[0]}" | cut -d' ' -f2)
-tx=$(echo "${summary[1]}" | cut -d' ' -f2)
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+idem=$(printf '%s\n' "${summary[@]}" | sed -n 's/^off \([^ ]*\) .*/\1/p')
+tx=$(printf '%s\n' "${summary[@]}" | sed -n 's/^on \([^ ]*\) .*/\1/p')
 ratio=$(python3 -c "print(f'{$tx / $idem:.2f}')")
 out="benches/results/$(date -u +%Y%m%dT%H%M%SZ)-transactions.md"
 {
@@ -80,5 +83,5 @@ out="benches/results/$(date -u +%Y%m%dT%H%M%SZ)-transactions.md"
   echo
   echo "transactional ÷ idempotent = $ratio"
   echo
-  echo "git commit: $(git rev-parse HEAD); machine: $(nproc) cores"
+  echo "git commit: $(git rev-parse HEAD); machine: $(nproc) cores; load average (1, 5, 15 min) before: $load_before, after: $load_after"
 } | tee "$out"
