@@ -17,6 +17,8 @@ pub enum ConfigError {
     MissingFile(PathBuf),
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    #[error("invalid configuration: {0}")]
+    Security(#[from] crate::kafka_security::SecurityConfigError),
 }
 
 /// A value that must never be printed: `Debug` and `Display` redact it.
@@ -66,6 +68,9 @@ pub struct KafkaConfig {
     /// broker does (librdkafka's mock cluster holds it the full time), and
     /// each hop of a command waits on one: keep it short.
     pub fetch_wait_max_ms: u32,
+    /// `[kafka.security]`: TLS, SASL and mutual TLS for every client
+    /// (`kafka_security`).
+    pub security: crate::kafka_security::KafkaSecurityConfig,
 }
 
 impl Default for KafkaConfig {
@@ -77,6 +82,7 @@ impl Default for KafkaConfig {
             properties: BTreeMap::new(),
             secret_properties: BTreeMap::new(),
             fetch_wait_max_ms: 20,
+            security: Default::default(),
         }
     }
 }
@@ -242,9 +248,15 @@ impl Config {
                 continue;
             }
             let key = path.replace("__", ".");
-            let parsed: figment::value::Value = value
-                .parse()
-                .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+            // Every security key is a string or a path: a password of
+            // digits stays a string (and never reaches a type error).
+            let parsed: figment::value::Value = if key.starts_with("kafka.security.") {
+                figment::value::Value::from(value)
+            } else {
+                value
+                    .parse()
+                    .unwrap_or_else(|_| figment::value::Value::from(value.clone()))
+            };
             figment = figment.merge(Serialized::global(&key, parsed));
         }
         // `RUST_LOG`, the operator's habitual lever, overrides every other
@@ -252,9 +264,11 @@ impl Config {
         if let Some(filter) = log_filter {
             figment = figment.merge(Serialized::global("telemetry.filter", filter));
         }
-        figment
+        let config = figment
             .extract::<Config>()
-            .map_err(|error| ConfigError::Invalid(error.to_string()))
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
+        config.kafka.security.validate(&config.kafka)?;
+        Ok(config)
     }
 
     /// A topic or group name under this environment's prefix.

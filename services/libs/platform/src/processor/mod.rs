@@ -119,6 +119,14 @@ pub enum ProcessorError {
     /// Permanent: a record can be neither parked nor skipped.
     #[error(transparent)]
     DeadLetter(#[from] DeadLetterError),
+    /// Permanent: the broker's authorizer refuses this principal (an ACL
+    /// is missing). Retrying cannot grant it: the processor stops, loudly,
+    /// and its supervisor's restart backoff paces the retries.
+    #[error(
+        "kafka refused access to {resource} (authorization failed: {reason}); grant the \
+         principal its ACLs, then restart the processor"
+    )]
+    NotAuthorized { resource: String, reason: String },
 }
 
 impl ProcessorError {
