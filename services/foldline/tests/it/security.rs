@@ -72,7 +72,6 @@ async fn scram_over_sasl_ssl_serves_a_command_and_a_principal_without_acls_is_re
         .unwrap();
     let status = refused.wait_exit(Deadline::secs(60)).await.unwrap();
     assert!(!status.success(), "{}", refused.report(30));
-    eprintln!("{}", refused.report(8));
     let log = refused.log_text();
     let commands = deployment.topic("orders.commands");
     assert!(
@@ -130,7 +129,6 @@ async fn a_wrong_password_and_an_untrusted_ca_stop_start_up_naming_the_cause() {
         // Well within the probe's 10 s budget: the cause ends it early.
         let status = process.wait_exit(Deadline::secs(30)).await.unwrap();
         assert!(!status.success(), "{}", process.report(30));
-        eprintln!("{}", process.report(4));
         let log = process.log_text();
         for needle in expected {
             assert!(log.contains(needle), "{needle:?}:\n{}", process.report(30));

@@ -509,4 +509,22 @@ mod tests {
         assert!(partitions.install(3, generation, state()));
         assert!(partitions.usable(3, generation).is_some());
     }
+
+    #[test]
+    fn only_the_authorizers_refusals_end_the_loop() {
+        for refused in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::GroupAuthorizationFailed,
+            RDKafkaErrorCode::ClusterAuthorizationFailed,
+        ] {
+            assert!(is_refusal(&KafkaError::MessageConsumption(refused)));
+        }
+        for passing in [
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            assert!(!is_refusal(&KafkaError::MessageConsumption(passing)));
+        }
+    }
 }
