@@ -13,6 +13,9 @@
 //! from `testcontainers/kafka/pom.xml`; the JVM is `FOLDLINE_JAVA`, else
 //! `$JAVA_HOME/bin/java`, else `java` on `PATH`.
 //!
+//! A secured broker (SASL_SSL, mutual TLS, ACLs) is the same start with
+//! more listeners and properties ([`crate::secured`]).
+//!
 //! A `static` is never dropped, so the broker is not a plain child: it runs
 //! under a small `sh` watchdog whose stdin is a pipe this process holds open.
 //! When the test process exits, however it exits (even kill -9), the pipe

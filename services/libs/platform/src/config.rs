@@ -59,7 +59,8 @@ pub struct KafkaConfig {
     pub topic_prefix: String,
     /// Create missing topics at start-up through the admin API.
     pub create_topics: bool,
-    /// Extra librdkafka properties (e.g. `security.protocol`).
+    /// Extra librdkafka properties (e.g. `socket.keepalive.enable`);
+    /// security belongs in `security`.
     pub properties: BTreeMap<String, String>,
     /// librdkafka properties holding credentials (e.g. `sasl.password`).
     pub secret_properties: BTreeMap<String, Secret>,

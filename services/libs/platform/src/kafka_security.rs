@@ -191,6 +191,22 @@ pub enum SecurityConfigError {
     SetTwice { key: String },
 }
 
+/// The librdkafka properties `[kafka.security]` sets; the others (e.g.
+/// `ssl.cipher.suites`) stay the operator's, through `kafka.properties`.
+const OWNED_PROPERTIES: &[&str] = &[
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.key.pem",
+    "ssl.key.password",
+    "ssl.endpoint.identification.algorithm",
+];
+
 impl KafkaSecurityConfig {
     /// Checks what can be checked without a broker: a protocol with its
     /// required parts, no part its protocol ignores, files that exist.
@@ -201,11 +217,7 @@ impl KafkaSecurityConfig {
                 .properties
                 .keys()
                 .chain(kafka.secret_properties.keys())
-                .find(|key| {
-                    key.as_str() == "security.protocol"
-                        || key.starts_with("sasl.")
-                        || key.starts_with("ssl.")
-                });
+                .find(|key| OWNED_PROPERTIES.contains(&key.as_str()));
             if let Some(key) = owned {
                 return Err(SecurityConfigError::SetTwice { key: key.clone() });
             }
@@ -344,6 +356,8 @@ pub enum KafkaConnectError {
     },
     #[error("cannot create the kafka probe client: {0}")]
     Client(#[source] KafkaError),
+    #[error("the kafka connection probe panicked")]
+    ProbePanicked,
 }
 
 impl KafkaConnectError {
@@ -459,9 +473,7 @@ pub async fn verify_connection(
             }
         }
     });
-    probe
-        .await
-        .unwrap_or_else(|_| Err(KafkaConnectError::Client(KafkaError::Canceled)))
+    probe.await.unwrap_or(Err(KafkaConnectError::ProbePanicked))
 }
 
 #[cfg(test)]
@@ -661,6 +673,15 @@ mod tests {
             ("FOLDLINE__KAFKA__PROPERTIES__SECURITY_PROTOCOL", "SASL_SSL"),
         ]);
         assert!(error.contains("sets security.protocol"), "{error}");
+        // What kafka.security does not set stays the operator's.
+        load(&[
+            ("FOLDLINE__KAFKA__SECURITY__PROTOCOL", "SSL"),
+            (
+                "FOLDLINE__KAFKA__PROPERTIES__SSL_CIPHER_SUITES",
+                "ECDHE-RSA-AES256-GCM-SHA384",
+            ),
+        ])
+        .unwrap();
     }
 
     #[test]
