@@ -88,6 +88,7 @@ async fn topology_command(
             Ok(())
         }
         TopologyAction::Apply => {
+            verify_kafka_connection(config).await?;
             kafka::create_topics(&config.kafka, &specs)
                 .await
                 .context("create topics")?;
