@@ -14,6 +14,9 @@
 //! cargo run --release -p foldline-benches -- --duration 30s --concurrency 64 \
 //!     --bootstrap-servers 127.0.0.1:PORT
 //! ```
+//!
+//! The raw baseline's clients take the platform's `FOLDLINE__KAFKA__SECURITY__*`
+//! variables (`[kafka.security]`), so it measures a secured cluster too.
 
 mod args;
 mod load;
@@ -68,11 +71,17 @@ async fn run() -> anyhow::Result<()> {
                 args.raw_duration
             );
             let (duration, bytes) = (args.raw_duration, args.raw_record_bytes);
-            let measured =
-                tokio::task::spawn_blocking(move || raw::measure(&bootstrap, duration, bytes))
-                    .await
-                    .context("join the raw kafka baseline")?
-                    .context("measure the raw kafka baseline")?;
+            // The platform's own `FOLDLINE__KAFKA__SECURITY__*` variables.
+            let security = foldline_platform::config::Config::load(None, std::env::vars())
+                .context("read the kafka security (FOLDLINE__KAFKA__SECURITY__*)")?
+                .kafka
+                .security;
+            let measured = tokio::task::spawn_blocking(move || {
+                raw::measure(&bootstrap, &security, duration, bytes)
+            })
+            .await
+            .context("join the raw kafka baseline")?
+            .context("measure the raw kafka baseline")?;
             Some(measured)
         }
         None => None,

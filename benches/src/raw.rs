@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use foldline_platform::kafka_security::KafkaSecurityConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -66,16 +67,18 @@ impl ProducerContext for Counting {
 /// runs on a blocking thread.
 pub(crate) fn measure(
     bootstrap: &str,
+    security: &KafkaSecurityConfig,
     duration: Duration,
     record_bytes: usize,
 ) -> anyhow::Result<RawResult> {
     let topic = format!("foldline-load-raw-{}", uuid::Uuid::now_v7().simple());
-    create_topic(bootstrap, &topic)?;
-    let (produced, produce_failed, produce_s) = produce(bootstrap, &topic, duration, record_bytes)?;
+    create_topic(bootstrap, security, &topic)?;
+    let (produced, produce_failed, produce_s) =
+        produce(bootstrap, security, &topic, duration, record_bytes)?;
     if produced == 0 {
         bail!("the raw baseline delivered no record to {topic} on {bootstrap}");
     }
-    let consumed = consume(bootstrap, &topic, duration)?;
+    let consumed = consume(bootstrap, security, &topic, duration)?;
     Ok(RawResult {
         topic,
         record_bytes,
@@ -92,11 +95,23 @@ pub(crate) fn measure(
     })
 }
 
+/// `bootstrap.servers` with the platform's `[kafka.security]`, so the
+/// baseline reaches a secured cluster the way the roles do.
+fn client_config(bootstrap: &str, security: &KafkaSecurityConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    security.apply(&mut config);
+    config
+}
+
 /// Creates the topic through the admin API; the embedded mock cluster does
 /// not serve it, and there the first produce creates the topic instead.
-fn create_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+fn create_topic(
+    bootstrap: &str,
+    security: &KafkaSecurityConfig,
+    topic: &str,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap, security)
         .create()
         .context("create the kafka admin client")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -129,14 +144,14 @@ fn create_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
 
 fn produce(
     bootstrap: &str,
+    security: &KafkaSecurityConfig,
     topic: &str,
     duration: Duration,
     record_bytes: usize,
 ) -> anyhow::Result<(u64, u64, f64)> {
     let deliveries = Arc::new(Deliveries::default());
     // The platform's own producer settings (foldline_platform::kafka::producer_config).
-    let producer: BaseProducer<Counting> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let producer: BaseProducer<Counting> = client_config(bootstrap, security)
         .set("client.id", "foldline-load-raw")
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -190,9 +205,13 @@ struct Consumed {
 
 /// Reads the whole topic from its first offset to its high watermarks, as
 /// many times as it takes to read for `duration`.
-fn consume(bootstrap: &str, topic: &str, duration: Duration) -> anyhow::Result<Consumed> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+fn consume(
+    bootstrap: &str,
+    security: &KafkaSecurityConfig,
+    topic: &str,
+    duration: Duration,
+) -> anyhow::Result<Consumed> {
+    let consumer: BaseConsumer = client_config(bootstrap, security)
         .set("client.id", "foldline-load-raw")
         // assign needs a group id; the consumer never joins or commits.
         .set("group.id", format!("{topic}-reader"))

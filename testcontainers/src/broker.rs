@@ -13,6 +13,9 @@
 //! from `testcontainers/kafka/pom.xml`; the JVM is `FOLDLINE_JAVA`, else
 //! `$JAVA_HOME/bin/java`, else `java` on `PATH`.
 //!
+//! A secured broker (SASL_SSL, mutual TLS, ACLs) is the same start with
+//! more listeners and properties ([`crate::secured`]).
+//!
 //! A `static` is never dropped, so the broker is not a plain child: it runs
 //! under a small `sh` watchdog whose stdin is a pipe this process holds open.
 //! When the test process exits, however it exits (even kill -9), the pipe
@@ -209,8 +212,7 @@ impl KafkaBroker {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let classpath = find_lib()?.join("*");
-        let (child, lifeline) = launch(&find_java(), &classpath, &self.directory, &self.log, true)?;
+        let (child, lifeline) = launch(&self.directory, &self.log, true)?;
         *watchdog = child;
         drop(watchdog);
         *self
@@ -221,49 +223,45 @@ impl KafkaBroker {
     }
 
     fn start() -> anyhow::Result<KafkaBroker> {
+        KafkaBroker::start_with(|_| Ok(BrokerSetup::default()))
+    }
+
+    /// A broker whose setup (extra listeners, properties, storage-format
+    /// flags) `setup` writes into the broker's fresh directory.
+    pub(crate) fn start_with(
+        setup: impl FnOnce(&Path) -> anyhow::Result<BrokerSetup>,
+    ) -> anyhow::Result<KafkaBroker> {
         let began = Instant::now();
-        let classpath = find_lib()?.join("*");
-        let java = find_java();
         let directory = tempfile::Builder::new()
             .prefix("foldline-kafka-")
             .tempdir()
             .context("create the broker's temp dir")?
             .keep();
+        let setup = setup(&directory)?;
         let port = free_port()?;
         let controller_port = free_port()?;
         let properties = directory.join("server.properties");
         std::fs::write(
             &properties,
-            server_properties(port, controller_port, &directory.join("data")),
+            server_properties(port, controller_port, &directory.join("data"), &setup),
         )
         .with_context(|| format!("write {}", properties.display()))?;
         let log4j = directory.join("log4j2.properties");
         std::fs::write(&log4j, LOG4J2).with_context(|| format!("write {}", log4j.display()))?;
-        let jvm = |main_class: &str| {
-            let mut command = Command::new(&java);
-            command
-                .args(JVM_OPTIONS)
-                .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
-                .arg("-cp")
-                .arg(&classpath)
-                .arg(main_class)
-                .current_dir(&directory)
-                .env_remove("KAFKA_OPTS")
-                .env_remove("KAFKA_HEAP_OPTS");
-            command
-        };
+        let jvm = |main_class: &str| jvm_command(&directory, main_class);
 
         let format_log = directory.join("format.log");
-        let mut format = jvm("kafka.tools.StorageTool");
+        let mut format = jvm("kafka.tools.StorageTool")?;
         format
             .args(["format", "--cluster-id", CLUSTER_ID, "--config"])
             .arg(&properties)
-            .arg("--ignore-formatted");
+            .arg("--ignore-formatted")
+            .args(&setup.format_args);
         run_to_end(format, &format_log, Deadline::secs(60))
             .with_context(|| format!("format the broker's storage in {}", directory.display()))?;
 
         let log = directory.join("kafka.log");
-        let (child, lifeline) = launch(&java, &classpath, &directory, &log, false)?;
+        let (child, lifeline) = launch(&directory, &log, false)?;
         let mut kafka = KafkaBroker {
             bootstrap_servers: format!("127.0.0.1:{port}"),
             directory,
@@ -319,13 +317,7 @@ impl KafkaBroker {
 /// Runs the broker of `directory` (its `server.properties`, already
 /// formatted) under its watchdog, its output going to `log` (appended to
 /// when `append`, on a restart); returns the watchdog and its lifeline.
-fn launch(
-    java: &Path,
-    classpath: &Path,
-    directory: &Path,
-    log: &Path,
-    append: bool,
-) -> anyhow::Result<(Child, ChildStdin)> {
+fn launch(directory: &Path, log: &Path, append: bool) -> anyhow::Result<(Child, ChildStdin)> {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -336,19 +328,13 @@ fn launch(
     let stderr = log_file
         .try_clone()
         .context("duplicate the log file handle")?;
+    let server = jvm_command(directory, "kafka.Kafka")?;
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(WATCHDOG)
         .arg("sh")
-        .arg(java)
-        .args(JVM_OPTIONS)
-        .arg(format!(
-            "-Dlog4j2.configurationFile={}",
-            directory.join("log4j2.properties").display()
-        ))
-        .arg("-cp")
-        .arg(classpath)
-        .arg("kafka.Kafka")
+        .arg(server.get_program())
+        .args(server.get_args())
         .arg(directory.join("server.properties"))
         .current_dir(directory)
         .env("FOLDLINE_BROKER_DIR", directory)
@@ -358,7 +344,9 @@ fn launch(
         .stdout(log_file)
         .stderr(stderr)
         .spawn()
-        .with_context(|| format!("start {} under sh", java.display()))?;
+        .with_context(|| {
+            format!("start {} under sh", server.get_program().to_string_lossy())
+        })?;
     let lifeline = child
         .stdin
         .take()
@@ -366,20 +354,58 @@ fn launch(
     Ok((child, lifeline))
 }
 
+/// What a broker has beyond the plain one: listeners (name, which is also
+/// its security protocol, and port), properties, storage-format flags.
+#[derive(Debug, Default)]
+pub(crate) struct BrokerSetup {
+    pub(crate) listeners: Vec<(&'static str, u16)>,
+    pub(crate) properties: String,
+    pub(crate) format_args: Vec<String>,
+}
+
+/// `java <JVM_OPTIONS> -cp <kafka lib>/* <main_class>` in `directory`,
+/// logging with the `log4j2.properties` there.
+pub(crate) fn jvm_command(directory: &Path, main_class: &str) -> anyhow::Result<Command> {
+    let mut command = Command::new(find_java());
+    command
+        .args(JVM_OPTIONS)
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            directory.join("log4j2.properties").display()
+        ))
+        .arg("-cp")
+        .arg(find_lib()?.join("*"))
+        .arg(main_class)
+        .current_dir(directory)
+        .env_remove("KAFKA_OPTS")
+        .env_remove("KAFKA_HEAP_OPTS");
+    Ok(command)
+}
+
 /// A single node that is broker and controller, on loopback only, with
 /// every internal topic at replication factor 1 and no rebalance delay.
-fn server_properties(port: u16, controller_port: u16, data: &Path) -> String {
+fn server_properties(port: u16, controller_port: u16, data: &Path, setup: &BrokerSetup) -> String {
     let data = data.display();
+    let extra = |line: &dyn Fn(&str, u16) -> String| -> String {
+        setup
+            .listeners
+            .iter()
+            .map(|(name, port)| line(name, *port))
+            .collect()
+    };
+    let listeners = extra(&|name, port| format!(",{name}://127.0.0.1:{port}"));
+    let protocols = extra(&|name, _| format!(",{name}:{name}"));
+    let setup_properties = &setup.properties;
     format!(
         "\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}{listeners}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}{listeners}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{protocols}
 log.dirs={data}
 # Topics are created through the admin API, as in production.
 auto.create.topics.enable=false
@@ -404,13 +430,18 @@ background.threads=2
 num.recovery.threads.per.data.dir=1
 log.cleaner.threads=1
 log.cleaner.dedupe.buffer.size=8388608
-"
+{setup_properties}"
     )
 }
 
 /// Runs `command` to its end with its output in `log`, failing with the
 /// log's tail when it fails or outlives `deadline` (it is killed then).
-fn run_to_end(mut command: Command, log: &Path, deadline: Deadline) -> anyhow::Result<()> {
+pub(crate) fn run_to_end(
+    mut command: Command,
+    log: &Path,
+    deadline: Deadline,
+) -> anyhow::Result<()> {
+    let program = command.get_program().to_string_lossy().into_owned();
     let log_file =
         std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
     let stderr = log_file
@@ -421,12 +452,15 @@ fn run_to_end(mut command: Command, log: &Path, deadline: Deadline) -> anyhow::R
         .stdout(log_file)
         .stderr(stderr)
         .spawn()
-        .with_context(|| format!("start {}", command.get_program().to_string_lossy()))?;
+        .with_context(|| format!("start {program}"))?;
     loop {
-        if let Some(status) = child.try_wait().context("wait for the storage tool")? {
+        if let Some(status) = child
+            .try_wait()
+            .with_context(|| format!("wait for {program}"))?
+        {
             anyhow::ensure!(
                 status.success(),
-                "the storage tool failed ({status}); its output ({}):\n{}",
+                "{program} failed ({status}); its output ({}):\n{}",
                 log.display(),
                 crate::process::tail_of(log, 20)
             );
@@ -436,7 +470,7 @@ fn run_to_end(mut command: Command, log: &Path, deadline: Deadline) -> anyhow::R
             let _ = child.kill();
             let _ = child.wait();
             anyhow::bail!(
-                "the storage tool did not finish within {:?}; its output ({}):\n{}",
+                "{program} did not finish within {:?}; its output ({}):\n{}",
                 deadline.budget(),
                 log.display(),
                 crate::process::tail_of(log, 20)

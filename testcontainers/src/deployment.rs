@@ -33,6 +33,9 @@ pub struct Deployment {
     rust_log: String,
     /// `kafka.transactions` of every process it spawns, when set.
     transactions: Option<String>,
+    /// Applied after the deployment's own variables (e.g. a role's
+    /// credentials on the secured broker).
+    role_env: Vec<(String, String)>,
     dir: Option<tempfile::TempDir>,
     dir_path: PathBuf,
 }
@@ -42,6 +45,24 @@ impl Deployment {
     /// ports. `binary` is the `foldline` executable under test.
     pub fn new(binary: impl Into<PathBuf>, test_name: &str) -> anyhow::Result<Deployment> {
         Deployment::on_broker(binary, test_name, broker()?)
+    }
+
+    /// A deployment on the secured broker ([`crate::secured`]): the harness
+    /// reads through its PLAINTEXT super-user listener, the roles connect as
+    /// [`Deployment::with_role_env`] says.
+    pub fn secured(binary: impl Into<PathBuf>, test_name: &str) -> anyhow::Result<Deployment> {
+        Deployment::on_broker(
+            binary,
+            test_name,
+            crate::secured::secured_broker()?.broker(),
+        )
+    }
+
+    /// Every process this deployment spawns gets `env` on top of its own
+    /// variables (before a spawn's extra ones).
+    pub fn with_role_env(mut self, env: Vec<(String, String)>) -> Deployment {
+        self.role_env = env;
+        self
     }
 
     /// A deployment on a broker of its own, for tests that stop the broker.
@@ -76,6 +97,7 @@ impl Deployment {
             rust_log: std::env::var("FOLDLINE_IT_LOG")
                 .unwrap_or_else(|_| "info,rdkafka=warn".to_owned()),
             transactions: None,
+            role_env: Vec::new(),
             dir: Some(dir),
             dir_path,
         })
@@ -155,6 +177,7 @@ impl Deployment {
         let mut env: Vec<(String, String)> = pairs
             .into_iter()
             .map(|(key, value)| (key.to_owned(), value))
+            .chain(self.role_env.iter().cloned())
             .collect();
         if let Some(mode) = &self.transactions {
             env.push(("FOLDLINE__KAFKA__TRANSACTIONS".to_owned(), mode.clone()));

@@ -11,6 +11,8 @@
 //! - [`broker`]: the shared Kafka broker, started lazily and killed when
 //!   the test process exits, and dedicated brokers for tests that stop
 //!   theirs.
+//! - [`secured`]: a second broker with SASL_SSL, mutual TLS, SCRAM users
+//!   and KRaft's StandardAuthorizer with ACLs, for the security tests.
 //! - [`ports`]: free loopback ports.
 //! - [`process`]: [`FoldlineProcess`], one `foldline run <role>...` child
 //!   (kill -9, SIGSTOP/SIGCONT, readiness, log tail).
@@ -28,6 +30,7 @@ pub mod http;
 pub mod ports;
 pub mod process;
 pub mod replay;
+pub mod secured;
 pub mod wait;
 
 pub use broker::{broker, dedicated_broker, KafkaBroker};
@@ -39,4 +42,5 @@ pub use replay::{
     committed_offsets, read_outcomes, read_topic, read_topic_as, replay_orders_events, Isolation,
     PublishedOutcome, RawRecord, Replay, ReplayedRecord,
 };
+pub use secured::{secured_broker, SaslUser, SecuredKafka, TestPki};
 pub use wait::{poll_until, Deadline};

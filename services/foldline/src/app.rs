@@ -15,6 +15,7 @@ use foldline_gateway::{DomainEdge, GatewayState};
 use foldline_platform::codec::Codec;
 use foldline_platform::config::{Config, StoreKind, Transactions};
 use foldline_platform::kafka::{self, EmbeddedBroker};
+use foldline_platform::kafka_security;
 use foldline_platform::service::{DomainTopics, RoleContext};
 use foldline_platform::shutdown::{self, ShutdownTrigger};
 use foldline_platform::store::Store;
@@ -87,6 +88,7 @@ async fn topology_command(
             Ok(())
         }
         TopologyAction::Apply => {
+            verify_kafka_connection(config).await?;
             kafka::create_topics(&config.kafka, &specs)
                 .await
                 .context("create topics")?;
@@ -205,10 +207,36 @@ pub async fn start_embedded(mut config: Config, topology: Topology) -> anyhow::R
 /// `foldline run <roles>`: chosen roles against the configured broker,
 /// registry and store, creating topics first when configured to.
 pub async fn start(config: Config, topology: Topology, roles: &[Role]) -> anyhow::Result<Running> {
+    verify_kafka_connection(&config).await?;
     if config.kafka.create_topics {
         create_topics_when_the_broker_is_up(&config, &topology).await?;
     }
     serve_roles(config, topology, roles, RegistryUrl::FromConfig).await
+}
+
+/// How long start-up waits for a first answer from the brokers.
+const CONNECTION_PROBE_BUDGET: Duration = Duration::from_secs(10);
+
+/// Fails start-up on refused credentials or an untrusted certificate, which
+/// librdkafka would otherwise retry forever with the roles waiting; a broker
+/// that does not answer yet is only a warning (the roles retry on their own).
+async fn verify_kafka_connection(config: &Config) -> anyhow::Result<()> {
+    let security = &config.kafka.security;
+    tracing::info!(
+        bootstrap_servers = %config.kafka.bootstrap_servers,
+        protocol = security.protocol.as_librdkafka(),
+        sasl_mechanism = security.sasl.mechanism.map(|mechanism| mechanism.as_librdkafka()),
+        sasl_username = security.sasl.username.as_deref(),
+        "connecting to kafka"
+    );
+    match kafka_security::verify_connection(&config.kafka, CONNECTION_PROBE_BUDGET).await {
+        Ok(()) => Ok(()),
+        Err(error) if error.is_transient() => {
+            tracing::warn!(%error, "kafka does not answer yet; the roles keep retrying");
+            Ok(())
+        }
+        Err(error) => Err(error).context("connect to kafka"),
+    }
 }
 
 async fn create_topics_when_the_broker_is_up(

@@ -17,6 +17,8 @@
 //! - [`poison`]: garbage on the consumed topics is parked, partitions move on.
 //! - [`replaced`]: the events topic deleted and recreated under a
 //!   processor's snapshots.
+//! - [`security`]: SASL_SSL (SCRAM, PLAIN), mutual TLS, refused
+//!   credentials and certificates, and ACLs on the secured broker.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,5 +29,6 @@ mod in_process;
 mod outage;
 mod poison;
 mod replaced;
+mod security;
 mod support;
 mod zombie;

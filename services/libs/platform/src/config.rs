@@ -17,6 +17,8 @@ pub enum ConfigError {
     MissingFile(PathBuf),
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    #[error("invalid configuration: {0}")]
+    Security(#[from] crate::kafka_security::SecurityConfigError),
 }
 
 /// A value that must never be printed: `Debug` and `Display` redact it.
@@ -57,7 +59,8 @@ pub struct KafkaConfig {
     pub topic_prefix: String,
     /// Create missing topics at start-up through the admin API.
     pub create_topics: bool,
-    /// Extra librdkafka properties (e.g. `security.protocol`).
+    /// Extra librdkafka properties (e.g. `socket.keepalive.enable`);
+    /// security belongs in `security`.
     pub properties: BTreeMap<String, String>,
     /// librdkafka properties holding credentials (e.g. `sasl.password`).
     pub secret_properties: BTreeMap<String, Secret>,
@@ -69,6 +72,9 @@ pub struct KafkaConfig {
     /// Whether consume-transform-produce loops (the command processor)
     /// write each batch in one Kafka transaction (`processor/design.md`).
     pub transactions: Transactions,
+    /// `[kafka.security]`: TLS, SASL and mutual TLS for every client
+    /// (`kafka_security`).
+    pub security: crate::kafka_security::KafkaSecurityConfig,
 }
 
 /// `kafka.transactions`: the command processor's write mode.
@@ -97,6 +103,7 @@ impl Default for KafkaConfig {
             secret_properties: BTreeMap::new(),
             fetch_wait_max_ms: 20,
             transactions: Transactions::Auto,
+            security: Default::default(),
         }
     }
 }
@@ -270,9 +277,15 @@ impl Config {
                 continue;
             }
             let key = path.replace("__", ".");
-            let parsed: figment::value::Value = value
-                .parse()
-                .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+            // Every security key is a string or a path: a password of
+            // digits stays a string (and never reaches a type error).
+            let parsed: figment::value::Value = if key.starts_with("kafka.security.") {
+                figment::value::Value::from(value)
+            } else {
+                value
+                    .parse()
+                    .unwrap_or_else(|_| figment::value::Value::from(value.clone()))
+            };
             figment = figment.merge(Serialized::global(&key, parsed));
         }
         // `RUST_LOG`, the operator's habitual lever, overrides every other
@@ -280,9 +293,11 @@ impl Config {
         if let Some(filter) = log_filter {
             figment = figment.merge(Serialized::global("telemetry.filter", filter));
         }
-        figment
+        let config = figment
             .extract::<Config>()
-            .map_err(|error| ConfigError::Invalid(error.to_string()))
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
+        config.kafka.security.validate(&config.kafka)?;
+        Ok(config)
     }
 
     /// A topic or group name under this environment's prefix.

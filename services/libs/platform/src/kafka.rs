@@ -31,6 +31,7 @@ fn base_client_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
     config
         .set("bootstrap.servers", &kafka.bootstrap_servers)
         .set("client.id", client_id);
+    kafka.security.apply(&mut config);
     config
 }
 
@@ -183,9 +184,10 @@ pub async fn create_topics(
     kafka: &KafkaConfig,
     specs: &[TopicSpec],
 ) -> Result<(), KafkaSetupError> {
-    let admin: AdminClient<DefaultClientContext> = base_client_config(kafka, "foldline-admin")
-        .create()
-        .map_err(KafkaSetupError::Client)?;
+    let admin: AdminClient<DefaultClientContext> =
+        with_overrides(base_client_config(kafka, "foldline-admin"), kafka, &[])
+            .create()
+            .map_err(KafkaSetupError::Client)?;
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|spec| {

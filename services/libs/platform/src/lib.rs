@@ -4,6 +4,8 @@
 //! - [`config`]: typed, layered configuration (defaults, file, `FOLDLINE__` env).
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`kafka`]: client configuration, topic creation, the embedded broker.
+//! - [`kafka_security`]: `[kafka.security]` (TLS, SASL, mutual TLS), its
+//!   start-up validation, and the connection probe naming a refusal's cause.
 //! - [`codec`]: Avro values in the Confluent wire format via a schema registry.
 //! - [`store`]: the projection store interface and its embedded implementation.
 //! - [`domain`]: the domain seam: a pure decider plus its [`DomainWire`]
@@ -28,6 +30,7 @@ pub mod gate;
 pub mod gated;
 pub mod headers;
 pub mod kafka;
+pub mod kafka_security;
 pub mod processor;
 pub mod projector;
 pub mod service;

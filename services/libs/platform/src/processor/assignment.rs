@@ -14,7 +14,7 @@ use futures::FutureExt;
 use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::OwnedMessage;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
@@ -158,6 +158,9 @@ pub(crate) fn assign_at<C: ConsumerContext>(
 pub(crate) struct Polled {
     pub(crate) rebalances: Vec<RebalanceEvent>,
     pub(crate) records: Vec<(i32, Vec<OwnedMessage>)>,
+    /// The broker refused the consumer (a topic, group or cluster
+    /// authorization failure): permanent, ends the loop.
+    pub(crate) refused: Option<KafkaError>,
     len: usize,
 }
 
@@ -221,6 +224,10 @@ pub(crate) async fn poll(
     polled.drain(rebalances);
     match first {
         Ok(message) => polled.push(message),
+        Err(error) if is_refusal(&error) => {
+            polled.refused = Some(error);
+            return Some(polled);
+        }
         Err(error) => {
             tracing::warn!(%error, "consumer error");
             return Some(polled);
@@ -233,6 +240,10 @@ pub(crate) async fn poll(
             Some(Ok(message)) => polled.push(message.detach()),
             // Nothing queued, or the poll served a rebalance.
             None => break,
+            Some(Err(error)) if is_refusal(&error) => {
+                polled.refused = Some(error);
+                break;
+            }
             Some(Err(error)) => {
                 tracing::warn!(%error, "consumer error");
                 break;
@@ -240,6 +251,18 @@ pub(crate) async fn poll(
         }
     }
     Some(polled)
+}
+
+/// Whether a consumer error is the broker's authorizer saying no.
+pub(crate) fn is_refusal(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+        )
+    )
 }
 
 /// Commits the stored offsets and leaves the group, off the async workers
@@ -490,5 +513,23 @@ mod tests {
         assert_eq!(partitions.generation(3), Some(generation), "still owned");
         assert!(partitions.install(3, generation, state()));
         assert!(partitions.usable(3, generation).is_some());
+    }
+
+    #[test]
+    fn only_the_authorizers_refusals_end_the_loop() {
+        for refused in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::GroupAuthorizationFailed,
+            RDKafkaErrorCode::ClusterAuthorizationFailed,
+        ] {
+            assert!(is_refusal(&KafkaError::MessageConsumption(refused)));
+        }
+        for passing in [
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            assert!(!is_refusal(&KafkaError::MessageConsumption(passing)));
+        }
     }
 }

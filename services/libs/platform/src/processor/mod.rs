@@ -128,6 +128,14 @@ pub enum ProcessorError {
     /// transactions (not supported, not authorised).
     #[error("cannot initialise kafka transactions: {0}")]
     Transactions(String),
+    /// Permanent: the broker's authorizer refuses this principal (an ACL
+    /// is missing). Retrying cannot grant it: the processor stops, loudly,
+    /// and its supervisor's restart backoff paces the retries.
+    #[error(
+        "kafka refused access to {resource} (authorization failed: {reason}); grant the \
+         principal its ACLs, then restart the processor"
+    )]
+    NotAuthorized { resource: String, reason: String },
 }
 
 impl ProcessorError {

@@ -135,6 +135,9 @@ impl<D: CommandDomain> Processor<D> {
             let Some(polled) = polled else {
                 return Ok(());
             };
+            if let Some(error) = polled.refused {
+                return Err(self.refusal(&error));
+            }
             // Before any record of the round is looked at: ownership is
             // what the group says now, and a revoked partition's state is gone.
             for event in &polled.rebalances {
@@ -144,6 +147,23 @@ impl<D: CommandDomain> Processor<D> {
                 self.process_round(consumer, polled.records, shutdown)
                     .await?;
             }
+        }
+    }
+
+    /// What the consumer was refused, by name: the commands topic, the
+    /// group, or the cluster.
+    fn refusal(&self, error: &rdkafka::error::KafkaError) -> ProcessorError {
+        use rdkafka::error::RDKafkaErrorCode;
+        let resource = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::GroupAuthorizationFailed) => {
+                format!("consumer group {}", self.options.group)
+            }
+            Some(RDKafkaErrorCode::ClusterAuthorizationFailed) => "the cluster".to_owned(),
+            _ => format!("topic {}", self.topics.commands),
+        };
+        ProcessorError::NotAuthorized {
+            resource,
+            reason: error.to_string(),
         }
     }
 }
