@@ -2,6 +2,8 @@
 //! domain.
 //!
 //! # Layout
+//! - [`admission`]: the bound on unsettled commands per domain; past it a
+//!   command is refused with 503 before it is produced.
 //! - [`problem`]: RFC 9457 problem details, the only error shape.
 //! - [`http`]: request plumbing every route shares (JSON bodies, path ids,
 //!   `Prefer: wait`, paging cursors) and [`GatewayError`](http::GatewayError),
@@ -17,6 +19,7 @@
 //! pure domain, the decision happens in the domain's processor, reads come
 //! from projections.
 
+pub mod admission;
 pub mod commands;
 pub mod http;
 pub mod idempotency;
@@ -41,6 +44,7 @@ use foldline_platform::store::Store;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::Semaphore;
 
+use crate::admission::Admission;
 use crate::http::GatewayError;
 use crate::outcomes::Outcomes;
 use crate::problem::Problem;
@@ -97,6 +101,8 @@ pub struct GatewayState {
     pub codec: Codec,
     pub store: Store,
     pub outcomes: Outcomes,
+    /// Shared with `outcomes`, which gives slots back as commands settle.
+    pub admission: Admission,
     /// Served domains by name.
     pub domains: Arc<BTreeMap<String, DomainEdge>>,
     pub in_flight: Arc<Semaphore>,

@@ -149,6 +149,30 @@ pub struct GatewayConfig {
     pub concurrency_limit: usize,
     /// Who the gateway names as the issuer of commands it accepts.
     pub client_id: String,
+    /// Commands of one domain this gateway has produced and not yet seen
+    /// settled before it refuses more with 503 (admission, see
+    /// `ARCHITECTURE.md`). Bounds this gateway's share of the backlog
+    /// between `D.commands` and `D.events`; at least 1.
+    pub max_unsettled_commands: usize,
+    /// After how long an admitted command whose outcome never came (parked,
+    /// or its outcome lost) stops counting against the bound; at least 1.
+    pub unsettled_expiry_seconds: u64,
+}
+
+impl GatewayConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_unsettled_commands == 0 {
+            return Err(ConfigError::Invalid(
+                "gateway.max_unsettled_commands must be at least 1".to_owned(),
+            ));
+        }
+        if self.unsettled_expiry_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "gateway.unsettled_expiry_seconds must be at least 1".to_owned(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for GatewayConfig {
@@ -160,6 +184,8 @@ impl Default for GatewayConfig {
             max_wait_seconds: 20,
             concurrency_limit: 1024,
             client_id: "anonymous".to_owned(),
+            max_unsettled_commands: 256,
+            unsettled_expiry_seconds: 30,
         }
     }
 }
@@ -252,9 +278,11 @@ impl Config {
         if let Some(filter) = log_filter {
             figment = figment.merge(Serialized::global("telemetry.filter", filter));
         }
-        figment
+        let config = figment
             .extract::<Config>()
-            .map_err(|error| ConfigError::Invalid(error.to_string()))
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
+        config.gateway.validate()?;
+        Ok(config)
     }
 
     /// A topic or group name under this environment's prefix.
@@ -285,6 +313,37 @@ mod tests {
         let config = Config::load(None, Vec::new()).unwrap();
         assert_eq!(config.gateway.listen.port(), 8080);
         assert_eq!(config.store.kind, StoreKind::Embedded);
+    }
+
+    #[test]
+    fn an_admission_bound_of_zero_is_refused_with_its_key() {
+        for (key, name) in [
+            (
+                "FOLDLINE__GATEWAY__MAX_UNSETTLED_COMMANDS",
+                "gateway.max_unsettled_commands",
+            ),
+            (
+                "FOLDLINE__GATEWAY__UNSETTLED_EXPIRY_SECONDS",
+                "gateway.unsettled_expiry_seconds",
+            ),
+        ] {
+            let error = Config::load(None, vec![(key.to_owned(), "0".to_owned())]).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("{name} must be at least 1")),
+                "{error}"
+            );
+        }
+        let config = Config::load(
+            None,
+            vec![(
+                "FOLDLINE__GATEWAY__MAX_UNSETTLED_COMMANDS".to_owned(),
+                "64".to_owned(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(config.gateway.max_unsettled_commands, 64);
     }
 
     #[test]

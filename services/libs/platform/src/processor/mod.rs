@@ -16,13 +16,13 @@ use std::sync::Arc;
 use apache_avro::types::Value;
 use foldline_contracts::envelope::{CommandRejected, EventMetadata};
 use foldline_contracts::record::WireError;
-use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::FutureProducer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use self::assignment::Partitions;
 pub use self::log::{AggregateSlot, PartitionLog};
+use self::restore::Restorer;
 pub use self::run::run;
 use crate::codec::{Codec, Decoded};
 use crate::dlq::{DeadLetterError, DeadLetters};
@@ -136,8 +136,8 @@ struct Processor<D: CommandDomain> {
     options: ProcessorOptions,
     codec: Codec,
     store: Store,
-    /// Shared with the blocking threads that fetch watermarks.
-    reader: Arc<StreamConsumer>,
+    /// Shared with the restores, which run on tasks of their own.
+    restorer: Arc<Restorer<D>>,
     producer: FutureProducer,
     dead_letters: DeadLetters,
     partitions: Partitions<D::State>,

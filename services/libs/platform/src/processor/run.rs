@@ -12,12 +12,13 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::assignment::{close, poll, Partitions, RebalanceEvent, RebalanceEvents, StartAt};
+use super::restore::Restorer;
 use super::settle::Processed;
 use super::{CommandDomain, Processor, ProcessorError, ProcessorOptions, ProcessorTopics};
 use crate::codec::Codec;
 use crate::config::KafkaConfig;
 use crate::dlq::DeadLetters;
-use crate::kafka::{group_consumer_config, producer_config, reader_config, store_next_offset};
+use crate::kafka::{group_consumer_config, producer_config, store_next_offset};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -42,18 +43,24 @@ pub async fn run<D: CommandDomain>(
             group_consumer_config(kafka, &options.client_id, &options.group)
                 .create_with_context(context)?;
         consumer.subscribe(&[&topics.commands])?;
-        let reader: StreamConsumer =
-            reader_config(kafka, &format!("{}-restore", options.client_id)).create()?;
         let producer: FutureProducer = producer_config(kafka, &options.client_id).create()?;
         let dead_letters =
             DeadLetters::new(producer.clone(), topics.dlq.clone(), options.group.clone());
+        let restorer = Arc::new(Restorer::new(
+            Arc::clone(&domain),
+            &topics,
+            &options,
+            kafka,
+            codec.clone(),
+            store.clone(),
+        ));
         let mut processor = Processor {
             domain,
             topics,
             options,
             codec,
             store,
-            reader: Arc::new(reader),
+            restorer,
             producer,
             dead_letters,
             partitions: Partitions::default(),
@@ -88,7 +95,7 @@ impl<D: CommandDomain> Processor<D> {
             // Before any record of the round is looked at: ownership is
             // what the group says now, and a revoked partition's state is gone.
             for event in &polled.rebalances {
-                self.partitions.apply(event);
+                self.apply_rebalance(event, shutdown);
             }
             for (partition, messages) in polled.records {
                 self.process_partition(consumer, partition, messages, shutdown)

@@ -76,7 +76,7 @@ impl<D: CommandDomain> Processor<D> {
         let mut delays = retry::delays();
         loop {
             if self.partitions.usable(partition, generation).is_none() {
-                let Some(state) = self.restore(partition, shutdown).await? else {
+                let Some(state) = self.restore(partition, generation, shutdown).await? else {
                     return Ok(Processed::Interrupted);
                 };
                 if !self.partitions.install(partition, generation, state) {
