@@ -120,6 +120,27 @@ impl Admission {
         Ok(())
     }
 
+    /// Whether `domain` has no slot left, expired ones given back first: a
+    /// cheap early answer, before a request's body is read. [`admit`]
+    /// still decides.
+    ///
+    /// [`admit`]: Admission::admit
+    pub fn is_full(&self, domain: &str) -> bool {
+        let Some(bound) = self.inner.bounds.get(domain) else {
+            return false;
+        };
+        if bound.available_permits() > 0 {
+            return false;
+        }
+        let mut unsettled = self
+            .inner
+            .unsettled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        unsettled.expire(Instant::now(), self.inner.expiry);
+        bound.available_permits() == 0
+    }
+
     /// Gives back the slot of a command that settled, or that was never
     /// produced. A command this gateway did not admit is ignored.
     pub fn release(&self, command_id: &str) {
@@ -180,6 +201,17 @@ mod tests {
         admission.release("a");
         admission.admit("orders", "c").unwrap();
         assert_eq!(admission.unsettled("orders"), 2);
+    }
+
+    #[test]
+    fn a_full_domain_is_known_before_any_command_is_read() {
+        let admission = Admission::new(["orders"], 1, EXPIRY);
+        assert!(!admission.is_full("orders"));
+        admission.admit("orders", "a").unwrap();
+        assert!(admission.is_full("orders"));
+        assert!(!admission.is_full("other"));
+        admission.release("a");
+        assert!(!admission.is_full("orders"));
     }
 
     #[test]

@@ -144,7 +144,19 @@ pub fn router(state: GatewayState, declarations: &[EdgeDeclaration]) -> Router {
 }
 
 /// Sheds load past the concurrency limit and bounds every request's time.
+/// A command (a POST under a domain's collection) for a domain with no
+/// admission slot left is refused here, before its body is read or
+/// validated: under overload a refusal must cost as little as possible.
 async fn limits(State(state): State<GatewayState>, request: Request, next: Next) -> Response {
+    if request.method() == axum::http::Method::POST {
+        let path = request.uri().path();
+        let full = state.domains.iter().any(|(domain, edge)| {
+            path.starts_with(edge.collection) && state.admission.is_full(domain)
+        });
+        if full {
+            return overloaded(&state);
+        }
+    }
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
         return Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -165,6 +177,19 @@ async fn limits(State(state): State<GatewayState>, request: Request, next: Next)
         .retry_after(1)
         .into_response(),
     }
+}
+
+fn overloaded(state: &GatewayState) -> Response {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        format!(
+            "{} commands are still being settled, retry later",
+            state.config.max_unsettled_commands
+        ),
+    )
+    .retry_after(1)
+    .into_response()
 }
 
 async fn healthz() -> &'static str {
