@@ -103,25 +103,16 @@ impl Target {
     }
 
     async fn read(&self, id: &str) -> Outcome {
-        let response = match self
-            .client
-            .get(format!("{}/{id}", self.orders_url))
-            .send()
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => return Outcome::Failed(transport_failure(&error)),
-        };
-        let status = response.status().as_u16();
-        match (status, response.bytes().await) {
-            (200, Ok(_)) => Outcome::Settled(None),
-            (_, Err(error)) => Outcome::Failed(transport_failure(&error)),
-            (status, Ok(_)) => Outcome::Failed(status.to_string()),
-        }
+        self.get_ok(&format!("{}/{id}", self.orders_url)).await
     }
 
     async fn health(&self) -> Outcome {
-        let response = match self.client.get(&self.health_url).send().await {
+        self.get_ok(&self.health_url).await
+    }
+
+    /// A GET that counts when answered 200.
+    async fn get_ok(&self, url: &str) -> Outcome {
+        let response = match self.client.get(url).send().await {
             Ok(response) => response,
             Err(error) => return Outcome::Failed(transport_failure(&error)),
         };

@@ -17,7 +17,9 @@
 //! right now (a slow store, a rebalance, a restore): the limit follows the
 //! platform instead of a number configured for yesterday's hardware.
 //! A retry of a command still unsettled (same command id, from the same
-//! `Idempotency-Key`) reuses its slot.
+//! `Idempotency-Key`) reuses its slot. Once a domain is full the gateway
+//! refuses its POSTs before reading their bodies ([`Admission::is_full`]),
+//! so under overload a retry is refused like any other command.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
