@@ -18,8 +18,11 @@ pub(crate) enum Scenario {
     Place,
     /// Place orders and read placed orders back with GET (`--read-ratio`).
     Mixed,
-    /// GET orders placed during a setup phase (`--setup-orders`).
+    /// GET orders placed during a setup phase (`--setup-orders`); with
+    /// `--compare-health`, then `/healthz` for as long, in the same run.
     Read,
+    /// GET `/healthz`: the process's floor for a request.
+    Health,
 }
 
 impl Scenario {
@@ -28,6 +31,7 @@ impl Scenario {
             Self::Place => "place",
             Self::Mixed => "mixed",
             Self::Read => "read",
+            Self::Health => "health",
         }
     }
 }
@@ -95,6 +99,19 @@ pub(crate) struct Args {
     /// Skip writing reports (print only).
     #[arg(long)]
     pub(crate) no_report: bool,
+    /// `read`: after the reads, GET `/healthz` with the same mode and
+    /// duration, and report reads/s ÷ healthz/s.
+    #[arg(long)]
+    pub(crate) compare_health: bool,
+    /// The gateway's process id: its resident memory is sampled each second.
+    #[arg(long)]
+    pub(crate) pid: Option<u32>,
+    /// With `--bootstrap-servers`: the topics whose high-watermark
+    /// difference is the backlog of undecided commands, sampled each second.
+    #[arg(long, default_value = "orders.commands")]
+    pub(crate) commands_topic: String,
+    #[arg(long, default_value = "orders.events")]
+    pub(crate) events_topic: String,
 }
 
 fn as_secs<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -187,6 +204,14 @@ pub(crate) fn validate(args: &Args) -> anyhow::Result<Settings> {
     }
     if args.scenario == Scenario::Read && args.setup_orders == 0 {
         bail!("--setup-orders must be at least 1 for the read scenario");
+    }
+    if args.compare_health && args.scenario != Scenario::Read {
+        bail!("--compare-health goes with --scenario read");
+    }
+    if let Some(pid) = args.pid {
+        if !std::path::Path::new(&format!("/proc/{pid}/status")).exists() {
+            bail!("--pid {pid}: no such process");
+        }
     }
     if args.lines == 0 || args.lines > 100 {
         bail!("--lines must be between 1 and 100");
@@ -288,6 +313,18 @@ mod tests {
     #[test]
     fn a_read_ratio_outside_zero_to_one_is_refused() {
         assert!(refused(&["--scenario", "mixed", "--read-ratio", "1.5"]).contains("--read-ratio"));
+    }
+
+    #[test]
+    fn a_health_comparison_needs_a_read_run() {
+        assert!(refused(&["--compare-health"]).contains("--compare-health"));
+        assert!(parse(&["--scenario", "read", "--compare-health"]).is_ok());
+    }
+
+    #[test]
+    fn a_pid_that_is_no_process_is_refused() {
+        assert!(refused(&["--pid", "4000000000"]).contains("--pid"));
+        assert!(parse(&["--pid", &std::process::id().to_string()]).is_ok());
     }
 
     #[test]

@@ -26,6 +26,7 @@ const POOL_LIMIT: usize = 100_000;
 pub(crate) enum OpKind {
     Place,
     Read,
+    Health,
 }
 
 impl OpKind {
@@ -33,6 +34,7 @@ impl OpKind {
         match self {
             Self::Place => "place",
             Self::Read => "read",
+            Self::Health => "health",
         }
     }
 }
@@ -54,6 +56,7 @@ struct Target {
     client: reqwest::Client,
     place_url: String,
     orders_url: String,
+    health_url: String,
     wait: u64,
     lines: u64,
     pool: Mutex<Vec<String>>,
@@ -100,12 +103,16 @@ impl Target {
     }
 
     async fn read(&self, id: &str) -> Outcome {
-        let response = match self
-            .client
-            .get(format!("{}/{id}", self.orders_url))
-            .send()
-            .await
-        {
+        self.get_ok(&format!("{}/{id}", self.orders_url)).await
+    }
+
+    async fn health(&self) -> Outcome {
+        self.get_ok(&self.health_url).await
+    }
+
+    /// A GET that counts when answered 200.
+    async fn get_ok(&self, url: &str) -> Outcome {
+        let response = match self.client.get(url).send().await {
             Ok(response) => response,
             Err(error) => return Outcome::Failed(transport_failure(&error)),
         };
@@ -141,6 +148,7 @@ impl Target {
     /// Runs operation `index` of `scenario`.
     async fn operate(&self, scenario: Scenario, read_ratio: f64, index: u64) -> (OpKind, Outcome) {
         let read = match scenario {
+            Scenario::Health => return (OpKind::Health, self.health().await),
             Scenario::Place => None,
             Scenario::Read => self.pick(index),
             Scenario::Mixed if schedule::is_read(index, read_ratio) => self.pick(index),
@@ -184,6 +192,8 @@ struct Recorder {
 #[derive(Debug, Default)]
 struct Measured {
     histograms: BTreeMap<OpKind, Histogram<u64>>,
+    /// How fast 503s (admission, load shedding) were answered.
+    refusals: BTreeMap<OpKind, Histogram<u64>>,
     failures: BTreeMap<OpKind, BTreeMap<String, u64>>,
     started: u64,
 }
@@ -224,17 +234,15 @@ impl Recorder {
         measured.started += 1;
         match outcome {
             Outcome::Settled(_) => {
-                let histogram = match measured.histograms.entry(kind) {
-                    std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(entry) => entry.insert(
-                        Histogram::new_with_bounds(1, HISTOGRAM_MAX_MICROS, 3)
-                            .context("create a latency histogram")?,
-                    ),
-                };
+                let histogram = histogram_of(&mut measured.histograms, kind)?;
                 let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
                 histogram.saturating_record(micros.max(1));
             }
             Outcome::Failed(status) => {
+                if status == "503" {
+                    let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+                    histogram_of(&mut measured.refusals, kind)?.saturating_record(micros.max(1));
+                }
                 *measured
                     .failures
                     .entry(kind)
@@ -245,6 +253,19 @@ impl Recorder {
         }
         Ok(())
     }
+}
+
+fn histogram_of(
+    histograms: &mut BTreeMap<OpKind, Histogram<u64>>,
+    kind: OpKind,
+) -> anyhow::Result<&mut Histogram<u64>> {
+    Ok(match histograms.entry(kind) {
+        std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+        std::collections::btree_map::Entry::Vacant(entry) => entry.insert(
+            Histogram::new_with_bounds(1, HISTOGRAM_MAX_MICROS, 3)
+                .context("create a latency histogram")?,
+        ),
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -266,6 +287,9 @@ pub(crate) struct OpResult {
     pub(crate) latency_ms: Option<Percentiles>,
     pub(crate) failures: BTreeMap<String, u64>,
     pub(crate) failed: u64,
+    /// Milliseconds to a 503 (refused by admission or shed); open loop:
+    /// from each operation's intended start.
+    pub(crate) refused_latency_ms: Option<Percentiles>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -337,6 +361,7 @@ pub(crate) async fn run(
         client,
         place_url: format!("{base}/v1/orders"),
         orders_url: format!("{base}/v1/orders"),
+        health_url: format!("{base}/healthz"),
         wait: args.wait,
         lines: args.lines,
         pool: Mutex::new(Vec::new()),
@@ -461,6 +486,7 @@ pub(crate) async fn run(
                 settled,
                 settled_per_s: schedule::per_second(settled, duration),
                 latency_ms: histogram.map(percentiles),
+                refused_latency_ms: measured.refusals.get(&kind).map(percentiles),
                 failed: failures.values().sum(),
                 failures,
             }

@@ -22,6 +22,7 @@ mod args;
 mod load;
 mod raw;
 mod report;
+mod sample;
 mod schedule;
 
 use std::time::SystemTime;
@@ -61,7 +62,22 @@ async fn run() -> anyhow::Result<()> {
         args.duration,
     );
 
-    let load = load::run(&args, &settings, client).await?;
+    let sampler = sample::Sampler::start(sample::Sources {
+        pid: args.pid,
+        bootstrap_servers: args.bootstrap_servers.clone(),
+        commands_topic: args.commands_topic.clone(),
+        events_topic: args.events_topic.clone(),
+    })?;
+    let load = load::run(&args, &settings, client.clone()).await?;
+    let health = if args.compare_health {
+        eprintln!("health: GET /healthz, {}", settings.mode.describe());
+        let mut health_args = args.clone();
+        health_args.scenario = args::Scenario::Health;
+        Some(load::run(&health_args, &settings, client).await?)
+    } else {
+        None
+    };
+    let sampled = sampler.finish().await?;
 
     // After the HTTP run, not during it, so the two do not compete.
     let raw = match args.bootstrap_servers.clone() {
@@ -94,6 +110,8 @@ async fn run() -> anyhow::Result<()> {
         versions: report::versions(),
         settings: args.clone(),
         load,
+        health,
+        sampled,
         raw,
         ratio,
     };

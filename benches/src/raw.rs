@@ -221,7 +221,7 @@ fn consume(
         // The platform's default (KafkaConfig::fetch_wait_max_ms): a fetch
         // at the end of the log waits this long, and librdkafka's 500 ms
         // default would stall every pass's restart.
-        .set("fetch.wait.max.ms", "20")
+        .set("fetch.wait.max.ms", "5")
         .create()
         .context("create the raw baseline consumer")?;
     let metadata = consumer

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::args::Args;
 use crate::load::LoadResult;
 use crate::raw::RawResult;
+use crate::sample::{Sampled, Series};
 
 /// A command costs at least three produces: the command, its event, its
 /// outcome.
@@ -45,6 +46,9 @@ pub(crate) struct Report {
     pub(crate) versions: Versions,
     pub(crate) settings: Args,
     pub(crate) load: LoadResult,
+    /// `--compare-health`: `/healthz` right after the reads, same mode.
+    pub(crate) health: Option<LoadResult>,
+    pub(crate) sampled: Sampled,
     pub(crate) raw: Option<RawResult>,
     pub(crate) ratio: Ratio,
 }
@@ -190,7 +194,8 @@ pub(crate) fn summary(report: &Report) -> String {
     let _ = writeln!(out);
     let _ = writeln!(out, "| op | settled | per s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed | failures by status |");
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for op in &load.ops {
+    let health_ops = report.health.iter().flat_map(|health| health.ops.iter());
+    for op in load.ops.iter().chain(health_ops) {
         let latency = op.latency_ms.as_ref();
         let failures = op
             .failures
@@ -218,6 +223,64 @@ pub(crate) fn summary(report: &Report) -> String {
         );
     }
     let _ = writeln!(out);
+    for op in &load.ops {
+        if let Some(refused) = &op.refused_latency_ms {
+            let refusals = op.failures.get("503").copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{}: {refusals} refused with 503, answered in p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                op.name(),
+                refused.p50,
+                refused.p99,
+                refused.max,
+            );
+        }
+    }
+    if let Some(health) = &report.health {
+        let per_s = |result: &LoadResult, kind| {
+            result
+                .ops
+                .iter()
+                .find(|op| op.kind == kind)
+                .map_or(0.0, |op| op.settled_per_s)
+        };
+        let reads = per_s(load, crate::load::OpKind::Read);
+        let healthz = per_s(health, crate::load::OpKind::Health);
+        if healthz > 0.0 {
+            let _ = writeln!(
+                out,
+                "GET order {reads:.0}/s ÷ GET /healthz {healthz:.0}/s = {:.2} (same process, one after the other)",
+                reads / healthz
+            );
+        }
+    }
+    let series = |name: &str, series: &Option<Series>, unit: &str| match series {
+        Some(series) => format!(
+            "{name}: first {:.0}{unit}, max {:.0}{unit}, last {:.0}{unit} ({} samples, 1/s)",
+            series.first,
+            series.max,
+            series.last,
+            series.samples.len()
+        ),
+        None => format!("{name}: not sampled"),
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        series("gateway RSS", &report.sampled.rss_mib, " MiB")
+    );
+    let _ = writeln!(
+        out,
+        "{}",
+        series(
+            &format!(
+                "backlog ({} − {} high watermarks)",
+                report.sampled.commands_topic, report.sampled.events_topic
+            ),
+            &report.sampled.backlog_commands,
+            ""
+        )
+    );
     if let Some(lag) = &load.send_lag_ms {
         let _ = writeln!(
             out,

@@ -344,9 +344,7 @@ fn launch(directory: &Path, log: &Path, append: bool) -> anyhow::Result<(Child, 
         .stdout(log_file)
         .stderr(stderr)
         .spawn()
-        .with_context(|| {
-            format!("start {} under sh", server.get_program().to_string_lossy())
-        })?;
+        .with_context(|| format!("start {} under sh", server.get_program().to_string_lossy()))?;
     let lifeline = child
         .stdin
         .take()

@@ -231,7 +231,20 @@ impl Deployment {
         store: &str,
         deadline: Deadline,
     ) -> anyhow::Result<FoldlineProcess> {
-        let mut process = self.spawn(name, roles, store)?;
+        self.spawn_ready_with(name, roles, store, &[], deadline)
+            .await
+    }
+
+    /// [`Deployment::spawn_ready`] with extra environment variables.
+    pub async fn spawn_ready_with(
+        &self,
+        name: &str,
+        roles: &[&str],
+        store: &str,
+        extra_env: &[(&str, &str)],
+        deadline: Deadline,
+    ) -> anyhow::Result<FoldlineProcess> {
+        let mut process = self.spawn_with(name, roles, store, extra_env)?;
         if roles.contains(&"gateway") {
             process
                 .wait_ready(&format!("{}/readyz", self.gateway_url()), deadline)

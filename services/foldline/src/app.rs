@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use foldline_contracts::topology::{TopicSpec, Topology};
+use foldline_gateway::admission::Admission;
 use foldline_gateway::outcomes::Outcomes;
 use foldline_gateway::{DomainEdge, GatewayState};
 use foldline_platform::codec::Codec;
@@ -458,10 +459,16 @@ async fn serve_roles(
         }
     }
     if let (Some(listener), Some(store)) = (gateway_listener, &store) {
+        let admission = Admission::new(
+            edges.keys().map(String::as_str),
+            config.gateway.max_unsettled_commands,
+            Duration::from_secs(config.gateway.unsettled_expiry_seconds),
+        );
         let outcomes = Outcomes::start(
             &config.kafka,
             &outcome_topics,
             codec.clone(),
+            admission.clone(),
             shutdown.clone(),
         )
         .context("follow the command outcomes")?;
@@ -477,6 +484,7 @@ async fn serve_roles(
             codec: codec.clone(),
             store: store.clone(),
             outcomes,
+            admission,
             domains: Arc::new(edges),
         };
         let declarations: Vec<_> = domains.iter().map(|domain| domain.edge).collect();

@@ -105,6 +105,14 @@ pub async fn submit<C: CommandRecord, V: AggregateView>(
     let edge = state.edge(domain)?;
     let command_id = command.metadata().command_id.clone();
     let aggregate_id = command.aggregate_id().to_owned();
+    if let Err(refused) = state.admission.admit(domain, &command_id) {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            refused.to_string(),
+        )
+        .retry_after(1));
+    }
     let wait = preferred_wait(headers, state.config.max_wait_seconds);
     let receiver = wait.map(|_| state.outcomes.subscribe(&command_id));
 
@@ -128,10 +136,15 @@ pub async fn submit<C: CommandRecord, V: AggregateView>(
         .await;
     if let Err(error) = recorded {
         state.outcomes.forget(&command_id);
+        state.admission.release(&command_id);
         return Err(GatewayError::from(error).into());
     }
     if let Err(error) = produce(state, edge, &command).await {
+        // Not produced, so nothing will settle it. (A produce that timed
+        // out may still land; its slot then comes back on its outcome or
+        // expiry, whichever is first, which only errs towards admitting.)
         state.outcomes.forget(&command_id);
+        state.admission.release(&command_id);
         return Err(error.into());
     }
 

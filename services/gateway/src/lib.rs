@@ -2,6 +2,8 @@
 //! domain.
 //!
 //! # Layout
+//! - [`admission`]: the bound on unsettled commands per domain; past it a
+//!   command is refused with 503 before it is produced.
 //! - [`problem`]: RFC 9457 problem details, the only error shape.
 //! - [`http`]: request plumbing every route shares (JSON bodies, path ids,
 //!   `Prefer: wait`, paging cursors) and [`GatewayError`](http::GatewayError),
@@ -17,6 +19,7 @@
 //! pure domain, the decision happens in the domain's processor, reads come
 //! from projections.
 
+pub mod admission;
 pub mod commands;
 pub mod http;
 pub mod idempotency;
@@ -41,6 +44,7 @@ use foldline_platform::store::Store;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::Semaphore;
 
+use crate::admission::Admission;
 use crate::http::GatewayError;
 use crate::outcomes::Outcomes;
 use crate::problem::Problem;
@@ -97,6 +101,8 @@ pub struct GatewayState {
     pub codec: Codec,
     pub store: Store,
     pub outcomes: Outcomes,
+    /// Shared with `outcomes`, which gives slots back as commands settle.
+    pub admission: Admission,
     /// Served domains by name.
     pub domains: Arc<BTreeMap<String, DomainEdge>>,
     pub in_flight: Arc<Semaphore>,
@@ -138,7 +144,19 @@ pub fn router(state: GatewayState, declarations: &[EdgeDeclaration]) -> Router {
 }
 
 /// Sheds load past the concurrency limit and bounds every request's time.
+/// A command (a POST under a domain's collection) for a domain with no
+/// admission slot left is refused here, before its body is read or
+/// validated: under overload a refusal must cost as little as possible.
 async fn limits(State(state): State<GatewayState>, request: Request, next: Next) -> Response {
+    if request.method() == axum::http::Method::POST {
+        let path = request.uri().path();
+        let full = state.domains.iter().any(|(domain, edge)| {
+            path.starts_with(edge.collection) && state.admission.is_full(domain)
+        });
+        if full {
+            return overloaded(&state);
+        }
+    }
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
         return Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -159,6 +177,19 @@ async fn limits(State(state): State<GatewayState>, request: Request, next: Next)
         .retry_after(1)
         .into_response(),
     }
+}
+
+fn overloaded(state: &GatewayState) -> Response {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        format!(
+            "{} commands are still being settled, retry later",
+            state.config.max_unsettled_commands
+        ),
+    )
+    .retry_after(1)
+    .into_response()
 }
 
 async fn healthz() -> &'static str {

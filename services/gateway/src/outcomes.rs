@@ -16,10 +16,13 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 
+use crate::admission::Admission;
+
 const RECENT_CAPACITY: usize = 16_384;
 
 #[derive(Default)]
 struct Inner {
+    admission: Admission,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<CommandOutcome>>>>,
     recent: Mutex<(HashMap<String, CommandOutcome>, VecDeque<String>)>,
     ready: AtomicBool,
@@ -39,7 +42,8 @@ impl std::fmt::Debug for Outcomes {
 
 impl Outcomes {
     /// Starts following every `(topic, partitions)` from its end: one
-    /// consumer for all domains' outcome topics.
+    /// consumer for all domains' outcome topics. Every outcome seen gives
+    /// its command's slot back to `admission`.
     ///
     /// "Its end" is the high watermark read once, at start, and the
     /// follower is ready only then: left to librdkafka, `Offset::End` is
@@ -50,6 +54,7 @@ impl Outcomes {
         kafka: &KafkaConfig,
         topics: &[(String, i32)],
         codec: Codec,
+        admission: Admission,
         shutdown: Shutdown,
     ) -> Result<Outcomes, rdkafka::error::KafkaError> {
         let consumer: StreamConsumer =
@@ -60,7 +65,7 @@ impl Outcomes {
                 (0..*partitions).map(move |partition| (topic.clone(), partition))
             })
             .collect();
-        let outcomes = Outcomes::default();
+        let outcomes = Outcomes::with_admission(admission);
         let follower = outcomes.clone();
         tokio::spawn(async move {
             let consumer = tokio::select! {
@@ -102,6 +107,16 @@ impl Outcomes {
         Ok(outcomes)
     }
 
+    /// Outcomes that give slots back to `admission` as they are published.
+    pub fn with_admission(admission: Admission) -> Outcomes {
+        Outcomes {
+            inner: Arc::new(Inner {
+                admission,
+                ..Inner::default()
+            }),
+        }
+    }
+
     /// Whether the follower reads from fixed positions, so that an outcome
     /// of a command subscribed to from now on cannot slip past.
     pub fn is_ready(&self) -> bool {
@@ -110,6 +125,7 @@ impl Outcomes {
 
     /// Hands an outcome to its waiters and remembers it briefly.
     pub fn publish(&self, outcome: CommandOutcome) {
+        self.inner.admission.release(&outcome.command_id);
         if let Ok(mut recent) = self.inner.recent.lock() {
             let (by_id, order) = &mut *recent;
             if by_id
@@ -245,6 +261,16 @@ mod tests {
         assert_eq!(early.await.unwrap().command_id, "a");
         let late = outcomes.subscribe("a");
         assert_eq!(late.await.unwrap().command_id, "a");
+    }
+
+    #[test]
+    fn a_published_outcome_gives_its_slot_back() {
+        let admission = Admission::new(["orders"], 1, Duration::from_secs(30));
+        let outcomes = Outcomes::with_admission(admission.clone());
+        admission.admit("orders", "a").unwrap();
+        assert!(admission.admit("orders", "b").is_err());
+        outcomes.publish(outcome("a"));
+        admission.admit("orders", "b").unwrap();
     }
 
     #[test]

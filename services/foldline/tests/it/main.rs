@@ -4,6 +4,8 @@
 //! stores and logs; a failing test prints its processes' log tails and keeps
 //! its temp dir.
 //!
+//! - [`admission`]: past the bound of unsettled commands, 503; every
+//!   admitted command settles.
 //! - [`flow`]: the HTTP API end to end, and the log read by a stock client.
 //! - [`crash`]: kill -9 (20 times over) and SIGTERM of the command
 //!   processor mid-stream.
@@ -22,6 +24,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admission;
 mod broker_crash;
 mod crash;
 mod flow;

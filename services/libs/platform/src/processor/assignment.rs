@@ -9,6 +9,7 @@
 //! check and the use that follows it.
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use futures::FutureExt;
 use rdkafka::consumer::{
@@ -19,8 +20,10 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinHandle};
 
 use super::log::PartitionLog;
+use super::ProcessorError;
 use crate::kafka::{close_off_the_runtime, commit_stored_offsets};
 use crate::shutdown::Shutdown;
 
@@ -308,11 +311,42 @@ pub(super) struct PartitionState<S> {
     pub(super) marker_pending: bool,
 }
 
+/// A restore running on a task of its own, started for one generation of
+/// one partition. Dropping it (the partition revoked or assigned anew)
+/// aborts the task: its result is never seen.
+#[derive(Debug)]
+pub(super) struct Restoring<S>(JoinHandle<Result<Option<PartitionState<S>>, ProcessorError>>);
+
+impl<S: Send + 'static> Restoring<S> {
+    pub(super) fn spawn(
+        restore: impl Future<Output = Result<Option<PartitionState<S>>, ProcessorError>>
+            + Send
+            + 'static,
+    ) -> Restoring<S> {
+        Restoring(tokio::spawn(restore))
+    }
+
+    /// Waits for the restore's result; `Err` if its task panicked.
+    pub(super) async fn join(
+        mut self,
+    ) -> Result<Result<Option<PartitionState<S>>, ProcessorError>, JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<S> Drop for Restoring<S> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 #[derive(Debug)]
 struct Owned<S> {
     generation: Generation,
     /// `None` until restored, and again once voided.
     state: Option<PartitionState<S>>,
+    /// The restore started for this generation, until the loop takes it.
+    restoring: Option<Restoring<S>>,
 }
 
 /// The partitions this member owns and, for each, its state if it has one
@@ -335,7 +369,8 @@ impl<S> Default for Partitions<S> {
 impl<S> Partitions<S> {
     /// Applies a rebalance: a new assignment starts a new generation with no
     /// state; a revoked partition's state is dropped at once (the next owner
-    /// restores its own from the log, and so would we if it came back).
+    /// restores its own from the log, and so would we if it came back), and
+    /// so is a restore still running for it, aborted unseen.
     pub(super) fn apply(&mut self, event: &RebalanceEvent) {
         match event {
             RebalanceEvent::Assigned(partitions) => {
@@ -347,6 +382,7 @@ impl<S> Partitions<S> {
                         Owned {
                             generation,
                             state: None,
+                            restoring: None,
                         },
                     );
                 }
@@ -397,6 +433,34 @@ impl<S> Partitions<S> {
             }
             _ => false,
         }
+    }
+
+    /// Keeps the restore started for `generation` of `partition` until the
+    /// loop needs the state; dropped (aborted) if the partition moved on.
+    pub(super) fn restoring(
+        &mut self,
+        partition: i32,
+        generation: Generation,
+        restoring: Restoring<S>,
+    ) {
+        if let Some(owned) = self.owned.get_mut(&partition) {
+            if owned.generation == generation {
+                owned.restoring = Some(restoring);
+            }
+        }
+    }
+
+    /// The restore started for `generation` of `partition`, if one is
+    /// pending: only the generation it was started for can take it.
+    pub(super) fn take_restoring(
+        &mut self,
+        partition: i32,
+        generation: Generation,
+    ) -> Option<Restoring<S>> {
+        self.owned
+            .get_mut(&partition)
+            .filter(|owned| owned.generation == generation)
+            .and_then(|owned| owned.restoring.take())
     }
 
     /// Forgets the state of `partition`: it no longer is the log's fold.
@@ -500,6 +564,73 @@ mod tests {
         );
         assert!(partitions.usable(0, second).is_none());
         assert!(partitions.generation(1).is_none());
+    }
+
+    /// A restore that runs until aborted, and tells when it is dropped.
+    fn endless_restore() -> (Restoring<u64>, tokio::sync::oneshot::Receiver<()>) {
+        let (dropped, watch) = tokio::sync::oneshot::channel::<()>();
+        let restoring = Restoring::spawn(async move {
+            let _dropped = dropped;
+            std::future::pending::<()>().await;
+            Ok(Some(state()))
+        });
+        (restoring, watch)
+    }
+
+    #[tokio::test]
+    async fn a_revocation_while_a_restore_is_in_flight_aborts_it_unseen() {
+        let mut partitions = Partitions::<u64>::default();
+        partitions.apply(&RebalanceEvent::Assigned(vec![0]));
+        let first = partitions.generation(0).unwrap();
+        let (restoring, aborted) = endless_restore();
+        partitions.restoring(0, first, restoring);
+
+        partitions.apply(&RebalanceEvent::Revoked(vec![0]));
+        aborted.await.expect_err("the restore's task is aborted");
+        partitions.apply(&RebalanceEvent::Assigned(vec![0]));
+        let second = partitions.generation(0).unwrap();
+        assert!(
+            partitions.take_restoring(0, second).is_none(),
+            "a new generation never sees the old generation's restore"
+        );
+        assert!(partitions.take_restoring(0, first).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_restore_for_a_stale_generation_is_never_kept() {
+        let mut partitions = Partitions::<u64>::default();
+        partitions.apply(&RebalanceEvent::Assigned(vec![0]));
+        let first = partitions.generation(0).unwrap();
+        // Assigned again in the same round (cooperative re-assignment).
+        partitions.apply(&RebalanceEvent::Assigned(vec![0]));
+        let second = partitions.generation(0).unwrap();
+        let (restoring, aborted) = endless_restore();
+        partitions.restoring(0, first, restoring);
+        aborted
+            .await
+            .expect_err("a stale generation's restore is dropped");
+        assert!(partitions.take_restoring(0, second).is_none());
+    }
+
+    #[tokio::test]
+    async fn an_eager_restore_is_taken_once_by_its_generation() {
+        let mut partitions = Partitions::<u64>::default();
+        partitions.apply(&RebalanceEvent::Assigned(vec![2, 5]));
+        let generation = partitions.generation(2).unwrap();
+        partitions.restoring(2, generation, Restoring::spawn(async { Ok(Some(state())) }));
+        let restoring = partitions.take_restoring(2, generation).expect("pending");
+        let restored = restoring.join().await.unwrap().unwrap().unwrap();
+        assert!(partitions.install(2, generation, restored));
+        assert!(partitions.usable(2, generation).is_some());
+        assert!(
+            partitions.take_restoring(2, generation).is_none(),
+            "taken once"
+        );
+        let other = partitions.generation(5).unwrap();
+        assert!(
+            partitions.take_restoring(5, other).is_none(),
+            "none started"
+        );
     }
 
     #[test]

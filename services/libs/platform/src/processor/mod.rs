@@ -17,18 +17,17 @@ use std::sync::Arc;
 use apache_avro::types::Value;
 use foldline_contracts::envelope::{CommandRejected, EventMetadata};
 use foldline_contracts::record::WireError;
-use rdkafka::consumer::StreamConsumer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use self::assignment::Partitions;
 pub use self::log::{AggregateSlot, PartitionLog};
+use self::restore::Restorer;
 pub use self::run::run;
 use self::transaction::WriteMode;
 use crate::codec::{Codec, Decoded};
 use crate::dlq::{DeadLetterError, DeadLetters};
 pub use crate::headers::record_headers;
-use crate::kafka::EndOfPartitionReader;
 use crate::store::Store;
 
 /// How a domain plugs into the processor. Every [`DomainWire`] is one
@@ -153,8 +152,8 @@ struct Processor<D: CommandDomain> {
     options: ProcessorOptions,
     codec: Codec,
     store: Store,
-    /// Shared with the blocking threads that fetch watermarks.
-    reader: Arc<StreamConsumer<EndOfPartitionReader>>,
+    /// Shared with the restores, which run on tasks of their own.
+    restorer: Arc<Restorer<D>>,
     /// The producer of events and outcomes, idempotent or transactional.
     writes: WriteMode,
     dead_letters: DeadLetters,

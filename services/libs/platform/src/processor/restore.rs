@@ -2,17 +2,23 @@
 //! folds the log from the newest snapshot (or offset 0) to its end.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use tracing::Instrument;
 
-use super::assignment::{Generation, PartitionState};
-use super::{retry, CommandDomain, PartitionLog, Processor, ProcessorError};
-use crate::codec::CodecError;
+use super::assignment::{Generation, PartitionState, RebalanceEvent, Restoring};
+use super::{
+    retry, CommandDomain, PartitionLog, Processor, ProcessorError, ProcessorOptions,
+    ProcessorTopics,
+};
+use crate::codec::{Codec, CodecError};
+use crate::config::KafkaConfig;
+use crate::kafka::{reader_config, with_overrides, EndOfPartitionReader};
 use crate::shutdown::Shutdown;
-use crate::store::{RowKey, StoreError, StoredRow};
+use crate::store::{RowKey, Store, StoreError, StoredRow};
 
 const SNAPSHOT_TABLE: &str = "processor_snapshots";
 
@@ -24,57 +30,52 @@ const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a restore waits for the next record of a log it knows is there.
 const RECORD_WAIT: Duration = Duration::from_secs(30);
 
-impl<D: CommandDomain> Processor<D> {
-    fn snapshot_key(&self, partition: i32) -> RowKey {
+/// What a restore needs, shared by the restores of every partition: each
+/// runs on a task of its own, with a reader of its own, so the partitions
+/// of an assignment restore in parallel (design.md, *State and restore*).
+pub(super) struct Restorer<D: CommandDomain> {
+    domain: Arc<D>,
+    events: String,
+    group: String,
+    client_id: String,
+    kafka: KafkaConfig,
+    codec: Codec,
+    store: Store,
+}
+
+impl<D: CommandDomain> Restorer<D> {
+    pub(super) fn new(
+        domain: Arc<D>,
+        topics: &ProcessorTopics,
+        options: &ProcessorOptions,
+        kafka: &KafkaConfig,
+        codec: Codec,
+        store: Store,
+    ) -> Restorer<D> {
+        Restorer {
+            domain,
+            events: topics.events.clone(),
+            group: options.group.clone(),
+            client_id: options.client_id.clone(),
+            kafka: kafka.clone(),
+            codec,
+            store,
+        }
+    }
+
+    pub(super) fn snapshot_key(&self, partition: i32) -> RowKey {
         RowKey::new(
             SNAPSHOT_TABLE,
-            format!("{}\u{0}{}", self.options.group, self.topics.events).into_bytes(),
+            format!("{}\u{0}{}", self.group, self.events).into_bytes(),
             partition.to_be_bytes().to_vec(),
         )
     }
 
-    fn read_error(&self, partition: i32, reason: impl Into<String>) -> ProcessorError {
+    pub(super) fn read_error(&self, partition: i32, reason: impl Into<String>) -> ProcessorError {
         ProcessorError::Read {
-            topic: self.topics.events.clone(),
+            topic: self.events.clone(),
             partition,
             reason: reason.into(),
-        }
-    }
-
-    /// Writes a snapshot of the partition once enough commands settled
-    /// since the last one.
-    pub(super) async fn maybe_snapshot(&mut self, partition: i32, generation: Generation) {
-        let key = self.snapshot_key(partition);
-        let Some(state) = self.partitions.usable(partition, generation) else {
-            return;
-        };
-        if state.settled_since_snapshot < self.options.snapshot_every_commands {
-            return;
-        }
-        let newest = state.log.next_offset;
-        if let Some(horizon) = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .map(|now| now.as_millis() as i64 - self.options.dedupe_horizon_ms)
-        {
-            state.log.forget_settled_before(horizon);
-        }
-        let bytes = match serde_json::to_vec(&state.log) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                tracing::error!(%error, "cannot serialise snapshot");
-                return;
-            }
-        };
-        state.settled_since_snapshot = 0;
-        let row = StoredRow {
-            position: newest,
-            value: bytes,
-        };
-        // A failed snapshot only lengthens the next restore: log, go on.
-        match self.store.put(key, row).await {
-            Ok(()) => tracing::debug!(offset = newest, "wrote aggregate snapshot"),
-            Err(error) => tracing::warn!(%error, "cannot write snapshot"),
         }
     }
 
@@ -86,6 +87,7 @@ impl<D: CommandDomain> Processor<D> {
         partition: i32,
         shutdown: &Shutdown,
     ) -> Result<Option<PartitionState<D::State>>, ProcessorError> {
+        let started = Instant::now();
         let key = self.snapshot_key(partition);
         let snapshot = retry::until_settled(
             "read snapshot",
@@ -112,25 +114,37 @@ impl<D: CommandDomain> Processor<D> {
             }
             None => PartitionLog::empty(partition),
         };
-        let Some((log_start, log_end)) = self.watermarks(partition, shutdown).await? else {
+        let reader = Reader::create(
+            &self.kafka,
+            &format!("{}-restore-{partition}", self.client_id),
+        )?;
+        let Some((log_start, log_end)) = self.watermarks(&reader, partition, shutdown).await?
+        else {
             return Ok(None);
         };
-        check_restorable(
-            &self.topics.events,
-            partition,
-            log.next_offset,
-            log_start,
-            log_end,
-        )?;
+        check_restorable(&self.events, partition, log.next_offset, log_start, log_end)?;
         let from = log.next_offset;
-        if self.catch_up(&mut log, log_end, shutdown).await?.is_none() {
+        let folding = Instant::now();
+        if self
+            .catch_up(&reader, &mut log, log_end, shutdown)
+            .await?
+            .is_none()
+        {
             return Ok(None);
         }
+        let folded = log_end - from;
+        let fold_seconds = folding.elapsed().as_secs_f64();
         tracing::info!(
             from,
             to = log_end,
             aggregates = log.aggregate_count(),
             settled = log.settled_count(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            events_per_second = if fold_seconds > 0.0 {
+                (folded as f64 / fold_seconds) as u64
+            } else {
+                0
+            },
             "restored partition from the event log"
         );
         Ok(Some(PartitionState {
@@ -149,11 +163,12 @@ impl<D: CommandDomain> Processor<D> {
     /// between attempts, and this future stops waiting for it at once.
     async fn watermarks(
         &self,
+        reader: &Reader,
         partition: i32,
         shutdown: &Shutdown,
     ) -> Result<Option<(i64, i64)>, ProcessorError> {
-        let reader = Arc::clone(&self.reader);
-        let topic = self.topics.events.clone();
+        let reader = reader.shared();
+        let topic = self.events.clone();
         let stop = shutdown.clone();
         let fetch = tokio::task::spawn_blocking(move || {
             let mut last_error = String::from("no attempt made");
@@ -185,6 +200,7 @@ impl<D: CommandDomain> Processor<D> {
     /// `None` on shutdown.
     async fn catch_up(
         &self,
+        reader: &Reader,
         log: &mut PartitionLog<D::State>,
         end: i64,
         shutdown: &Shutdown,
@@ -194,22 +210,19 @@ impl<D: CommandDomain> Processor<D> {
             return Ok(Some(()));
         }
         let partition = log.partition;
+        let reader = reader.consumer();
         let mut assignment = TopicPartitionList::new();
         assignment
-            .add_partition_offset(
-                &self.topics.events,
-                partition,
-                Offset::Offset(log.next_offset),
-            )
+            .add_partition_offset(&self.events, partition, Offset::Offset(log.next_offset))
             .map_err(|error| self.read_error(partition, error.to_string()))?;
-        self.reader
+        reader
             .assign(&assignment)
             .map_err(|error| self.read_error(partition, error.to_string()))?;
         let mut wait_until = tokio::time::Instant::now() + RECORD_WAIT;
         while log.next_offset < end {
             let received = tokio::select! {
                 () = shutdown.clone().wait() => return Ok(None),
-                received = tokio::time::timeout_at(wait_until, self.reader.recv()) => received,
+                received = tokio::time::timeout_at(wait_until, reader.recv()) => received,
             };
             let message = match received {
                 Ok(Ok(message)) => message.detach(),
@@ -271,10 +284,142 @@ impl<D: CommandDomain> Processor<D> {
                 }
             }
         }
-        self.reader
-            .unassign()
-            .map_err(|error| self.read_error(partition, error.to_string()))?;
         Ok(Some(()))
+    }
+}
+
+/// A restore's own reader of the events topic. Dropping a consumer can
+/// block on the broker, and a restore may be dropped anywhere (its
+/// partition revoked mid-fold aborts its task), so it is dropped on a
+/// blocking thread.
+struct Reader(Option<Arc<StreamConsumer<EndOfPartitionReader>>>);
+
+impl Reader {
+    fn create(kafka: &KafkaConfig, client_id: &str) -> Result<Reader, ProcessorError> {
+        // The end of the log is found by the end-of-partition event: under
+        // read_committed, a transaction marker is the last offset of a
+        // partition and is never delivered as a record.
+        let consumer: StreamConsumer<EndOfPartitionReader> = with_overrides(
+            reader_config(kafka, client_id),
+            kafka,
+            &[("enable.partition.eof", "true")],
+        )
+        .create_with_context(EndOfPartitionReader)?;
+        Ok(Reader(Some(Arc::new(consumer))))
+    }
+
+    fn consumer(&self) -> &StreamConsumer<EndOfPartitionReader> {
+        self.0
+            .as_deref()
+            .expect("a reader holds its consumer until dropped")
+    }
+
+    /// For the blocking threads that fetch watermarks.
+    fn shared(&self) -> Arc<StreamConsumer<EndOfPartitionReader>> {
+        Arc::clone(
+            self.0
+                .as_ref()
+                .expect("a reader holds its consumer until dropped"),
+        )
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || drop(consumer));
+            }
+            Err(_) => drop(consumer),
+        }
+    }
+}
+
+impl<D: CommandDomain> Processor<D> {
+    /// Applies a rebalance and starts restoring, each on its own task, every
+    /// partition it assigns: restore is eager, so a partition's first
+    /// command after a failover waits for its fold only as long as the
+    /// fold is not yet done, and partitions fold side by side.
+    pub(super) fn apply_rebalance(&mut self, event: &RebalanceEvent, shutdown: &Shutdown) {
+        self.partitions.apply(event);
+        if let RebalanceEvent::Assigned(assigned) = event {
+            for &partition in assigned {
+                if let Some(generation) = self.partitions.generation(partition) {
+                    let restoring = self.spawn_restore(partition, shutdown);
+                    self.partitions.restoring(partition, generation, restoring);
+                }
+            }
+        }
+    }
+
+    fn spawn_restore(&self, partition: i32, shutdown: &Shutdown) -> Restoring<D::State> {
+        let restorer = Arc::clone(&self.restorer);
+        let shutdown = shutdown.clone();
+        let span = tracing::info_span!("restore", partition);
+        Restoring::spawn(
+            async move { restorer.restore(partition, &shutdown).await }.instrument(span),
+        )
+    }
+
+    /// The partition's state rebuilt from the log for `generation`: the
+    /// restore its assignment started, else (after a voided batch) a new
+    /// one. `None` when shutdown came first.
+    pub(super) async fn restore(
+        &mut self,
+        partition: i32,
+        generation: Generation,
+        shutdown: &Shutdown,
+    ) -> Result<Option<PartitionState<D::State>>, ProcessorError> {
+        let restoring = match self.partitions.take_restoring(partition, generation) {
+            Some(restoring) => restoring,
+            None => self.spawn_restore(partition, shutdown),
+        };
+        tokio::select! {
+            () = shutdown.clone().wait() => Ok(None),
+            joined = restoring.join() => joined.unwrap_or_else(|error| {
+                Err(self.restorer.read_error(partition, format!("the restore task failed: {error}")))
+            }),
+        }
+    }
+
+    /// Writes a snapshot of the partition once enough commands settled
+    /// since the last one.
+    pub(super) async fn maybe_snapshot(&mut self, partition: i32, generation: Generation) {
+        let key = self.restorer.snapshot_key(partition);
+        let Some(state) = self.partitions.usable(partition, generation) else {
+            return;
+        };
+        if state.settled_since_snapshot < self.options.snapshot_every_commands {
+            return;
+        }
+        let newest = state.log.next_offset;
+        if let Some(horizon) = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|now| now.as_millis() as i64 - self.options.dedupe_horizon_ms)
+        {
+            state.log.forget_settled_before(horizon);
+        }
+        let bytes = match serde_json::to_vec(&state.log) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::error!(%error, "cannot serialise snapshot");
+                return;
+            }
+        };
+        state.settled_since_snapshot = 0;
+        let row = StoredRow {
+            position: newest,
+            value: bytes,
+        };
+        // A failed snapshot only lengthens the next restore: log, go on.
+        match self.store.put(key, row).await {
+            Ok(()) => tracing::debug!(offset = newest, "wrote aggregate snapshot"),
+            Err(error) => tracing::warn!(%error, "cannot write snapshot"),
+        }
     }
 }
 

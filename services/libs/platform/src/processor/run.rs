@@ -12,14 +12,13 @@ use tracing::Instrument;
 use super::assignment::{
     close, poll, Partitions, Polled, RebalanceEvent, RebalanceEvents, StartAt,
 };
+use super::restore::Restorer;
 use super::transaction::{resolve, transactional_id, WriteMode};
 use super::{CommandDomain, Processor, ProcessorError, ProcessorOptions, ProcessorTopics};
 use crate::codec::Codec;
 use crate::config::KafkaConfig;
 use crate::dlq::DeadLetters;
-use crate::kafka::{
-    group_consumer_config, producer_config, reader_config, with_overrides, EndOfPartitionReader,
-};
+use crate::kafka::{group_consumer_config, producer_config, with_overrides};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -69,27 +68,26 @@ pub async fn run<D: CommandDomain>(
         let consumer: StreamConsumer<RebalanceEvents> =
             consumer_config.create_with_context(context)?;
         consumer.subscribe(&[&topics.commands])?;
-        // The end of the log is found by the end-of-partition event: under
-        // read_committed, a transaction marker is the last offset of a
-        // partition and is never delivered as a record.
-        let reader: StreamConsumer<EndOfPartitionReader> = with_overrides(
-            reader_config(kafka, &format!("{}-restore", options.client_id)),
-            kafka,
-            &[("enable.partition.eof", "true")],
-        )
-        .create_with_context(EndOfPartitionReader)?;
         let dead_letters = DeadLetters::new(
             dead_letter_producer,
             topics.dlq.clone(),
             options.group.clone(),
         );
+        let restorer = Arc::new(Restorer::new(
+            Arc::clone(&domain),
+            &topics,
+            &options,
+            kafka,
+            codec.clone(),
+            store.clone(),
+        ));
         let mut processor = Processor {
             domain,
             topics,
             options,
             codec,
             store,
-            reader: Arc::new(reader),
+            restorer,
             writes,
             dead_letters,
             partitions: Partitions::default(),
@@ -141,7 +139,7 @@ impl<D: CommandDomain> Processor<D> {
             // Before any record of the round is looked at: ownership is
             // what the group says now, and a revoked partition's state is gone.
             for event in &polled.rebalances {
-                self.partitions.apply(event);
+                self.apply_rebalance(event, shutdown);
             }
             if !polled.records.is_empty() || !self.carried.is_empty() {
                 self.process_round(consumer, polled.records, shutdown)

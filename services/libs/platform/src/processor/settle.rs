@@ -141,7 +141,10 @@ impl<D: CommandDomain> Processor<D> {
                 .usable(batch.partition, batch.generation)
                 .is_none()
             {
-                let Some(state) = self.restore(batch.partition, shutdown).await? else {
+                let Some(state) = self
+                    .restore(batch.partition, batch.generation, shutdown)
+                    .await?
+                else {
                     return Ok(());
                 };
                 if !self

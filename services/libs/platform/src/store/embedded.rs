@@ -17,6 +17,8 @@ const CHECKPOINTS_TABLE: &str = "_checkpoints";
 #[derive(Debug)]
 pub struct EmbeddedStore {
     database: Database,
+    /// Memory-backed: a read never waits on a disk.
+    in_memory: bool,
 }
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
@@ -79,21 +81,30 @@ impl EmbeddedStore {
     pub fn open(directory: &Path) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(directory).map_err(unavailable)?;
         let database = Database::create(directory.join("foldline.redb")).map_err(unavailable)?;
-        Self::initialise(database)
+        Self::initialise(database, false)
     }
 
     pub fn in_memory() -> Result<EmbeddedStore, StoreError> {
         let database = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(unavailable)?;
-        Self::initialise(database)
+        Self::initialise(database, true)
     }
 
-    fn initialise(database: Database) -> Result<EmbeddedStore, StoreError> {
+    /// Whether the database lives in memory, so a point read costs
+    /// microseconds and never blocks on I/O.
+    pub fn is_in_memory(&self) -> bool {
+        self.in_memory
+    }
+
+    fn initialise(database: Database, in_memory: bool) -> Result<EmbeddedStore, StoreError> {
         let transaction = database.begin_write().map_err(unavailable)?;
         transaction.open_table(ROWS).map_err(unavailable)?;
         transaction.commit().map_err(unavailable)?;
-        Ok(EmbeddedStore { database })
+        Ok(EmbeddedStore {
+            database,
+            in_memory,
+        })
     }
 
     pub fn get(&self, key: &RowKey) -> Result<Option<StoredRow>, StoreError> {

@@ -104,6 +104,10 @@ impl Store {
 
     pub async fn get(&self, key: RowKey) -> Result<Option<StoredRow>, StoreError> {
         match self {
+            // A point read of the in-memory database takes a few
+            // microseconds and cannot block: the hop to a blocking thread
+            // would cost more than the read (GET of one order runs here).
+            Store::Embedded(store) if store.is_in_memory() => store.get(&key),
             Store::Embedded(store) => {
                 let store = Arc::clone(store);
                 blocking(move || store.get(&key)).await
