@@ -15,6 +15,7 @@ use foldline_gateway::{DomainEdge, GatewayState};
 use foldline_platform::codec::Codec;
 use foldline_platform::config::{Config, StoreKind};
 use foldline_platform::kafka::{self, EmbeddedBroker};
+use foldline_platform::personal_data::{DataKeys, KeyEncryptionKey};
 use foldline_platform::service::{DomainTopics, RoleContext};
 use foldline_platform::shutdown::{self, ShutdownTrigger};
 use foldline_platform::store::Store;
@@ -112,6 +113,9 @@ pub struct Running {
     tasks: JoinSet<anyhow::Result<()>>,
     /// Kept alive while the roles run (the embedded default only).
     broker: Option<EmbeddedBroker>,
+    /// Whether personal data is sealed under a key generated at start
+    /// (the embedded default without a configured key).
+    development_key: bool,
 }
 
 impl Running {
@@ -130,11 +134,16 @@ impl Running {
              \x20 kafka     {kafka}  (librdkafka mock cluster)\n\
              \x20 broker:   {limits}\n\
              \x20 store:    in memory, lives exactly as long as the embedded log\n\
+             \x20 personal data: {personal_data}\n\
              Stop with Ctrl-C.",
             gateway = show(self.gateway),
             registry = show(self.registry),
             kafka = self.bootstrap_servers,
             limits = EmbeddedBroker::LIMITS,
+            personal_data = match self.development_key {
+                true => "sealed under a DEVELOPMENT key generated at start (FOLDLINE__PERSONAL_DATA__KEY_ENCRYPTION_KEY is unset): fine here, where nothing outlives the process; never in a deployment",
+                false => "sealed under the configured key-encryption key",
+            },
         )
     }
 
@@ -183,6 +192,15 @@ pub async fn start_embedded(mut config: Config, topology: Topology) -> anyhow::R
     config.kafka.create_topics = false;
     // The store must not outlive the log it folds: both live in memory.
     config.store.kind = StoreKind::Memory;
+    // Sealed personal data lives as long as the log too, so a key made up
+    // now is enough here; a deployment must configure its own.
+    let development_key = config.personal_data.key_encryption_key.is_none();
+    if development_key {
+        let key = KeyEncryptionKey::generate_for_development()
+            .context("generate a development key-encryption key")?;
+        tracing::warn!("no key-encryption key is configured: personal data is sealed under a DEVELOPMENT key generated at start; set FOLDLINE__PERSONAL_DATA__KEY_ENCRYPTION_KEY in any deployment");
+        config.personal_data.key_encryption_key = Some(key.to_hex());
+    }
     let mut roles = vec![Role::Registry, Role::Gateway];
     roles.extend(domains().iter().map(|domain| Role::Domain {
         name: domain.service.name().to_owned(),
@@ -190,6 +208,7 @@ pub async fn start_embedded(mut config: Config, topology: Topology) -> anyhow::R
     }));
     let mut running = serve_roles(config, topology, &roles, RegistryUrl::FromListener).await?;
     running.broker = Some(broker);
+    running.development_key = development_key;
     Ok(running)
 }
 
@@ -294,6 +313,16 @@ async fn serve_roles(
         })?;
     }
     let has = |role: Role| roles.contains(&role);
+    // Checked before anything starts: a gateway serving personal data
+    // without its key would fail every such request instead.
+    let key_encryption_key =
+        match has(Role::Gateway) && domains.iter().any(|domain| domain.edge.personal_data) {
+            true => Some(
+                KeyEncryptionKey::from_config(config.personal_data.key_encryption_key.as_ref())
+                    .context("read the personal-data key-encryption key")?,
+            ),
+            false => None,
+        };
     let runs = |domain: &str, part: DomainPart| roles.iter().any(|role| role.runs(domain, part));
 
     // Bind every listener first, so a taken port fails start-up immediately.
@@ -405,6 +434,12 @@ async fn serve_roles(
                             .with_context(|| format!("run the {name} projector {projection}"))
                     });
                 }
+                for (worker, run) in service.run_workers(context.clone()) {
+                    tasks.spawn(async move {
+                        run.await
+                            .with_context(|| format!("run the {name} {worker}"))
+                    });
+                }
             }
             let topics = DomainTopics::resolve(&config, &topology, name)
                 .with_context(|| format!("resolve the topics of {name}"))?;
@@ -441,6 +476,7 @@ async fn serve_roles(
             store: store.clone(),
             outcomes,
             domains: Arc::new(edges),
+            data_keys: key_encryption_key.map(|kek| DataKeys::new(store.clone(), kek)),
         };
         let declarations: Vec<_> = domains.iter().map(|domain| domain.edge).collect();
         let router = foldline_gateway::router(state, &declarations);
@@ -461,6 +497,7 @@ async fn serve_roles(
         trigger,
         tasks,
         broker: None,
+        development_key: false,
     })
 }
 

@@ -12,6 +12,8 @@
 //! - [`poison`]: garbage on the consumed topics is parked, partitions move on.
 //! - [`replaced`]: the events topic deleted and recreated under a
 //!   processor's snapshots.
+//! - [`users`]: the race for one address, kill -9 mid-registration, and
+//!   erasure read back from raw topics, store files and a replay.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,4 +24,5 @@ mod outage;
 mod poison;
 mod replaced;
 mod support;
+mod users;
 mod zombie;

@@ -25,6 +25,10 @@ pub enum ConfigError {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -46,6 +50,17 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub processor: ProcessorConfig,
     pub telemetry: TelemetryConfig,
+    pub personal_data: PersonalDataConfig,
+}
+
+/// Crypto-shredding of personal data (`crate::personal_data`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersonalDataConfig {
+    /// The key-encryption key wrapping every data key: 64 hex digits.
+    /// Required wherever the gateway serves a domain with personal data;
+    /// the embedded default generates a development key when it is unset.
+    pub key_encryption_key: Option<Secret>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -242,9 +257,13 @@ impl Config {
                 continue;
             }
             let key = path.replace("__", ".");
-            let parsed: figment::value::Value = value
-                .parse()
-                .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+            // A secret is always a string: hex digits must not be read as a number.
+            let parsed: figment::value::Value = match key.as_str() {
+                "personal_data.key_encryption_key" => figment::value::Value::from(value.clone()),
+                _ => value
+                    .parse()
+                    .unwrap_or_else(|_| figment::value::Value::from(value.clone())),
+            };
             figment = figment.merge(Serialized::global(&key, parsed));
         }
         // `RUST_LOG`, the operator's habitual lever, overrides every other
@@ -404,6 +423,29 @@ mod tests {
         );
         let empty = vec![("FOLDLINE__KAFKA__PROPERTIES__".to_owned(), "x".to_owned())];
         assert!(Config::load(None, empty).is_err());
+    }
+
+    #[test]
+    fn the_key_encryption_key_is_a_string_secret_from_the_environment() {
+        let digits = "1".repeat(64);
+        let config = Config::load(
+            None,
+            vec![(
+                "FOLDLINE__PERSONAL_DATA__KEY_ENCRYPTION_KEY".to_owned(),
+                digits.clone(),
+            )],
+        )
+        .unwrap();
+        let key = config.personal_data.key_encryption_key.as_ref().unwrap();
+        assert_eq!(key.expose(), digits);
+        assert!(!format!("{config:?}").contains(&digits));
+        assert_eq!(
+            Config::load(None, Vec::new())
+                .unwrap()
+                .personal_data
+                .key_encryption_key,
+            None
+        );
     }
 
     #[test]

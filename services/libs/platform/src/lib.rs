@@ -18,6 +18,10 @@
 //! - [`processor`]: the command processor loop (see `processor/design.md`).
 //! - [`projector`]: the projector loop.
 //! - [`dlq`]: dead-lettering of poison records.
+//! - [`personal_data`]: crypto-shredding: per-subject data keys wrapped by
+//!   the configured key-encryption key, sealed fields, keyed lookup hashes.
+//! - [`outbox`]: follow-ups of admitted events (a projection writes them,
+//!   a relay performs them), for steps that span aggregates.
 //! - [`shutdown`]: the stop signal every loop and server watches.
 
 pub mod codec;
@@ -28,6 +32,8 @@ pub mod gate;
 pub mod gated;
 pub mod headers;
 pub mod kafka;
+pub mod outbox;
+pub mod personal_data;
 pub mod processor;
 pub mod projector;
 pub mod service;
