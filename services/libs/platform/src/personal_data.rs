@@ -291,7 +291,7 @@ impl DataKeys {
         match self.store.insert_if_absent(key_row(subject), row).await? {
             None => Ok(fresh),
             Some(existing) => {
-                self.from_row(subject, &existing)?
+                self.key_in_row(subject, &existing)?
                     .ok_or_else(|| PersonalDataError::Destroyed {
                         subject: subject.to_owned(),
                     })
@@ -302,7 +302,7 @@ impl DataKeys {
     /// The subject's key; `None` if it never had one or it was destroyed.
     pub async fn get(&self, subject: &str) -> Result<Option<DataKey>, PersonalDataError> {
         match self.store.get(key_row(subject)).await? {
-            Some(row) => self.from_row(subject, &row),
+            Some(row) => self.key_in_row(subject, &row),
             None => Ok(None),
         }
     }
@@ -315,7 +315,7 @@ impl DataKeys {
         })
     }
 
-    fn from_row(
+    fn key_in_row(
         &self,
         subject: &str,
         row: &StoredRow,
