@@ -113,6 +113,17 @@ struct System {
 }
 
 impl System {
+    fn new() -> Self {
+        Self {
+            log: Vec::new(),
+            live: PartitionLog::empty(0),
+            commands: Vec::new(),
+            pending: VecDeque::new(),
+            follow_ups: 0,
+            counter: 0,
+        }
+    }
+
     fn metadata(&mut self) -> CommandMetadata {
         self.counter += 1;
         let id = Uuid::from_u128(1_000 + self.counter).to_string();
@@ -262,14 +273,7 @@ fn round_trip(record: &LogRecord<UsersWire>) -> LogRecord<UsersWire> {
 }
 
 fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
-    let mut system = System {
-        log: Vec::new(),
-        live: PartitionLog::empty(0),
-        commands: Vec::new(),
-        pending: VecDeque::new(),
-        follow_ups: 0,
-        counter: 0,
-    };
+    let mut system = System::new();
     for step in steps {
         system.run(step);
     }
@@ -375,14 +379,7 @@ fn the_race_for_one_address_has_one_winner_in_the_log() {
         .collect();
     steps.extend([Step::FollowUp, Step::FollowUp, Step::FollowUp]);
     check(steps.clone()).unwrap();
-    let mut system = System {
-        log: Vec::new(),
-        live: PartitionLog::empty(0),
-        commands: Vec::new(),
-        pending: VecDeque::new(),
-        follow_ups: 0,
-        counter: 0,
-    };
+    let mut system = System::new();
     for step in steps {
         system.run(step);
     }

@@ -272,13 +272,32 @@ impl AggregateView for UserReadBack<'_> {
     }
 }
 
-fn invalid_fields(errors: Vec<FieldError>) -> Problem {
-    Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_fields",
-        "some fields are invalid",
-    )
-    .with_errors(errors)
+/// Submits a command whose answer is the user, read back once `view` says so.
+async fn submit_for(
+    state: &GatewayState,
+    headers: &HeaderMap,
+    view: UserReadBack<'_>,
+    command: UsersCommandRecord,
+    status: StatusCode,
+) -> Result<Response, Problem> {
+    commands::submit(state, DOMAIN, &view, headers, command, status).await
+}
+
+/// Submits a command of the user's own stream; the answer is the user at
+/// the version the command settled.
+async fn submit_for_user(
+    state: &GatewayState,
+    headers: &HeaderMap,
+    keys: &DataKeys,
+    user_id: String,
+    command: UsersCommandRecord,
+) -> Result<Response, Problem> {
+    let view = UserReadBack {
+        keys,
+        user_id,
+        ready: Ready::AtVersion,
+    };
+    submit_for(state, headers, view, command, StatusCode::OK).await
 }
 
 fn field_error(field: &str, message: impl ToString) -> FieldError {
@@ -321,7 +340,7 @@ fn validate_registration(request: &RegisterRequest) -> Result<ValidRegistration,
         (Some(email), Some(name), Some(phone)) if errors.is_empty() => {
             Ok(ValidRegistration { email, name, phone })
         }
-        _ => Err(invalid_fields(errors)),
+        _ => Err(Problem::invalid_fields(errors)),
     }
 }
 
@@ -377,15 +396,7 @@ async fn register_user(
         user_id: subject,
         ready: Ready::Registered,
     };
-    commands::submit(
-        &state,
-        DOMAIN,
-        &view,
-        &headers,
-        command,
-        StatusCode::CREATED,
-    )
-    .await
+    submit_for(&state, &headers, view, command, StatusCode::CREATED).await
 }
 
 /// The user as the projection has it; 404 when there is none.
@@ -478,10 +489,10 @@ async fn change_user(
         ));
     }
     let Some(phone) = phone else {
-        return Err(invalid_fields(errors));
+        return Err(Problem::invalid_fields(errors));
     };
     if !errors.is_empty() {
-        return Err(invalid_fields(errors));
+        return Err(Problem::invalid_fields(errors));
     }
     let keys = data_keys(&state)?;
     let (_, user) = existing_user(&state, &subject).await?;
@@ -519,12 +530,18 @@ async fn change_user(
             name_sealed: None,
             phone_sealed: None,
         });
-        let view = UserReadBack {
-            keys,
-            user_id: subject,
-            ready: Ready::Holds(new_claim),
-        };
-        return commands::submit(&state, DOMAIN, &view, &headers, command, StatusCode::OK).await;
+        return submit_for(
+            &state,
+            &headers,
+            UserReadBack {
+                keys,
+                user_id: subject,
+                ready: Ready::Holds(new_claim),
+            },
+            command,
+            StatusCode::OK,
+        )
+        .await;
     }
     let name_sealed = match &name {
         Some(name) => Some(seal(&key, &subject, NAME, name.as_str())?),
@@ -557,12 +574,7 @@ async fn change_user(
         phone_sealed,
         clear_phone,
     });
-    let view = UserReadBack {
-        keys,
-        user_id: subject,
-        ready: Ready::AtVersion,
-    };
-    commands::submit(&state, DOMAIN, &view, &headers, command, StatusCode::OK).await
+    submit_for_user(&state, &headers, keys, subject, command).await
 }
 
 async fn deactivate_user(
@@ -575,7 +587,7 @@ async fn deactivate_user(
     let raw = body.as_ref().map(|bytes| bytes.clone()).unwrap_or_default();
     let request = parse_json::<DeactivateRequest>(&headers, body, true)?.unwrap_or_default();
     let reason = Note::parse(&request.reason)
-        .map_err(|error| invalid_fields(vec![field_error("reason", error)]))?;
+        .map_err(|error| Problem::invalid_fields(vec![field_error("reason", error)]))?;
     let keys = data_keys(&state)?;
     let route = format!("POST /v1/users/{user_id}/deactivate");
     let identity = identify(&state, &headers, &route, &raw, user_id.clone()).await?;
@@ -584,12 +596,7 @@ async fn deactivate_user(
         aggregate_id: user_id.clone(),
         reason: reason.as_str().to_owned(),
     });
-    let view = UserReadBack {
-        keys,
-        user_id,
-        ready: Ready::AtVersion,
-    };
-    commands::submit(&state, DOMAIN, &view, &headers, command, StatusCode::OK).await
+    submit_for_user(&state, &headers, keys, user_id, command).await
 }
 
 async fn erase_personal_data(
@@ -609,7 +616,7 @@ async fn erase_personal_data(
         .map_err(|error| errors.push(field_error("reason", error)))
         .ok();
     let (Some(requested_by), Some(reason)) = (requested_by, reason) else {
-        return Err(invalid_fields(errors));
+        return Err(Problem::invalid_fields(errors));
     };
     let keys = data_keys(&state)?;
     let route = format!("DELETE /v1/users/{user_id}/personal-data");
@@ -620,12 +627,7 @@ async fn erase_personal_data(
         requested_by: requested_by.as_str().to_owned(),
         reason: reason.as_str().to_owned(),
     });
-    let view = UserReadBack {
-        keys,
-        user_id,
-        ready: Ready::AtVersion,
-    };
-    commands::submit(&state, DOMAIN, &view, &headers, command, StatusCode::OK).await
+    submit_for_user(&state, &headers, keys, user_id, command).await
 }
 
 async fn get_user(
@@ -655,7 +657,7 @@ async fn find_user_by_email(
         ));
     };
     let email = EmailAddress::parse(&query.email)
-        .map_err(|error| invalid_fields(vec![field_error(EMAIL, error)]))?;
+        .map_err(|error| Problem::invalid_fields(vec![field_error(EMAIL, error)]))?;
     let keys = data_keys(&state)?;
     let claim_key = claim_key(keys, &email);
     let holder = match state

@@ -2,7 +2,7 @@
 //! the platform, which derives deciding, stamping and folding from it.
 
 use foldline_contracts::envelope::EventMetadata;
-use foldline_contracts::record::{CommandRecord, EventRecord, WireError};
+use foldline_contracts::record::{invalid_field as field, CommandRecord, EventRecord, WireError};
 use foldline_contracts::users as wire;
 use foldline_eventsourcing::Timestamp;
 use foldline_platform::DomainWire;
@@ -34,16 +34,6 @@ impl DomainWire for UsersWire {
     fn event_from_wire(record: &Self::Events) -> Result<UserEvent, WireError> {
         event_from_wire(record)
     }
-}
-
-fn field<T, E: std::fmt::Display>(
-    field: &'static str,
-    result: Result<T, E>,
-) -> Result<T, WireError> {
-    result.map_err(|error| WireError::InvalidField {
-        field,
-        reason: error.to_string(),
-    })
 }
 
 fn sealed(name: &'static str, text: &str) -> Result<Sealed, WireError> {
