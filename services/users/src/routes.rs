@@ -308,7 +308,13 @@ fn field_error(field: &str, message: impl ToString) -> FieldError {
 }
 
 fn claim_key(keys: &DataKeys, email: &EmailAddress) -> ClaimKey {
-    ClaimKey::from_digest(&keys.kek().lookup_digest(email.as_str()))
+    ClaimKey::from_digest(&keys.kek().lookup_digest(email.as_str().as_bytes()))
+}
+
+/// What the idempotency check remembers of a body carrying personal data:
+/// a keyed hash, so the fingerprint cannot be used to test guesses.
+fn body_fingerprint(keys: &DataKeys, raw: &[u8]) -> [u8; 32] {
+    keys.kek().lookup_digest(raw)
 }
 
 fn seal(key: &DataKey, user_id: &str, field: &str, plaintext: &str) -> Result<String, Problem> {
@@ -367,7 +373,7 @@ async fn register_user(
         &state,
         &headers,
         "POST /v1/users",
-        &raw,
+        &body_fingerprint(keys, &raw),
         Uuid::now_v7().to_string(),
     )
     .await?;
@@ -497,7 +503,8 @@ async fn change_user(
     let keys = data_keys(&state)?;
     let (_, user) = existing_user(&state, &subject).await?;
     let route = format!("PATCH /v1/users/{subject}");
-    let identity = identify(&state, &headers, &route, &raw, subject.clone()).await?;
+    let fingerprint = body_fingerprint(keys, &raw);
+    let identity = identify(&state, &headers, &route, &fingerprint, subject.clone()).await?;
     let key = match keys.get(&subject).await.map_err(key_problem)? {
         Some(key) => key,
         None => {

@@ -154,13 +154,18 @@ async fn concurrent_registrations_of_one_address_have_exactly_one_winner() {
             _ => "RACE.WINNER@EXAMPLE.ORG ".to_owned(),
         };
         racers.spawn(async move {
-            register(&api, &key, &email, &format!("Racer {index}"), Some(20)).await
+            let answer = register(&api, &key, &email, &format!("Racer {index}"), Some(20)).await;
+            (index, answer)
         });
     }
     let mut winners = Vec::new();
     let mut losers = 0;
+    let mut first_status = None;
     while let Some(answer) = racers.join_next().await {
-        let answer = answer.unwrap();
+        let (index, answer) = answer.unwrap();
+        if index == 0 {
+            first_status = Some(answer.status);
+        }
         match answer.status {
             201 => winners.push(answer),
             409 => {
@@ -187,6 +192,14 @@ async fn concurrent_registrations_of_one_address_have_exactly_one_winner() {
         "{found}"
     );
 
+    // A retry with the same key gets the first answer; the same key with
+    // another body is refused (the fingerprint is a keyed hash of the body).
+    let key = format!("{prefix}race-0");
+    let retry = register(&api, &key, "Race.Winner@Example.org", "Racer 0", Some(20)).await;
+    assert_eq!(Some(retry.status), first_status, "{retry}");
+    let reused = register(&api, &key, "someone.else@example.org", "Racer 0", Some(20)).await;
+    assert_eq!(reused.status, 422, "{reused}");
+    assert!(reused.is_problem(), "{reused}");
     garbage_is_answered_with_problems(&api, &id).await;
 
     let (aggregates, _, undecodable) = replay_users(&deployment).await;
