@@ -17,6 +17,11 @@ use crate::process::FoldlineProcess;
 use crate::replay::{committed_offsets, read_topic, replay_orders_events, Replay};
 use crate::wait::Deadline;
 
+/// The key-encryption key of every test deployment (64 hex digits). A
+/// test value: it protects nothing but test data.
+pub const TEST_KEY_ENCRYPTION_KEY: &str =
+    "5f0e3c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
+
 /// A unique topic prefix, fixed ports for the registry and the gateway, and
 /// a temp dir holding every process's store and log.
 ///
@@ -173,6 +178,12 @@ impl Deployment {
                 self.dir_path.join(store).display().to_string(),
             ),
             ("RUST_LOG", self.rust_log.clone()),
+            // Every process of a deployment seals and opens personal data
+            // alike; tests read it back with the same key.
+            (
+                "FOLDLINE__PERSONAL_DATA__KEY_ENCRYPTION_KEY",
+                TEST_KEY_ENCRYPTION_KEY.to_owned(),
+            ),
         ];
         let mut env: Vec<(String, String)> = pairs
             .into_iter()

@@ -17,6 +17,7 @@ use foldline_platform::codec::Codec;
 use foldline_platform::config::{Config, StoreKind, Transactions};
 use foldline_platform::kafka::{self, EmbeddedBroker};
 use foldline_platform::kafka_security;
+use foldline_platform::personal_data::{DataKeys, KeyEncryptionKey};
 use foldline_platform::service::{DomainTopics, RoleContext};
 use foldline_platform::shutdown::{self, ShutdownTrigger};
 use foldline_platform::store::Store;
@@ -115,6 +116,9 @@ pub struct Running {
     tasks: JoinSet<anyhow::Result<()>>,
     /// Kept alive while the roles run (the embedded default only).
     broker: Option<EmbeddedBroker>,
+    /// Whether personal data is sealed under a key generated at start
+    /// (the embedded default without a configured key).
+    development_key: bool,
 }
 
 impl Running {
@@ -133,11 +137,16 @@ impl Running {
              \x20 kafka     {kafka}  (librdkafka mock cluster)\n\
              \x20 broker:   {limits}\n\
              \x20 store:    in memory, lives exactly as long as the embedded log\n\
+             \x20 personal data: {personal_data}\n\
              Stop with Ctrl-C.",
             gateway = show(self.gateway),
             registry = show(self.registry),
             kafka = self.bootstrap_servers,
             limits = EmbeddedBroker::LIMITS,
+            personal_data = match self.development_key {
+                true => "sealed under a DEVELOPMENT key generated at start (FOLDLINE__PERSONAL_DATA__KEY_ENCRYPTION_KEY is unset): fine here, where nothing outlives the process; never in a deployment",
+                false => "sealed under the configured key-encryption key",
+            },
         )
     }
 
@@ -195,6 +204,15 @@ pub async fn start_embedded(mut config: Config, topology: Topology) -> anyhow::R
     config.kafka.create_topics = false;
     // The store must not outlive the log it folds: both live in memory.
     config.store.kind = StoreKind::Memory;
+    // Sealed personal data lives as long as the log too, so a key made up
+    // now is enough here; a deployment must configure its own.
+    let development_key = config.personal_data.key_encryption_key.is_none();
+    if development_key {
+        let key = KeyEncryptionKey::generate_for_development()
+            .context("generate a development key-encryption key")?;
+        tracing::warn!("no key-encryption key is configured: personal data is sealed under a DEVELOPMENT key generated at start; set FOLDLINE__PERSONAL_DATA__KEY_ENCRYPTION_KEY in any deployment");
+        config.personal_data.key_encryption_key = Some(key.to_hex());
+    }
     let mut roles = vec![Role::Registry, Role::Gateway];
     roles.extend(domains().iter().map(|domain| Role::Domain {
         name: domain.service.name().to_owned(),
@@ -202,6 +220,7 @@ pub async fn start_embedded(mut config: Config, topology: Topology) -> anyhow::R
     }));
     let mut running = serve_roles(config, topology, &roles, RegistryUrl::FromListener).await?;
     running.broker = Some(broker);
+    running.development_key = development_key;
     Ok(running)
 }
 
@@ -332,6 +351,16 @@ async fn serve_roles(
         })?;
     }
     let has = |role: Role| roles.contains(&role);
+    // Checked before anything starts: a gateway serving personal data
+    // without its key would fail every such request instead.
+    let key_encryption_key =
+        match has(Role::Gateway) && domains.iter().any(|domain| domain.edge.personal_data) {
+            true => Some(
+                KeyEncryptionKey::from_config(config.personal_data.key_encryption_key.as_ref())
+                    .context("read the personal-data key-encryption key")?,
+            ),
+            false => None,
+        };
     let runs = |domain: &str, part: DomainPart| roles.iter().any(|role| role.runs(domain, part));
 
     // Bind every listener first, so a taken port fails start-up immediately.
@@ -443,6 +472,12 @@ async fn serve_roles(
                             .with_context(|| format!("run the {name} projector {projection}"))
                     });
                 }
+                for (worker, run) in service.run_workers(context.clone()) {
+                    tasks.spawn(async move {
+                        run.await
+                            .with_context(|| format!("run the {name} {worker}"))
+                    });
+                }
             }
             let topics = DomainTopics::resolve(&config, &topology, name)
                 .with_context(|| format!("resolve the topics of {name}"))?;
@@ -486,6 +521,7 @@ async fn serve_roles(
             outcomes,
             admission,
             domains: Arc::new(edges),
+            data_keys: key_encryption_key.map(|kek| DataKeys::new(store.clone(), kek)),
         };
         let declarations: Vec<_> = domains.iter().map(|domain| domain.edge).collect();
         let router = foldline_gateway::router(state, &declarations);
@@ -506,6 +542,7 @@ async fn serve_roles(
         trigger,
         tasks,
         broker: None,
+        development_key: false,
     })
 }
 

@@ -17,10 +17,16 @@ pub struct Domain {
 
 /// Every domain this binary carries: one line per domain.
 pub fn domains() -> Vec<Domain> {
-    vec![Domain {
-        service: foldline_orders::service(),
-        edge: foldline_orders::edge(),
-    }]
+    vec![
+        Domain {
+            service: foldline_orders::service(),
+            edge: foldline_orders::edge(),
+        },
+        Domain {
+            service: foldline_users::service(),
+            edge: foldline_users::edge(),
+        },
+    ]
 }
 
 /// Which part of a domain a role runs.

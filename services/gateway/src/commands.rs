@@ -53,6 +53,13 @@ pub trait AggregateView: Sync {
         aggregate_id: &str,
         min_version: u64,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, GatewayError>> + Send;
+
+    /// The id clients know the resource by (its `Location`), when the
+    /// command addresses another aggregate on its behalf (a user's
+    /// registration is decided by its email claim).
+    fn resource_id<'a>(&'a self, aggregate_id: &'a str) -> &'a str {
+        aggregate_id
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -149,7 +156,11 @@ pub async fn submit<C: CommandRecord, V: AggregateView>(
     }
 
     let (Some(wait), Some(receiver)) = (wait, receiver) else {
-        return Ok(pending_response(edge, &command_id, &aggregate_id));
+        return Ok(pending_response(
+            edge,
+            &command_id,
+            view.resource_id(&aggregate_id),
+        ));
     };
     let deadline = tokio::time::Instant::now() + wait;
     // A retry of a settled command finds its outcome in the projection.
@@ -167,7 +178,11 @@ pub async fn submit<C: CommandRecord, V: AggregateView>(
     };
     state.outcomes.forget(&command_id);
     let Some(settled) = settled else {
-        return Ok(pending_response(edge, &command_id, &aggregate_id));
+        return Ok(pending_response(
+            edge,
+            &command_id,
+            view.resource_id(&aggregate_id),
+        ));
     };
     if let Some(rejection) = settled.rejection {
         let status = match rejection.kind {
@@ -200,14 +215,18 @@ pub async fn submit<C: CommandRecord, V: AggregateView>(
             set_header(
                 &mut response,
                 header::LOCATION,
-                &format!("{}/{aggregate_id}", edge.collection),
+                &format!("{}/{}", edge.collection, view.resource_id(&aggregate_id)),
             );
             set_header(&mut response, "preference-applied", "wait");
             set_header(&mut response, "foldline-command-id", &command_id);
             return Ok(response);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Ok(pending_response(edge, &command_id, &aggregate_id));
+            return Ok(pending_response(
+                edge,
+                &command_id,
+                view.resource_id(&aggregate_id),
+            ));
         }
         tokio::time::sleep(PROJECTION_POLL).await;
     }

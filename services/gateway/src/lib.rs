@@ -39,6 +39,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use foldline_platform::codec::Codec;
 use foldline_platform::config::GatewayConfig;
+use foldline_platform::personal_data::DataKeys;
 use foldline_platform::projector::Watermarks;
 use foldline_platform::store::Store;
 use rdkafka::producer::FutureProducer;
@@ -61,6 +62,9 @@ pub struct EdgeDeclaration {
     /// The collection path; one aggregate lives at `{collection}/{id}`.
     pub collection: &'static str,
     pub routes: fn() -> Router<GatewayState>,
+    /// Whether the routes seal personal data, so the gateway needs the
+    /// key-encryption key ([`GatewayState::data_keys`]).
+    pub personal_data: bool,
 }
 
 impl std::fmt::Debug for EdgeDeclaration {
@@ -106,6 +110,8 @@ pub struct GatewayState {
     /// Served domains by name.
     pub domains: Arc<BTreeMap<String, DomainEdge>>,
     pub in_flight: Arc<Semaphore>,
+    /// Per-subject data keys, when a served domain holds personal data.
+    pub data_keys: Option<DataKeys>,
 }
 
 impl GatewayState {

@@ -38,6 +38,16 @@ impl Problem {
         }
     }
 
+    /// 422 naming every field that does not parse, and why.
+    pub fn invalid_fields(errors: Vec<FieldError>) -> Problem {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_fields",
+            "some fields are invalid",
+        )
+        .with_errors(errors)
+    }
+
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Problem {
         self.errors = errors;
         self

@@ -40,5 +40,6 @@ pub fn edge() -> EdgeDeclaration {
         noun: "order",
         collection: "/v1/orders",
         routes: routes::router,
+        personal_data: false,
     }
 }

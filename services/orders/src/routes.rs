@@ -208,10 +208,10 @@ fn validate_place(request: PlaceOrderRequest, order_id: OrderId) -> Result<Place
         }
     }
     let (Some(customer_id), Some(currency)) = (customer_id, currency) else {
-        return Err(invalid_fields(errors));
+        return Err(Problem::invalid_fields(errors));
     };
     if !errors.is_empty() {
-        return Err(invalid_fields(errors));
+        return Err(Problem::invalid_fields(errors));
     }
     let place = PlaceOrder {
         order_id,
@@ -234,15 +234,6 @@ fn validate_place(request: PlaceOrderRequest, order_id: OrderId) -> Result<Place
             rejection.to_string(),
         )),
     }
-}
-
-fn invalid_fields(errors: Vec<FieldError>) -> Problem {
-    Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_fields",
-        "some fields are invalid",
-    )
-    .with_errors(errors)
 }
 
 async fn place_order(

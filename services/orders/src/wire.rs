@@ -6,7 +6,7 @@
 
 use foldline_contracts::envelope::EventMetadata;
 use foldline_contracts::orders as wire;
-use foldline_contracts::record::{CommandRecord, EventRecord, WireError};
+use foldline_contracts::record::{invalid_field as field, CommandRecord, EventRecord, WireError};
 use foldline_eventsourcing::Timestamp;
 use foldline_platform::DomainWire;
 
@@ -35,16 +35,6 @@ impl DomainWire for OrdersWire {
     fn event_from_wire(record: &Self::Events) -> Result<OrderEvent, WireError> {
         event_from_wire(record)
     }
-}
-
-fn field<T, E: std::fmt::Display>(
-    field: &'static str,
-    result: Result<T, E>,
-) -> Result<T, WireError> {
-    result.map_err(|error| WireError::InvalidField {
-        field,
-        reason: error.to_string(),
-    })
 }
 
 fn lines_from_wire(lines: &[wire::OrderLine]) -> Result<Vec<OrderLine>, WireError> {

@@ -76,3 +76,38 @@ async fn the_embedded_platform_refuses_transactions_on() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_without_a_valid_key_encryption_key_refuses_to_start() {
+    use foldline::app::start;
+    use foldline::roles::Role;
+    for (value, expected) in [
+        (None, "is not configured"),
+        (Some("not-hex"), "must be 64 hex digits"),
+        (Some("abcd"), "must be 64 hex digits"),
+    ] {
+        let mut environment = vec![(
+            "FOLDLINE__KAFKA__CREATE_TOPICS".to_owned(),
+            "false".to_owned(),
+        )];
+        if let Some(value) = value {
+            environment.push((
+                "FOLDLINE__PERSONAL_DATA__KEY_ENCRYPTION_KEY".to_owned(),
+                value.to_owned(),
+            ));
+        }
+        let config = Config::load(None, environment).unwrap();
+        let error = start(config, Topology::embedded().unwrap(), &[Role::Gateway])
+            .await
+            .expect_err("no gateway without its key");
+        let message = format!("{error:#}");
+        assert!(message.contains("key-encryption key"), "{message}");
+        assert!(message.contains(expected), "{message}");
+        if let Some(value) = value {
+            assert!(
+                !message.contains(value),
+                "the key is never repeated: {message}"
+            );
+        }
+    }
+}

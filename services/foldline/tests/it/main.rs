@@ -21,6 +21,8 @@
 //!   processor's snapshots.
 //! - [`security`]: SASL_SSL (SCRAM, PLAIN), mutual TLS, refused
 //!   credentials and certificates, and ACLs on the secured broker.
+//! - [`users`]: the race for one address, kill -9 mid-registration, and
+//!   erasure read back from raw topics, store files and a replay.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -34,4 +36,5 @@ mod poison;
 mod replaced;
 mod security;
 mod support;
+mod users;
 mod zombie;

@@ -29,6 +29,18 @@ pub enum WireError {
     },
 }
 
+/// `result`, with its error as the reason `field` is invalid: how a field
+/// mapping reads one wire field into a domain value.
+pub fn invalid_field<T, E: std::fmt::Display>(
+    field: &'static str,
+    result: Result<T, E>,
+) -> Result<T, WireError> {
+    result.map_err(|error| WireError::InvalidField {
+        field,
+        reason: error.to_string(),
+    })
+}
+
 /// Any record of a domain's commands topic.
 pub trait CommandRecord: Clone + Debug + PartialEq + Send + Sync + 'static {
     /// Avro full names of every record type the topic carries.

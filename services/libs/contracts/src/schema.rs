@@ -47,6 +47,43 @@ pub const ALL: &[RecordSchema] = &[
         "orders/OrderPaymentRejected.avsc"
     ),
     avsc!("foldline.orders.OrderShipped", "orders/OrderShipped.avsc"),
+    avsc!("foldline.users.ClaimEmail", "users/ClaimEmail.avsc"),
+    avsc!("foldline.users.ReleaseEmail", "users/ReleaseEmail.avsc"),
+    avsc!("foldline.users.RegisterUser", "users/RegisterUser.avsc"),
+    avsc!("foldline.users.ChangeProfile", "users/ChangeProfile.avsc"),
+    avsc!("foldline.users.ChangeEmail", "users/ChangeEmail.avsc"),
+    avsc!("foldline.users.DeactivateUser", "users/DeactivateUser.avsc"),
+    avsc!(
+        "foldline.users.ErasePersonalData",
+        "users/ErasePersonalData.avsc"
+    ),
+    avsc!("foldline.users.EmailClaimed", "users/EmailClaimed.avsc"),
+    avsc!("foldline.users.EmailReleased", "users/EmailReleased.avsc"),
+    avsc!("foldline.users.UserRegistered", "users/UserRegistered.avsc"),
+    avsc!(
+        "foldline.users.UserRegistrationRefused",
+        "users/UserRegistrationRefused.avsc"
+    ),
+    avsc!(
+        "foldline.users.UserProfileChanged",
+        "users/UserProfileChanged.avsc"
+    ),
+    avsc!(
+        "foldline.users.UserEmailChanged",
+        "users/UserEmailChanged.avsc"
+    ),
+    avsc!(
+        "foldline.users.UserEmailChangeRefused",
+        "users/UserEmailChangeRefused.avsc"
+    ),
+    avsc!(
+        "foldline.users.UserDeactivated",
+        "users/UserDeactivated.avsc"
+    ),
+    avsc!(
+        "foldline.users.PersonalDataErased",
+        "users/PersonalDataErased.avsc"
+    ),
 ];
 
 /// Envelope parts inlined in every record; published for reference.
@@ -119,6 +156,26 @@ mod tests {
         assert_bound::<OrderPaymentRejected>("foldline.orders.OrderPaymentRejected");
         assert_bound::<OrderShipped>("foldline.orders.OrderShipped");
         assert_bound::<CommandRejected>("foldline.CommandRejected");
+        assert_bound::<crate::users::ClaimEmail>("foldline.users.ClaimEmail");
+        assert_bound::<crate::users::ReleaseEmail>("foldline.users.ReleaseEmail");
+        assert_bound::<crate::users::RegisterUser>("foldline.users.RegisterUser");
+        assert_bound::<crate::users::ChangeProfile>("foldline.users.ChangeProfile");
+        assert_bound::<crate::users::ChangeEmail>("foldline.users.ChangeEmail");
+        assert_bound::<crate::users::DeactivateUser>("foldline.users.DeactivateUser");
+        assert_bound::<crate::users::ErasePersonalData>("foldline.users.ErasePersonalData");
+        assert_bound::<crate::users::EmailClaimed>("foldline.users.EmailClaimed");
+        assert_bound::<crate::users::EmailReleased>("foldline.users.EmailReleased");
+        assert_bound::<crate::users::UserRegistered>("foldline.users.UserRegistered");
+        assert_bound::<crate::users::UserRegistrationRefused>(
+            "foldline.users.UserRegistrationRefused",
+        );
+        assert_bound::<crate::users::UserProfileChanged>("foldline.users.UserProfileChanged");
+        assert_bound::<crate::users::UserEmailChanged>("foldline.users.UserEmailChanged");
+        assert_bound::<crate::users::UserEmailChangeRefused>(
+            "foldline.users.UserEmailChangeRefused",
+        );
+        assert_bound::<crate::users::UserDeactivated>("foldline.users.UserDeactivated");
+        assert_bound::<crate::users::PersonalDataErased>("foldline.users.PersonalDataErased");
     }
 
     #[test]
@@ -126,6 +183,8 @@ mod tests {
         for name in OrdersCommandRecord::RECORD_NAMES
             .iter()
             .chain(OrdersEventRecord::RECORD_NAMES)
+            .chain(crate::users::UsersCommandRecord::RECORD_NAMES)
+            .chain(crate::users::UsersEventRecord::RECORD_NAMES)
         {
             assert!(by_full_name(name).is_some(), "{name} has no .avsc");
         }

@@ -27,6 +27,10 @@ pub enum ConfigError {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -48,6 +52,17 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub processor: ProcessorConfig,
     pub telemetry: TelemetryConfig,
+    pub personal_data: PersonalDataConfig,
+}
+
+/// Crypto-shredding of personal data (`crate::personal_data`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersonalDataConfig {
+    /// The key-encryption key wrapping every data key: 64 hex digits.
+    /// Required wherever the gateway serves a domain with personal data;
+    /// the embedded default generates a development key when it is unset.
+    pub key_encryption_key: Option<Secret>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -306,9 +321,12 @@ impl Config {
                 continue;
             }
             let key = path.replace("__", ".");
-            // Every security key is a string or a path: a password of
-            // digits stays a string (and never reaches a type error).
-            let parsed: figment::value::Value = if key.starts_with("kafka.security.") {
+            // Every security key is a string or a path, and a secret is
+            // always a string: a password or a key of digits stays a
+            // string (and never reaches a type error).
+            let parsed: figment::value::Value = if key.starts_with("kafka.security.")
+                || key == "personal_data.key_encryption_key"
+            {
                 figment::value::Value::from(value)
             } else {
                 value
@@ -533,6 +551,29 @@ mod tests {
         assert!(
             error.contains("transactions") && error.contains("sometimes"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn the_key_encryption_key_is_a_string_secret_from_the_environment() {
+        let digits = "1".repeat(64);
+        let config = Config::load(
+            None,
+            vec![(
+                "FOLDLINE__PERSONAL_DATA__KEY_ENCRYPTION_KEY".to_owned(),
+                digits.clone(),
+            )],
+        )
+        .unwrap();
+        let key = config.personal_data.key_encryption_key.as_ref().unwrap();
+        assert_eq!(key.expose(), digits);
+        assert!(!format!("{config:?}").contains(&digits));
+        assert_eq!(
+            Config::load(None, Vec::new())
+                .unwrap()
+                .personal_data
+                .key_encryption_key,
+            None
         );
     }
 

@@ -113,20 +113,64 @@ pub fn read_json_row<T: DeserializeOwned>(
     }
 }
 
+/// Rows of commands a secondary projection has seen settled (its own gate
+/// state; `command_outcomes` stays the primary projection's).
+pub const SETTLED_COMMANDS: &str = "settled_commands";
+
+fn settled_key(namespace: &str, command_id: &str) -> RowKey {
+    let mut partition = namespace.as_bytes().to_vec();
+    partition.push(0);
+    partition.extend_from_slice(command_id.as_bytes());
+    RowKey::new(SETTLED_COMMANDS, partition, Vec::new())
+}
+
 /// A domain projection with the gate and the outcome table in front.
+///
+/// Several projections of one domain may share a store, each with its own
+/// projector at its own pace, so each keeps its own gate state: the
+/// domain's primary projection under the domain's name (and it alone
+/// writes the public `command_outcomes`), every other one under
+/// `<domain>/<projection>`. Shared gate rows would let the faster projector
+/// advance a version the slower one then judges its event against, and the
+/// slower one would skip it.
 #[derive(Debug)]
 pub struct GatedProjection<P> {
     domain: String,
+    /// Namespaces this projection's gate rows.
+    gate: String,
+    /// Whether this is the domain's primary projection.
+    primary: bool,
     inner: P,
 }
 
 impl<P: DomainProjection> GatedProjection<P> {
-    /// `domain` namespaces the aggregate versions (aggregate ids are only
-    /// unique within a domain).
+    /// The domain's primary projection. `domain` namespaces the aggregate
+    /// versions (aggregate ids are only unique within a domain).
     pub fn new(domain: impl Into<String>, inner: P) -> Self {
+        let domain = domain.into();
         Self {
-            domain: domain.into(),
+            gate: domain.clone(),
+            domain,
+            primary: true,
             inner,
+        }
+    }
+
+    /// Another projection of the domain, beside its primary one.
+    pub fn secondary(domain: impl Into<String>, inner: P) -> Self {
+        let domain = domain.into();
+        Self {
+            gate: format!("{domain}/{}", P::NAME),
+            domain,
+            primary: false,
+            inner,
+        }
+    }
+
+    fn settled_row_key(&self, command_id: &str) -> RowKey {
+        match self.primary {
+            true => outcome_key(command_id),
+            false => settled_key(&self.gate, command_id),
         }
     }
 }
@@ -141,8 +185,8 @@ impl<P: DomainProjection> Projection for GatedProjection<P> {
     fn rows_to_read(&self, record: &Self::Record) -> Vec<RowKey> {
         let metadata = record.wire.metadata();
         let mut keys = vec![
-            version_key(&self.domain, &metadata.aggregate_id),
-            outcome_key(&metadata.command_id),
+            version_key(&self.gate, &metadata.aggregate_id),
+            self.settled_row_key(&metadata.command_id),
         ];
         if let Some(event) = &record.event {
             keys.extend(self.inner.rows_to_read(event, metadata));
@@ -159,8 +203,8 @@ impl<P: DomainProjection> Projection for GatedProjection<P> {
     ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
         let metadata = record.wire.metadata();
         let rejection = record.wire.rejection();
-        let version_key = version_key(&self.domain, &metadata.aggregate_id);
-        let outcome_key = outcome_key(&metadata.command_id);
+        let version_key = version_key(&self.gate, &metadata.aggregate_id);
+        let outcome_key = self.settled_row_key(&metadata.command_id);
         let current_version = read_json_row::<VersionRow>(&version_key, current)?
             .unwrap_or_default()
             .version;
@@ -200,7 +244,11 @@ impl<P: DomainProjection> Projection for GatedProjection<P> {
                 offset,
             ),
         };
-        upserts.push((outcome_key, json_row(COMMAND_OUTCOMES, offset, &outcome)?));
+        let table = match self.primary {
+            true => COMMAND_OUTCOMES,
+            false => SETTLED_COMMANDS,
+        };
+        upserts.push((outcome_key, json_row(table, offset, &outcome)?));
         Ok(upserts)
     }
 }
@@ -224,6 +272,16 @@ mod tests {
         ));
         let row = json_row("order_by_id", 3, &VersionRow { version: 2 }).unwrap();
         assert_eq!(row.position, 3);
+    }
+
+    #[test]
+    fn projections_of_one_domain_sharing_a_store_keep_their_own_gate() {
+        assert_ne!(
+            settled_key("users/follow_ups", "c"),
+            outcome_key("c"),
+            "a secondary projection never marks a command settled for the primary"
+        );
+        assert_ne!(settled_key("a/b", "c"), settled_key("a", "b/c"));
     }
 
     #[test]

@@ -20,6 +20,10 @@
 //! - [`processor`]: the command processor loop (see `processor/design.md`).
 //! - [`projector`]: the projector loop.
 //! - [`dlq`]: dead-lettering of poison records.
+//! - [`personal_data`]: crypto-shredding: per-subject data keys wrapped by
+//!   the configured key-encryption key, sealed fields, keyed lookup hashes.
+//! - [`outbox`]: follow-ups of admitted events (a projection writes them,
+//!   a relay performs them), for steps that span aggregates.
 //! - [`shutdown`]: the stop signal every loop and server watches.
 
 pub mod codec;
@@ -31,6 +35,8 @@ pub mod gated;
 pub mod headers;
 pub mod kafka;
 pub mod kafka_security;
+pub mod outbox;
+pub mod personal_data;
 pub mod processor;
 pub mod projector;
 pub mod service;

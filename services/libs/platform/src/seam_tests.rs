@@ -273,3 +273,64 @@ fn the_declaration_checks_itself_against_the_topology() {
     let orders_only = Topology::embedded().unwrap();
     assert!(service.check_against(&orders_only).is_err());
 }
+
+/// A second projection of the counter domain: the sum again, in its own table.
+#[derive(Default)]
+struct CounterEcho;
+
+fn echo_key(counter_id: &str) -> RowKey {
+    RowKey::new("echo_by_id", counter_id.as_bytes().to_vec(), Vec::new())
+}
+
+impl DomainProjection for CounterEcho {
+    type Wire = CounterWire;
+    const NAME: &'static str = "echo";
+
+    fn rows_to_read(&self, _event: &Added, metadata: &EventMetadata) -> Vec<RowKey> {
+        vec![echo_key(&metadata.aggregate_id)]
+    }
+
+    fn project(
+        &self,
+        admitted: &Admitted<'_, CounterWire>,
+        current: &CurrentRows,
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
+        let key = echo_key(&admitted.metadata.aggregate_id);
+        let row = read_json_row::<CounterRow>(&key, current)?.unwrap_or_default();
+        let next = CounterRow {
+            value: row.value + admitted.event.0,
+        };
+        Ok(vec![(key, json_row("echo_by_id", admitted.offset, &next)?)])
+    }
+}
+
+#[test]
+fn two_projections_sharing_a_store_each_see_every_admitted_event() {
+    let first = decide_record::<CounterWire>(&0, 0, &add(11, 60));
+    let second = decide_record::<CounterWire>(&60, 1, &add(12, 40));
+    let history = [first.clone(), first, second];
+    let primary = GatedProjection::new("counters", CounterProjection);
+    let secondary = GatedProjection::secondary("counters", CounterEcho);
+    let mut rows = MemoryTable::new();
+    // The secondary projector runs ahead of the primary one, in one store.
+    for (offset, record) in history.iter().enumerate() {
+        apply_in_memory(&secondary, &mut rows, record, 0, offset as i64).unwrap();
+    }
+    for (offset, record) in history.iter().enumerate() {
+        apply_in_memory(&primary, &mut rows, record, 0, offset as i64).unwrap();
+    }
+    let value = |key: &RowKey| {
+        serde_json::from_slice::<CounterRow>(&rows[key].value)
+            .unwrap()
+            .value
+    };
+    assert_eq!(value(&counter_key(COUNTER)), 100);
+    assert_eq!(value(&echo_key(COUNTER)), 100);
+    let command_id = uuid::Uuid::from_u128(12).to_string();
+    let outcome: CommandOutcomeRow =
+        serde_json::from_slice(&rows[&outcome_key(&command_id)].value).unwrap();
+    assert_eq!(
+        outcome.outcome.aggregate_version, 2,
+        "the public outcome is the primary's"
+    );
+}

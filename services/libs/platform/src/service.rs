@@ -86,9 +86,16 @@ pub enum ServiceError {
     Processor(#[from] ProcessorError),
     #[error(transparent)]
     Projector(#[from] ProjectorError),
+    #[error(transparent)]
+    Relay(#[from] crate::outbox::RelayError),
+    #[error("worker {worker} cannot start: {reason}")]
+    WorkerStart {
+        worker: &'static str,
+        reason: String,
+    },
 }
 
-type RoleFuture = BoxFuture<'static, Result<(), ServiceError>>;
+pub type RoleFuture = BoxFuture<'static, Result<(), ServiceError>>;
 
 /// One projection of a domain and how to run its projector.
 #[derive(Clone, Copy)]
@@ -106,6 +113,15 @@ pub struct DomainService {
     name: &'static str,
     processor: fn(&'static str, RoleContext) -> RoleFuture,
     projections: Vec<ProjectionRunner>,
+    workers: Vec<WorkerRunner>,
+}
+
+/// A long-running task of a domain beside its projectors (an outbox
+/// relay, which must share the outbox projector's store).
+#[derive(Clone, Copy)]
+struct WorkerRunner {
+    name: &'static str,
+    run: fn(&'static str, RoleContext) -> RoleFuture,
 }
 
 impl std::fmt::Debug for DomainService {
@@ -114,6 +130,14 @@ impl std::fmt::Debug for DomainService {
             .debug_struct("DomainService")
             .field("name", &self.name)
             .field("projections", &self.projection_names().collect::<Vec<_>>())
+            .field(
+                "workers",
+                &self
+                    .workers
+                    .iter()
+                    .map(|worker| worker.name)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -125,16 +149,46 @@ impl DomainService {
             name,
             processor: |domain, context| Box::pin(run_processor::<W>(domain, context)),
             projections: Vec::new(),
+            workers: Vec::new(),
         }
     }
 
-    /// Adds a projection of the domain's events.
+    /// Adds a projection of the domain's events. The first one added is
+    /// the domain's primary projection: it serves `command_outcomes`, and
+    /// the gateway's routes read and wait on it.
     pub fn with_projection<P: DomainProjection + Default>(mut self) -> Self {
-        self.projections.push(ProjectionRunner {
-            name: P::NAME,
-            run: |domain, context, handle| Box::pin(run_projection::<P>(domain, context, handle)),
-        });
+        let run: fn(&'static str, RoleContext, ProjectorHandle) -> RoleFuture =
+            match self.projections.is_empty() {
+                true => |domain, context, handle| {
+                    let gated = GatedProjection::new(domain, P::default());
+                    Box::pin(run_projection::<P>(gated, domain, context, handle))
+                },
+                false => |domain, context, handle| {
+                    let gated = GatedProjection::secondary(domain, P::default());
+                    Box::pin(run_projection::<P>(gated, domain, context, handle))
+                },
+            };
+        self.projections
+            .push(ProjectionRunner { name: P::NAME, run });
         self
+    }
+
+    /// Adds a worker that runs wherever the domain's projectors run.
+    pub fn with_worker(
+        mut self,
+        name: &'static str,
+        run: fn(&'static str, RoleContext) -> RoleFuture,
+    ) -> Self {
+        self.workers.push(WorkerRunner { name, run });
+        self
+    }
+
+    /// The domain's workers, each with its name, ready to spawn.
+    pub fn run_workers(&self, context: RoleContext) -> Vec<(&'static str, RoleFuture)> {
+        self.workers
+            .iter()
+            .map(|worker| (worker.name, (worker.run)(self.name, context.clone())))
+            .collect()
     }
 
     pub fn name(&self) -> &'static str {
@@ -203,6 +257,7 @@ async fn run_processor<W: DomainWire + Default>(
 }
 
 async fn run_projection<P: DomainProjection + Default>(
+    gated: GatedProjection<P>,
     domain: &'static str,
     context: RoleContext,
     handle: ProjectorHandle,
@@ -222,7 +277,7 @@ async fn run_projection<P: DomainProjection + Default>(
         max_batch: 500,
     };
     projector::run(
-        Arc::new(GatedProjection::new(domain, P::default())),
+        Arc::new(gated),
         options,
         &context.config.kafka,
         context.codec,

@@ -1,0 +1,361 @@
+//! Follow-ups: what an admitted event obliges someone to do next, outside
+//! its own aggregate (issue a command to another aggregate, destroy a key).
+//! There is no cross-aggregate transaction, so a follow-up is made durable
+//! before it is done, and done until it is done:
+//!
+//! 1. [`Outbox`] is a projection: for each event the gate admits, the
+//!    domain's pure [`Reactor`] names its follow-ups, and they are written to
+//!    the `outbox` table in the same atomic store write as the projector's
+//!    checkpoint. A crash before that write re-projects the event; after it,
+//!    the follow-up exists. Duplicates and stale decisions never reach the
+//!    reactor (the gate), so a zombie's loser record causes nothing.
+//! 2. [`relay`] reads each partition's outbox in log order from its cursor
+//!    (the `outbox_cursors` table), performs every follow-up with the
+//!    platform's retry policy, and only then advances the cursor. A crash in
+//!    between performs the follow-up again, so every follow-up must be
+//!    idempotent: commands carry an id derived from the causing event
+//!    ([`follow_up_metadata`]), which the target's processor de-duplicates;
+//!    other effects are idempotent by construction.
+//!
+//! The relay runs beside the outbox projector (same process, same store).
+//! Rows of a partition are written in offset order and atomically, so a
+//! cursor per partition never skips one.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::time::Duration;
+
+use foldline_contracts::envelope::{CommandMetadata, EventMetadata};
+use foldline_contracts::record::CommandRecord;
+use foldline_eventsourcing::{CommandId, EventId};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec::Codec;
+use crate::domain::{DomainWire, EventOf};
+use crate::gated::{json_row, Admitted, DomainProjection};
+use crate::headers::command_headers;
+use crate::processor::retry::{produce_is_transient, until_settled};
+use crate::projector::{CurrentRows, ProjectionError};
+use crate::shutdown::Shutdown;
+use crate::store::{RowKey, Store, StoreError, StoredRow};
+
+pub const OUTBOX: &str = "outbox";
+pub const OUTBOX_CURSORS: &str = "outbox_cursors";
+/// Rows a relay reads per partition per round.
+const RELAY_BATCH: usize = 200;
+/// How long an idle relay waits before looking again.
+const RELAY_IDLE: Duration = Duration::from_millis(10);
+
+/// A domain's pure reaction table: the follow-ups an admitted event causes.
+pub trait Reactor: Default + Send + Sync + 'static {
+    type Wire: DomainWire;
+    type FollowUp: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
+    /// The projection's name in the topology.
+    const NAME: &'static str;
+
+    fn react(&self, admitted: &Admitted<'_, Self::Wire>) -> Vec<Self::FollowUp>;
+}
+
+/// The outbox projection of a [`Reactor`].
+#[derive(Debug, Default)]
+pub struct Outbox<R>(pub R);
+
+fn outbox_partition(name: &str, partition: i32) -> Vec<u8> {
+    let mut key = name.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+fn outbox_key(name: &str, partition: i32, offset: i64, index: usize) -> RowKey {
+    let mut clustering = offset.max(0).to_be_bytes().to_vec();
+    clustering.extend_from_slice(&(index as u32).to_be_bytes());
+    RowKey::new(OUTBOX, outbox_partition(name, partition), clustering)
+}
+
+fn cursor_key(name: &str, partition: i32) -> RowKey {
+    RowKey::new(
+        OUTBOX_CURSORS,
+        outbox_partition(name, partition),
+        Vec::new(),
+    )
+}
+
+impl<R: Reactor> DomainProjection for Outbox<R> {
+    type Wire = R::Wire;
+    const NAME: &'static str = R::NAME;
+
+    fn rows_to_read(&self, _event: &EventOf<R::Wire>, _metadata: &EventMetadata) -> Vec<RowKey> {
+        Vec::new()
+    }
+
+    fn project(
+        &self,
+        admitted: &Admitted<'_, R::Wire>,
+        _current: &CurrentRows,
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
+        self.0
+            .react(admitted)
+            .iter()
+            .enumerate()
+            .map(|(index, follow_up)| {
+                Ok((
+                    outbox_key(R::NAME, admitted.partition, admitted.offset, index),
+                    json_row(OUTBOX, admitted.offset, follow_up)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Why a follow-up failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowUpError {
+    #[error("follow-up failed, will retry: {0}")]
+    Transient(String),
+    #[error("follow-up cannot be performed: {0}")]
+    Permanent(String),
+}
+
+impl FollowUpError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+}
+
+impl From<StoreError> for FollowUpError {
+    fn from(error: StoreError) -> Self {
+        match error.is_transient() {
+            true => Self::Transient(error.to_string()),
+            false => Self::Permanent(error.to_string()),
+        }
+    }
+}
+
+/// Why a relay stopped. An operator must look: the follow-up at the
+/// cursor is not done, and nothing after it will be until it is.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("follow-up of {outbox} partition {partition} failed for good: {reason}")]
+    FollowUp {
+        outbox: &'static str,
+        partition: i32,
+        reason: String,
+    },
+    #[error("outbox row of {outbox} partition {partition} is unreadable: {reason}")]
+    UnreadableRow {
+        outbox: &'static str,
+        partition: i32,
+        reason: String,
+    },
+    #[error("the store failed for good: {0}")]
+    Store(StoreError),
+}
+
+/// Performs one follow-up. Must be idempotent: a crash between performing
+/// and advancing the cursor performs it again.
+pub trait Performer<F>: Send + Sync {
+    fn perform(&self, follow_up: &F) -> impl Future<Output = Result<(), FollowUpError>> + Send;
+}
+
+async fn settle<T>(
+    what: &'static str,
+    shutdown: &Shutdown,
+    attempt: impl FnMut() -> futures::future::BoxFuture<'static, Result<T, StoreError>>,
+) -> Option<Result<T, RelayError>> {
+    until_settled(what, shutdown, attempt, StoreError::is_transient)
+        .await
+        .map(|result| result.map_err(RelayError::Store))
+}
+
+/// Performs the follow-ups of `R`'s outbox in log order, per partition,
+/// until shutdown.
+pub async fn relay<R: Reactor, P: Performer<R::FollowUp>>(
+    performer: P,
+    store: Store,
+    partitions: i32,
+    shutdown: Shutdown,
+) -> Result<(), RelayError> {
+    loop {
+        let mut performed = 0usize;
+        for partition in 0..partitions {
+            let cursor = {
+                let store = store.clone();
+                match settle("read an outbox cursor", &shutdown, || {
+                    let store = store.clone();
+                    Box::pin(async move { store.get(cursor_key(R::NAME, partition)).await })
+                })
+                .await
+                {
+                    None => return Ok(()),
+                    Some(result) => result?.map(|row| row.value),
+                }
+            };
+            let rows = match settle("read an outbox", &shutdown, || {
+                let (store, cursor) = (store.clone(), cursor.clone());
+                Box::pin(async move {
+                    store
+                        .scan(
+                            OUTBOX,
+                            outbox_partition(R::NAME, partition),
+                            cursor,
+                            RELAY_BATCH,
+                        )
+                        .await
+                })
+            })
+            .await
+            {
+                None => return Ok(()),
+                Some(result) => result?,
+            };
+            for (clustering, row) in rows {
+                let follow_up: R::FollowUp =
+                    serde_json::from_slice(&row.value).map_err(|error| {
+                        RelayError::UnreadableRow {
+                            outbox: R::NAME,
+                            partition,
+                            reason: error.to_string(),
+                        }
+                    })?;
+                match until_settled(
+                    "perform a follow-up",
+                    &shutdown,
+                    || performer.perform(&follow_up),
+                    FollowUpError::is_transient,
+                )
+                .await
+                {
+                    None => return Ok(()),
+                    Some(Ok(())) => {}
+                    Some(Err(error)) => {
+                        return Err(RelayError::FollowUp {
+                            outbox: R::NAME,
+                            partition,
+                            reason: error.to_string(),
+                        })
+                    }
+                }
+                let advanced = settle("advance an outbox cursor", &shutdown, || {
+                    let (store, clustering) = (store.clone(), clustering.clone());
+                    Box::pin(async move {
+                        store
+                            .put(
+                                cursor_key(R::NAME, partition),
+                                StoredRow {
+                                    position: 0,
+                                    value: clustering,
+                                },
+                            )
+                            .await
+                    })
+                })
+                .await;
+                match advanced {
+                    None => return Ok(()),
+                    Some(result) => result?,
+                }
+                performed += 1;
+            }
+        }
+        if performed == 0 {
+            tokio::select! {
+                () = shutdown.clone().wait() => return Ok(()),
+                () = tokio::time::sleep(RELAY_IDLE) => {}
+            }
+        }
+    }
+}
+
+/// The metadata of a command a follow-up issues: its id derives from the
+/// causing event (`step` names which of its follow-ups), so performing it
+/// twice issues the same command, which its processor de-duplicates; it
+/// keeps the event's correlation id and names the event as its cause; its
+/// clock is the event's, so re-deciding it is deterministic too.
+pub fn follow_up_metadata(cause: &EventMetadata, step: &str, issued_by: &str) -> CommandMetadata {
+    let command_id = match cause.event_id.parse::<EventId>() {
+        Ok(event_id) => CommandId::caused_by(event_id, step),
+        // The gate admits no record without a uuid event id; stay
+        // deterministic rather than fail if one ever gets here.
+        Err(_) => CommandId::from_idempotency_key(&cause.event_id, step),
+    };
+    CommandMetadata {
+        command_id: command_id.to_string(),
+        correlation_id: cause.correlation_id.clone(),
+        causation_id: Some(cause.event_id.clone()),
+        issued_at: cause.occurred_at,
+        issued_by: issued_by.to_owned(),
+        traceparent: cause.traceparent.clone(),
+    }
+}
+
+/// Produces `command` to `topic`, keyed by its aggregate.
+pub async fn send_command<C: CommandRecord>(
+    producer: &FutureProducer,
+    codec: &Codec,
+    topic: &str,
+    command: &C,
+) -> Result<(), FollowUpError> {
+    let value = command
+        .to_avro()
+        .map_err(|error| FollowUpError::Permanent(error.to_string()))?;
+    let bytes = codec
+        .encode_value(topic, command.record_name(), value)
+        .await
+        .map_err(|error| match error.is_transient() {
+            true => FollowUpError::Transient(error.to_string()),
+            false => FollowUpError::Permanent(error.to_string()),
+        })?;
+    let record = FutureRecord::to(topic)
+        .key(command.aggregate_id())
+        .payload(&bytes)
+        .headers(command_headers(command.metadata(), command.record_name()));
+    producer
+        .send(record, Duration::from_secs(5))
+        .await
+        .map(|_| ())
+        .map_err(|(error, _)| match produce_is_transient(&error) {
+            true => FollowUpError::Transient(error.to_string()),
+            false => FollowUpError::Permanent(error.to_string()),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_rows_sort_in_log_order_within_a_partition() {
+        let first = outbox_key("r", 3, 9, 1);
+        let second = outbox_key("r", 3, 10, 0);
+        assert_eq!(first.partition, second.partition);
+        assert!(first.clustering < second.clustering);
+        assert_ne!(outbox_key("r", 2, 9, 1).partition, first.partition);
+        assert_ne!(outbox_partition("ab", 1), outbox_partition("a", 1));
+    }
+
+    #[test]
+    fn follow_up_commands_are_derived_from_their_cause() {
+        let cause = EventMetadata {
+            event_id: EventId::decided_by(CommandId::from_idempotency_key("c", "k")).to_string(),
+            aggregate_id: "a".to_owned(),
+            aggregate_version: 1,
+            command_id: "c".to_owned(),
+            correlation_id: "corr".to_owned(),
+            causation_id: "c".to_owned(),
+            occurred_at: 42,
+            traceparent: None,
+        };
+        let first = follow_up_metadata(&cause, "register", "relay");
+        assert_eq!(first, follow_up_metadata(&cause, "register", "relay"));
+        assert_ne!(
+            first.command_id,
+            follow_up_metadata(&cause, "release", "relay").command_id
+        );
+        assert_eq!(first.correlation_id, "corr");
+        assert_eq!(first.causation_id.as_deref(), Some(cause.event_id.as_str()));
+        assert_eq!(first.issued_at, 42);
+    }
+}
