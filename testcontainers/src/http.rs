@@ -105,6 +105,21 @@ impl Api {
         })
     }
 
+    /// A client whose requests give up after `timeout` (a fault test's
+    /// client must not hang for the default 30 s on a frozen gateway).
+    pub fn with_timeout(base: &str, timeout: Duration) -> anyhow::Result<Api> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .no_proxy()
+            .pool_max_idle_per_host(32)
+            .build()
+            .context("cannot build the http client")?;
+        Ok(Api {
+            base: base.trim_end_matches('/').to_owned(),
+            client,
+        })
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }

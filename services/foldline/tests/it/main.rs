@@ -7,6 +7,8 @@
 //! - [`flow`]: the HTTP API end to end, and the log read by a stock client.
 //! - [`crash`]: kill -9 (and SIGTERM) of the command processor mid-stream.
 //! - [`zombie`]: a processor frozen past its session timeout, then woken.
+//! - [`nemesis`]: faults of every kind at random while contended commands
+//!   run; the history is judged by an independent checker (Python).
 //! - [`in_process`]: the library API: the embedded platform on port 0.
 //! - [`outage`]: SIGTERM while the broker is down stops within the deadline.
 //! - [`poison`]: garbage on the consumed topics is parked, partitions move on.
@@ -18,6 +20,7 @@
 mod crash;
 mod flow;
 mod in_process;
+mod nemesis;
 mod outage;
 mod poison;
 mod replaced;
