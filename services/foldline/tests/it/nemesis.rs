@@ -1,15 +1,16 @@
 //! The nemesis run: contended commands and reads while a seeded scheduler
 //! kills (-9), stops (SIGTERM) and freezes (SIGSTOP/SIGCONT) the command
-//! processor and the front process (gateway + projector), and re-produces
-//! raw command records into `orders.commands`. Every client operation goes
+//! processor and the front process (gateway + projector), re-produces raw
+//! command records into `orders.commands`, and appends a zombie's stale
+//! decision to `orders.events`. Every client operation goes
 //! into a history file; at the end the independent checker
 //! (`tests/oracle/check_history.py`, Python on stock clients, no code shared
 //! with the system) folds the broker's topics itself and judges the history
 //! and the live projection. The run passes only with zero anomalies.
 //!
-//! Bounded by default (4 rounds of every fault kind, 28 faults, for CI);
+//! Bounded by default (4 rounds of every fault kind, 32 faults, for CI);
 //! `FOLDLINE_NEMESIS_ROUNDS=N` sets the rounds (each round is every fault kind
-//! once, in a random order), `FOLDLINE_NEMESIS_SOAK=1` runs 10 rounds (70
+//! once, in a random order), `FOLDLINE_NEMESIS_SOAK=1` runs 10 rounds (80
 //! faults); `FOLDLINE_NEMESIS_SEED` replays a schedule (the seed is printed).
 
 use std::collections::BTreeMap;
@@ -21,10 +22,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use foldline_contracts::envelope::CommandMetadata;
-use foldline_contracts::orders::{MarkOrderPaid, MarkOrderPaymentFailed, ShipOrder};
+use foldline_contracts::envelope::{CommandMetadata, EventMetadata};
+use foldline_contracts::orders::{
+    MarkOrderPaid, MarkOrderPaymentFailed, OrderCancelled, ShipOrder,
+};
 use foldline_platform::codec::Codec;
-use foldline_platform::headers::command_headers;
+use foldline_platform::headers::{command_headers, record_headers};
 use foldline_testcontainers::replay::read_topic;
 use foldline_testcontainers::{
     place_body, Api, CommandOptions, Deadline, Deployment, FoldlineProcess,
@@ -142,6 +145,8 @@ struct Workload {
     keys: Mutex<Vec<Request>>,
     /// Every command id produced raw (pay, pay-fail, ship).
     raw_ids: Mutex<Vec<String>>,
+    /// Every order a placement was acknowledged for.
+    orders: Mutex<Vec<String>>,
 }
 
 /// One HTTP command request: its history kind (`f`), Idempotency-Key,
@@ -392,6 +397,10 @@ impl Workload {
         let Some(order_id) = order_id else {
             return;
         };
+        self.orders
+            .lock()
+            .expect("orders lock")
+            .push(order_id.clone());
         let order = order_id.as_str();
         let cancel = async {
             if rng_for(seed, 1).chance(45) {
@@ -577,9 +586,11 @@ enum Fault {
     Terminate(usize),
     Pause(usize),
     Duplicate,
+    StaleWrite,
 }
 
-const FAULT_KINDS: [Fault; 7] = [
+const FAULT_KINDS: [Fault; 8] = [
+    Fault::StaleWrite,
     Fault::Kill(0),
     Fault::Kill(1),
     Fault::Terminate(0),
@@ -662,6 +673,10 @@ async fn nemesis(
                     role.process.resume().expect("SIGCONT");
                     format!("pause {}", role.name)
                 }
+                Fault::StaleWrite => {
+                    inject_stale_decision(deployment, workload, &mut rng).await;
+                    "stale write".to_owned()
+                }
                 Fault::Duplicate => {
                     let injected = inject_duplicates(deployment, workload, &mut rng).await;
                     *faults
@@ -728,6 +743,59 @@ async fn inject_duplicates(deployment: &Deployment, workload: &Workload, rng: &m
 
 /// The checker's Python: `FOLDLINE_ORACLE_PYTHON` (scripts/test sets it),
 /// else the venv scripts/test caches under ~/.cache/foldline.
+/// Appends what a zombie processor writes: a decision made against a
+/// version its order has left (an `OrderCancelled` decided against version
+/// 0 of an order placed long ago), for a command nobody settled. Every
+/// reader's gate must ignore it; a reader without the version check would
+/// cancel the order.
+async fn inject_stale_decision(deployment: &Deployment, workload: &Workload, rng: &mut Rng) {
+    let order_id = {
+        let orders = workload.orders.lock().expect("orders lock");
+        let Some(order_id) = orders.get(rng.below(orders.len() as u64) as usize) else {
+            return;
+        };
+        order_id.clone()
+    };
+    let topic = deployment.topic("orders.events");
+    let command_id = uuid::Uuid::new_v4().to_string();
+    let metadata = EventMetadata {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        aggregate_id: order_id.clone(),
+        aggregate_version: 1,
+        command_id: command_id.clone(),
+        correlation_id: command_id.clone(),
+        causation_id: command_id,
+        occurred_at: 0,
+        traceparent: None,
+    };
+    let record_name = "foldline.orders.OrderCancelled";
+    let record = OrderCancelled {
+        metadata: metadata.clone(),
+        order_id: order_id.clone(),
+        reason: "a zombie's stale decision".to_owned(),
+    };
+    let payload = workload
+        .codec
+        .encode(&topic, record_name, &record)
+        .await
+        .expect("encode a stale decision");
+    let sent = workload
+        .producer
+        .send(
+            FutureRecord::to(&topic)
+                .key(&order_id)
+                .payload(&payload)
+                .headers(record_headers(&metadata, record_name, None)),
+            Duration::from_secs(10),
+        )
+        .await;
+    workload.history.info(json!({
+        "fault": "stale write",
+        "order_id": order_id,
+        "delivered": sent.is_ok(),
+    }));
+}
+
 fn oracle_python() -> PathBuf {
     if let Some(python) = std::env::var_os("FOLDLINE_ORACLE_PYTHON") {
         return PathBuf::from(python);
@@ -770,7 +838,7 @@ async fn the_history_under_the_nemesis_passes_the_independent_checker() {
         if std::env::var_os("FOLDLINE_NEMESIS_SOAK").is_some() {
             10
         } else {
-            3
+            4
         },
     ) as usize;
     let seed = env_number("FOLDLINE_NEMESIS_SEED").unwrap_or_else(|| {
@@ -825,6 +893,7 @@ async fn the_history_under_the_nemesis_passes_the_independent_checker() {
         customers: (0..5).map(|_| uuid::Uuid::new_v4().to_string()).collect(),
         keys: Mutex::new(Vec::new()),
         raw_ids: Mutex::new(Vec::new()),
+        orders: Mutex::new(Vec::new()),
     });
 
     // Workers start orders until the nemesis is done.
