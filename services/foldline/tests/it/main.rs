@@ -10,7 +10,8 @@
 //! - [`nemesis`]: faults of every kind at random while contended commands
 //!   run; the history is judged by an independent checker (Python).
 //! - [`in_process`]: the library API: the embedded platform on port 0.
-//! - [`outage`]: SIGTERM while the broker is down stops within the deadline.
+//! - [`outage`]: the broker dies first; the platform lives through the outage
+//!   and stops cleanly (exit 0, within the deadline) on SIGTERM during it.
 //! - [`poison`]: garbage on the consumed topics is parked, partitions move on.
 //! - [`replaced`]: the events topic deleted and recreated under a
 //!   processor's snapshots.
