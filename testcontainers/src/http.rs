@@ -93,16 +93,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> anyhow::Result<Api> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .no_proxy()
-            .pool_max_idle_per_host(32)
-            .build()
-            .context("cannot build the http client")?;
-        Ok(Api {
-            base: base.trim_end_matches('/').to_owned(),
-            client,
-        })
+        Api::with_timeout(base, Duration::from_secs(30))
     }
 
     /// A client whose requests give up after `timeout` (a fault test's

@@ -326,38 +326,43 @@ impl Workload {
         }
     }
 
-    async fn read_order(&self, process: usize, order_id: &str) {
-        let index = self
-            .history
-            .invoke("read", process, json!({"order_id": order_id}));
-        match self.api.order(order_id).await {
-            Ok(response) => self.history.complete(
-                index,
-                "ok",
-                json!({"status": response.status, "body": response.body}),
-            ),
+    /// A GET recorded as operation `f` with `fields`; the response when
+    /// one came.
+    async fn read(
+        &self,
+        process: usize,
+        f: &str,
+        fields: Value,
+        path: &str,
+    ) -> Option<foldline_testcontainers::ApiResponse> {
+        let index = self.history.invoke(f, process, fields);
+        match self.api.get(path).await {
+            Ok(response) => {
+                self.history.complete(
+                    index,
+                    "ok",
+                    json!({"status": response.status, "body": response.body}),
+                );
+                Some(response)
+            }
             Err(error) => {
                 self.history
-                    .complete(index, "unknown", json!({"error": format!("{error:#}")}))
+                    .complete(index, "unknown", json!({"error": format!("{error:#}")}));
+                None
             }
         }
     }
 
+    async fn read_order(&self, process: usize, order_id: &str) {
+        let path = format!("/v1/orders/{order_id}");
+        self.read(process, "read", json!({"order_id": order_id}), &path)
+            .await;
+    }
+
     async fn list_customer(&self, process: usize, customer_id: &str) {
-        let index = self
-            .history
-            .invoke("list", process, json!({"customer_id": customer_id}));
-        match self.api.customer_orders(customer_id, Some(100), None).await {
-            Ok(response) => self.history.complete(
-                index,
-                "ok",
-                json!({"status": response.status, "body": response.body}),
-            ),
-            Err(error) => {
-                self.history
-                    .complete(index, "unknown", json!({"error": format!("{error:#}")}))
-            }
-        }
+        let path = format!("/v1/customers/{customer_id}/orders?limit=100");
+        self.read(process, "list", json!({"customer_id": customer_id}), &path)
+            .await;
     }
 
     /// One order's life: placed, then cancel / pay / payment failure / ship
@@ -641,32 +646,27 @@ async fn nemesis(
                 }
             }
             let label = match fault {
-                Fault::Kill(target) => {
+                Fault::Kill(target) | Fault::Terminate(target) => {
                     let role = &mut roles[target];
-                    role.process.kill9().expect("kill -9");
-                    workload
-                        .history
-                        .info(json!({"fault": format!("kill9 {}", role.name)}));
+                    let label = if matches!(fault, Fault::Kill(_)) {
+                        role.process.kill9().expect("kill -9");
+                        format!("kill9 {}", role.name)
+                    } else {
+                        let status: anyhow::Result<ExitStatus> =
+                            role.process.terminate(Deadline::secs(40)).await;
+                        match status {
+                            Ok(status) if status.success() => {}
+                            other => faults.unexpected.push(format!(
+                                "{} on SIGTERM: {other:?}\n{}",
+                                role.name,
+                                role.process.report(30)
+                            )),
+                        }
+                        format!("sigterm {}", role.name)
+                    };
+                    workload.history.info(json!({ "fault": label }));
                     role.relaunch(deployment).await;
-                    format!("kill9 {}", role.name)
-                }
-                Fault::Terminate(target) => {
-                    let role = &mut roles[target];
-                    let status: anyhow::Result<ExitStatus> =
-                        role.process.terminate(Deadline::secs(40)).await;
-                    match status {
-                        Ok(status) if status.success() => {}
-                        other => faults.unexpected.push(format!(
-                            "{} on SIGTERM: {other:?}\n{}",
-                            role.name,
-                            role.process.report(30)
-                        )),
-                    }
-                    workload
-                        .history
-                        .info(json!({"fault": format!("sigterm {}", role.name)}));
-                    role.relaunch(deployment).await;
-                    format!("sigterm {}", role.name)
+                    label
                 }
                 Fault::Pause(target) => {
                     let role = &mut roles[target];
@@ -975,32 +975,19 @@ async fn the_history_under_the_nemesis_passes_the_independent_checker() {
     while !pending.is_empty() {
         let mut still = Vec::new();
         for command_id in pending {
-            let index = workload.history.invoke(
-                "command-status",
-                WORKERS,
-                json!({"command_id": command_id}),
-            );
-            match workload.api.command_status(&command_id).await {
-                Ok(response) => {
-                    let settled =
-                        response.status == 200 && response.str("status") != Some("pending");
-                    workload.history.complete(
-                        index,
-                        "ok",
-                        json!({"status": response.status, "body": response.body}),
-                    );
-                    if !settled {
-                        still.push(command_id);
-                    }
+            let path = format!("/v1/commands/{command_id}");
+            let fields = json!({"command_id": command_id});
+            let settled = match workload
+                .read(WORKERS, "command-status", fields, &path)
+                .await
+            {
+                Some(response) => {
+                    response.status == 200 && response.str("status") != Some("pending")
                 }
-                Err(error) => {
-                    workload.history.complete(
-                        index,
-                        "unknown",
-                        json!({"error": format!("{error:#}")}),
-                    );
-                    still.push(command_id);
-                }
+                None => false,
+            };
+            if !settled {
+                still.push(command_id);
             }
         }
         pending = still;
