@@ -9,6 +9,7 @@
 //! - [`zombie`]: a processor frozen past its session timeout, then woken.
 //! - [`nemesis`]: faults of every kind at random while contended commands
 //!   run; the history is judged by an independent checker (Python).
+//! - [`idempotency`]: a retry with the same key re-produces the same record.
 //! - [`in_process`]: the library API: the embedded platform on port 0.
 //! - [`outage`]: the broker dies first; the platform lives through the outage
 //!   and stops cleanly (exit 0, within the deadline) on SIGTERM during it.
@@ -20,6 +21,7 @@
 
 mod crash;
 mod flow;
+mod idempotency;
 mod in_process;
 mod nemesis;
 mod outage;
