@@ -93,8 +93,14 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> anyhow::Result<Api> {
+        Api::with_timeout(base, Duration::from_secs(30))
+    }
+
+    /// A client whose requests give up after `timeout` (a fault test's
+    /// client must not hang for the default 30 s on a frozen gateway).
+    pub fn with_timeout(base: &str, timeout: Duration) -> anyhow::Result<Api> {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(timeout)
             .no_proxy()
             .pool_max_idle_per_host(32)
             .build()

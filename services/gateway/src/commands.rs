@@ -29,6 +29,7 @@ use uuid::Uuid;
 use crate::http::{
     decode_row, encode_row, parse_path_id, preferred_wait, set_header, GatewayError,
 };
+use crate::idempotency::CommandIdentity;
 use crate::problem::Problem;
 use crate::{DomainEdge, GatewayState};
 
@@ -72,7 +73,7 @@ struct AcceptedCommand {
     domain: String,
 }
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as i64)
@@ -85,11 +86,45 @@ pub fn command_metadata(
     command_id: CommandId,
     headers: &HeaderMap,
 ) -> CommandMetadata {
+    stamped_metadata(
+        state,
+        command_id,
+        Uuid::now_v7().to_string(),
+        now_millis(),
+        headers,
+    )
+}
+
+/// The metadata of the command `identity` names: a retry with the same
+/// `Idempotency-Key` gets the first request's issue time and correlation id,
+/// so it re-produces the same record rather than a second command under the
+/// same id.
+pub fn identity_metadata(
+    state: &GatewayState,
+    identity: &CommandIdentity,
+    headers: &HeaderMap,
+) -> CommandMetadata {
+    stamped_metadata(
+        state,
+        identity.command_id,
+        identity.correlation_id.clone(),
+        identity.issued_at,
+        headers,
+    )
+}
+
+fn stamped_metadata(
+    state: &GatewayState,
+    command_id: CommandId,
+    correlation_id: String,
+    issued_at: i64,
+    headers: &HeaderMap,
+) -> CommandMetadata {
     CommandMetadata {
         command_id: command_id.to_string(),
-        correlation_id: Uuid::now_v7().to_string(),
+        correlation_id,
         causation_id: None,
-        issued_at: now_millis(),
+        issued_at,
         issued_by: state.config.client_id.clone(),
         traceparent: headers
             .get("traceparent")

@@ -4,7 +4,10 @@
 //! The first request with a key reserves it (an insert-if-absent row in
 //! `idempotency_keys`, keyed by the derived command id) together with the
 //! aggregate id it chose, so a retry of a creation addresses the aggregate
-//! the first attempt created instead of a fresh one.
+//! the first attempt created instead of a fresh one, and with the moment and
+//! correlation id it was issued under, so a retry re-produces the very same
+//! command record (a command id names one command: the processor's
+//! redecision and every reader see the same bytes, whichever copy they meet).
 
 // A Problem is the response itself: boxing it on a per-request path buys nothing.
 #![allow(clippy::result_large_err)]
@@ -30,6 +33,12 @@ struct IdempotencyRecord {
     /// chose). The field name is kept from when only orders existed.
     #[serde(rename = "order_id")]
     aggregate_id: String,
+    /// When the first request was issued (absent in rows written before the
+    /// stamp was kept: such a retry is stamped anew).
+    #[serde(default)]
+    issued_at: Option<i64>,
+    #[serde(default)]
+    correlation_id: Option<String>,
 }
 
 /// The identity of a command request after the idempotency check.
@@ -37,6 +46,9 @@ struct IdempotencyRecord {
 pub struct CommandIdentity {
     pub command_id: CommandId,
     pub aggregate_id: String,
+    /// The issue time and correlation id of the first request with this key.
+    pub issued_at: i64,
+    pub correlation_id: String,
 }
 
 /// Resolves the command id (and, for a creation, the aggregate id) of a
@@ -49,10 +61,14 @@ pub async fn identify(
     body: &[u8],
     fresh_aggregate_id: String,
 ) -> Result<CommandIdentity, Problem> {
+    let issued_at = crate::commands::now_millis();
+    let correlation_id = Uuid::now_v7().to_string();
     let Some(key) = headers.get("idempotency-key") else {
         return Ok(CommandIdentity {
             command_id: CommandId(Uuid::now_v7()),
             aggregate_id: fresh_aggregate_id,
+            issued_at,
+            correlation_id,
         });
     };
     let key = key
@@ -70,6 +86,8 @@ pub async fn identify(
     let record = IdempotencyRecord {
         request_hash: request_hash(route, body),
         aggregate_id: fresh_aggregate_id,
+        issued_at: Some(issued_at),
+        correlation_id: Some(correlation_id.clone()),
     };
     let row = StoredRow {
         position: 0,
@@ -89,6 +107,8 @@ pub async fn identify(
         return Ok(CommandIdentity {
             command_id,
             aggregate_id: record.aggregate_id,
+            issued_at,
+            correlation_id,
         });
     };
     let first: IdempotencyRecord = decode_row(IDEMPOTENCY_TABLE, &existing.value)?;
@@ -102,6 +122,8 @@ pub async fn identify(
     Ok(CommandIdentity {
         command_id,
         aggregate_id: first.aggregate_id,
+        issued_at: first.issued_at.unwrap_or(issued_at),
+        correlation_id: first.correlation_id.unwrap_or(correlation_id),
     })
 }
 

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use foldline_contracts::orders::{self as wire, OrdersCommandRecord};
 use foldline_eventsourcing::{Decider, DecisionContext, Rejection, Timestamp};
-use foldline_gateway::commands::{self, command_metadata, AggregateView};
+use foldline_gateway::commands::{self, identity_metadata, AggregateView};
 use foldline_gateway::http::{
     decode_row, parse_json, parse_path_id, GatewayError, PageQuery, PageRequest,
 };
@@ -264,7 +264,7 @@ async fn place_order(
     })?;
     let place = validate_place(request, order_id)?;
     let command = OrdersCommandRecord::Place(wire::PlaceOrder {
-        metadata: command_metadata(&state, identity.command_id, &headers),
+        metadata: identity_metadata(&state, &identity, &headers),
         order_id: place.order_id.to_string(),
         customer_id: place.customer_id.to_string(),
         currency: place.currency.as_str().to_owned(),
@@ -301,7 +301,7 @@ async fn cancel_order(
     let route = format!("POST /v1/orders/{order_id}/cancel");
     let identity = identify(&state, &headers, &route, &raw, order_id.clone()).await?;
     let command = OrdersCommandRecord::Cancel(wire::CancelOrder {
-        metadata: command_metadata(&state, identity.command_id, &headers),
+        metadata: identity_metadata(&state, &identity, &headers),
         order_id,
         reason: request.reason,
     });

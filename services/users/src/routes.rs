@@ -16,7 +16,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use foldline_contracts::users::{self as wire, UsersCommandRecord};
 use foldline_eventsourcing::{Decider, DecisionContext, Rejection, Timestamp};
-use foldline_gateway::commands::{self, command_metadata, AggregateView};
+use foldline_gateway::commands::{self, identity_metadata, AggregateView};
 use foldline_gateway::http::{decode_row, parse_json, parse_path_id, GatewayError};
 use foldline_gateway::idempotency::identify;
 use foldline_gateway::problem::{FieldError, Problem};
@@ -389,7 +389,7 @@ async fn register_user(
         None => None,
     };
     let command = UsersCommandRecord::ClaimEmail(wire::ClaimEmail {
-        metadata: command_metadata(&state, identity.command_id, &headers),
+        metadata: identity_metadata(&state, &identity, &headers),
         aggregate_id: claim_key.to_string(),
         user_id: subject.clone(),
         purpose: "register".to_owned(),
@@ -515,7 +515,7 @@ async fn change_user(
             ))
         }
     };
-    let metadata = command_metadata(&state, identity.command_id, &headers);
+    let metadata = identity_metadata(&state, &identity, &headers);
     if let Some(email) = email {
         let new_claim = claim_key(keys, &email);
         let email_sealed = seal(&key, &subject, EMAIL, email.as_str())?;
@@ -599,7 +599,7 @@ async fn deactivate_user(
     let route = format!("POST /v1/users/{user_id}/deactivate");
     let identity = identify(&state, &headers, &route, &raw, user_id.clone()).await?;
     let command = UsersCommandRecord::Deactivate(wire::DeactivateUser {
-        metadata: command_metadata(&state, identity.command_id, &headers),
+        metadata: identity_metadata(&state, &identity, &headers),
         aggregate_id: user_id.clone(),
         reason: reason.as_str().to_owned(),
     });
@@ -629,7 +629,7 @@ async fn erase_personal_data(
     let route = format!("DELETE /v1/users/{user_id}/personal-data");
     let identity = identify(&state, &headers, &route, &raw, user_id.clone()).await?;
     let command = UsersCommandRecord::Erase(wire::ErasePersonalData {
-        metadata: command_metadata(&state, identity.command_id, &headers),
+        metadata: identity_metadata(&state, &identity, &headers),
         aggregate_id: user_id.clone(),
         requested_by: requested_by.as_str().to_owned(),
         reason: reason.as_str().to_owned(),

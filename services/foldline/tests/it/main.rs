@@ -11,11 +11,12 @@
 //!   processor mid-stream.
 //! - [`zombie`]: a processor frozen past its session timeout, then woken.
 //! - [`broker_crash`]: kill -9 of the broker mid-stream, and its restart.
-//!
-//! The fault scenarios run in both `kafka.transactions` modes
-//! (`support::Mode`): the same body, `_idempotent` and `_transactional`.
+//! - [`nemesis`]: faults of every kind at random while contended commands
+//!   run; the history is judged by an independent checker (Python).
+//! - [`idempotency`]: a retry with the same key re-produces the same record.
 //! - [`in_process`]: the library API: the embedded platform on port 0.
-//! - [`outage`]: SIGTERM while the broker is down stops within the deadline.
+//! - [`outage`]: the broker dies first; the platform lives through the outage
+//!   and stops cleanly (exit 0, within the deadline) on SIGTERM during it.
 //! - [`poison`]: garbage on the consumed topics is parked, partitions move on.
 //! - [`replaced`]: the events topic deleted and recreated under a
 //!   processor's snapshots.
@@ -23,6 +24,9 @@
 //!   credentials and certificates, and ACLs on the secured broker.
 //! - [`users`]: the race for one address, kill -9 mid-registration, and
 //!   erasure read back from raw topics, store files and a replay.
+//!
+//! The fault scenarios run in both `kafka.transactions` modes
+//! (`support::Mode`): the same body, `_idempotent` and `_transactional`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -30,7 +34,9 @@ mod admission;
 mod broker_crash;
 mod crash;
 mod flow;
+mod idempotency;
 mod in_process;
+mod nemesis;
 mod outage;
 mod poison;
 mod replaced;

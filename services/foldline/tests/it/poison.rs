@@ -1,9 +1,12 @@
 //! Garbage on the topics the services consume: a record without a value,
 //! bytes that are not Avro, an unknown schema id, a command keyed away from
-//! its aggregate, and garbage in the event log itself. Every one is parked
-//! in `orders.dlq` with its reason and origin (or, in the event log,
-//! skipped by every reader alike), and the partition moves on: the commands
-//! behind it still take effect.
+//! its aggregate, a record that is not a command of this domain (an event
+//! of `orders.events`, valid Avro under a registered schema id), a corrupt
+//! Avro body under a valid schema id, and garbage in the event log itself.
+//! Every one is parked in `orders.dlq` with its reason and origin (topic,
+//! partition, offset, consumer) — or, in the event log, skipped by every
+//! reader alike — and the partition moves on: the many commands behind it
+//! on the same partition all take effect.
 
 use std::time::Duration;
 
@@ -16,14 +19,15 @@ use rdkafka::ClientConfig;
 
 use crate::support::{binary, spawn_gateway, spawn_processor};
 
-/// Appends `payload` (or no value) under `key` to `topic[partition]`.
+/// Appends `payload` (or no value) under `key` to `topic[partition]`;
+/// returns the offset it landed at.
 async fn append(
     producer: &FutureProducer,
     topic: &str,
     partition: i32,
     key: &[u8],
     payload: Option<&[u8]>,
-) {
+) -> i64 {
     let mut record = FutureRecord::<[u8], [u8]>::to(topic)
         .partition(partition)
         .key(key);
@@ -34,10 +38,12 @@ async fn append(
         .send(record, Duration::from_secs(30))
         .await
         .map_err(|(error, _)| error)
-        .expect("append a poison record");
+        .expect("append a poison record")
+        .offset
 }
 
 /// A record no client of ours would write, and why it must be parked.
+#[derive(Debug)]
 struct Poison<'a> {
     key: &'a [u8],
     payload: Option<&'a [u8]>,
@@ -76,6 +82,19 @@ async fn poison_records_are_parked_and_the_partition_moves_on() {
         .expect("the placement in orders.commands")
         .clone();
 
+    let events = read_topic(deployment.bootstrap_servers(), &events_topic)
+        .await
+        .unwrap();
+    let placed_event = events
+        .iter()
+        .find(|record| record.key.as_deref() == Some(order_id.as_bytes()))
+        .expect("the placement in orders.events")
+        .clone();
+    let real_payload = real.payload.clone().expect("the placement has a value");
+    // The wire header (magic byte, schema id) of a real command, then half
+    // of its body: a valid schema id, a body that ends mid-record.
+    let corrupt_body = real_payload[..5 + (real_payload.len() - 5) / 2].to_vec();
+
     // Poison on the order's own partition, ahead of its next command.
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", deployment.bootstrap_servers())
@@ -105,20 +124,33 @@ async fn poison_records_are_parked_and_the_partition_moves_on() {
             payload: real.payload.as_deref(),
             parked_because: "command key is not its aggregate id",
         },
+        Poison {
+            key,
+            payload: placed_event.payload.as_deref(),
+            parked_because: "foldline.orders.OrderPlaced is not a record of this topic",
+        },
+        Poison {
+            key,
+            payload: Some(&corrupt_body),
+            parked_because: "not a decodable avro record",
+        },
     ];
+    let mut poison_offsets = Vec::new();
     for record in &poison {
-        append(
-            &producer,
-            &commands_topic,
-            real.partition,
-            record.key,
-            record.payload,
-        )
-        .await;
+        poison_offsets.push(
+            append(
+                &producer,
+                &commands_topic,
+                real.partition,
+                record.key,
+                record.payload,
+            )
+            .await,
+        );
     }
     // Garbage in the event log: no decision wrote it, so every reader
     // (projector, the processor's resync) must step over it.
-    append(
+    let garbage_offset = append(
         &producer,
         &events_topic,
         real.partition,
@@ -136,6 +168,20 @@ async fn poison_records_are_parked_and_the_partition_moves_on() {
     assert_eq!(cancelled.str("status"), Some("cancelled"), "{cancelled}");
     let read = api.order(&order_id).await.unwrap();
     assert_eq!(read.str("status"), Some("cancelled"), "{read}");
+    // Many more commands on the poisoned partition (every command of this
+    // order lands there), each settled in turn.
+    for attempt in 0..20 {
+        let again = api
+            .cancel_order(
+                &order_id,
+                &format!("again {attempt}"),
+                &CommandOptions::waiting(30),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again.status, 409, "{again}");
+        assert_eq!(again.code(), Some("already_cancelled"), "{again}");
+    }
 
     // Each poison record is parked once, with its reason and origin.
     let dlq_topic = deployment.topic("orders.dlq");
@@ -156,7 +202,7 @@ async fn poison_records_are_parked_and_the_partition_moves_on() {
     // The dead-letter topic is partitioned by key: order by origin.
     from_commands.sort_by_key(|record| header(record, dlq::OFFSET).parse::<i64>().unwrap_or(-1));
     assert_eq!(from_commands.len(), poison.len(), "{parked:#?}");
-    for (record, sent) in from_commands.iter().zip(&poison) {
+    for ((record, sent), offset) in from_commands.iter().zip(&poison).zip(&poison_offsets) {
         let error = header(record, dlq::ERROR);
         assert!(
             error.contains(sent.parked_because),
@@ -166,6 +212,7 @@ async fn poison_records_are_parked_and_the_partition_moves_on() {
         assert_eq!(record.key.as_deref(), Some(sent.key));
         assert_eq!(record.payload.as_deref(), sent.payload);
         assert_eq!(header(record, dlq::PARTITION), real.partition.to_string());
+        assert_eq!(header(record, dlq::OFFSET), offset.to_string(), "{sent:?}");
         assert!(header(record, dlq::CONSUMER).ends_with("orders-processor"));
     }
     let from_events: Vec<&RawRecord> = parked
@@ -178,5 +225,9 @@ async fn poison_records_are_parked_and_the_partition_moves_on() {
         "{parked:#?}"
     );
     assert!(header(from_events[0], dlq::CONSUMER).ends_with("orders-projector-orders"));
+    assert_eq!(
+        header(from_events[0], dlq::OFFSET),
+        garbage_offset.to_string()
+    );
     assert!(processor.is_running(), "{}", processor.report(40));
 }

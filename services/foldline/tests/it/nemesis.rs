@@ -1,0 +1,1093 @@
+//! The nemesis run: contended commands and reads while a seeded scheduler
+//! kills (-9), stops (SIGTERM) and freezes (SIGSTOP/SIGCONT) the command
+//! processor and the front process (gateway + projector), re-produces raw
+//! command records into `orders.commands`, and appends a zombie's stale
+//! decision to `orders.events`. Every client operation goes
+//! into a history file; at the end the independent checker
+//! (`tests/oracle/check_history.py`, Python on stock clients, no code shared
+//! with the system) folds the broker's topics itself and judges the history
+//! and the live projection. The run passes only with zero anomalies.
+//!
+//! Bounded by default (4 rounds of every fault kind, 32 faults, for CI);
+//! `FOLDLINE_NEMESIS_ROUNDS=N` sets the rounds (each round is every fault kind
+//! once, in a random order), `FOLDLINE_NEMESIS_SOAK=1` runs 10 rounds (80
+//! faults); `FOLDLINE_NEMESIS_SEED` replays a schedule (the seed is printed).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use foldline_contracts::envelope::{CommandMetadata, EventMetadata};
+use foldline_contracts::orders::{
+    MarkOrderPaid, MarkOrderPaymentFailed, OrderCancelled, ShipOrder,
+};
+use foldline_platform::codec::Codec;
+use foldline_platform::headers::{command_headers, record_headers};
+use foldline_testcontainers::replay::read_topic;
+use foldline_testcontainers::{
+    place_body, Api, CommandOptions, Deadline, Deployment, FoldlineProcess,
+};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+use crate::support::{binary, SNAPSHOT_OFTEN};
+
+/// Order workers running at once (each races several commands on its order).
+const WORKERS: usize = 4;
+/// A client gives up on a request after this long (a frozen gateway).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one command is retried with its key before the worker moves on
+/// (the final resolve pass retries it again).
+const RETRY_BUDGET: Duration = Duration::from_secs(20);
+
+/// splitmix64: a seeded schedule without a dependency.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    fn millis(&mut self, from: u64, to: u64) -> Duration {
+        Duration::from_millis(from + self.below(to - from + 1))
+    }
+}
+
+/// The history file: an `invoke` line when an operation starts, an `ok` /
+/// `fail` / `unknown` line with the same index when it ends, `info` lines
+/// for faults. Times are microseconds since the run started (one clock).
+#[derive(Debug)]
+struct History {
+    out: Mutex<BufWriter<File>>,
+    next: AtomicU64,
+    started: Instant,
+}
+
+impl History {
+    fn create(path: &Path) -> History {
+        History {
+            out: Mutex::new(BufWriter::new(
+                File::create(path).expect("create the history file"),
+            )),
+            next: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    fn write(&self, mut entry: Value) {
+        entry["time_us"] = json!(self.started.elapsed().as_micros() as u64);
+        let mut out = self.out.lock().expect("history lock");
+        serde_json::to_writer(&mut *out, &entry).expect("write the history");
+        out.write_all(b"\n").expect("write the history");
+    }
+
+    fn invoke(&self, f: &str, process: usize, mut fields: Value) -> u64 {
+        let index = self.next.fetch_add(1, Ordering::SeqCst);
+        fields["type"] = json!("invoke");
+        fields["index"] = json!(index);
+        fields["f"] = json!(f);
+        fields["process"] = json!(process);
+        self.write(fields);
+        index
+    }
+
+    fn complete(&self, index: u64, outcome: &str, mut fields: Value) {
+        fields["type"] = json!(outcome);
+        fields["index"] = json!(index);
+        self.write(fields);
+    }
+
+    fn info(&self, mut fields: Value) {
+        fields["type"] = json!("info");
+        self.write(fields);
+    }
+
+    fn flush(&self) {
+        self.out
+            .lock()
+            .expect("history lock")
+            .flush()
+            .expect("flush the history");
+    }
+}
+
+/// What one run shares among its workers.
+struct Workload {
+    api: Api,
+    history: History,
+    codec: Codec,
+    producer: FutureProducer,
+    commands_topic: String,
+    prefix: String,
+    customers: Vec<String>,
+    /// Every keyed request sent, for the resolve pass.
+    keys: Mutex<Vec<Request>>,
+    /// Every command id produced raw (pay, pay-fail, ship).
+    raw_ids: Mutex<Vec<String>>,
+    /// Every order whose placement a client saw settled (201): its
+    /// placement is in the log, so a decision against version 0 is stale.
+    placed: Mutex<Vec<String>>,
+}
+
+/// One HTTP command request: its history kind (`f`), Idempotency-Key,
+/// route, body, whether it asks `Prefer: wait`, and history fields.
+#[derive(Clone, Debug)]
+struct Request {
+    f: &'static str,
+    key: String,
+    path: String,
+    body: String,
+    wait: bool,
+    extra: Value,
+}
+
+/// A command produced straight to `orders.commands`.
+struct Produced<'a, T> {
+    f: &'static str,
+    record_name: &'static str,
+    metadata: CommandMetadata,
+    order_id: &'a str,
+    record: T,
+    extra: Value,
+    copies: usize,
+}
+
+/// An HTTP command's answer, as far as retrying goes.
+enum Answer {
+    /// 201/200 with the order, 202 pending, or a 4xx: the gateway answered.
+    Answered { status: u16, body: Value },
+    /// A transport error or a 5xx: it may or may not have happened.
+    Unknown,
+}
+
+impl Workload {
+    async fn http_command(&self, process: usize, request: &Request) -> Answer {
+        let mut fields = json!({
+            "key": request.key,
+            "path": request.path,
+            "wait": request.wait,
+            "request": serde_json::from_str::<Value>(&request.body).unwrap_or(Value::Null),
+        });
+        if let (Value::Object(fields), Value::Object(extra)) = (&mut fields, request.extra.clone())
+        {
+            fields.extend(extra);
+        }
+        let index = self.history.invoke(request.f, process, fields);
+        let options = if request.wait {
+            CommandOptions::keyed_waiting(&request.key, 3)
+        } else {
+            CommandOptions::keyed(&request.key)
+        };
+        match self
+            .api
+            .command(&request.path, request.body.clone(), &options)
+            .await
+        {
+            Ok(response) if response.status < 500 => {
+                let command_id = response
+                    .header("foldline-command-id")
+                    .map(str::to_owned)
+                    .or_else(|| response.str("command_id").map(str::to_owned));
+                self.history.complete(
+                    index,
+                    "ok",
+                    json!({"status": response.status, "body": response.body, "command_id": command_id}),
+                );
+                Answer::Answered {
+                    status: response.status,
+                    body: response.body,
+                }
+            }
+            Ok(response) => {
+                self.history.complete(
+                    index,
+                    "unknown",
+                    json!({"status": response.status, "body": response.body}),
+                );
+                Answer::Unknown
+            }
+            Err(error) => {
+                self.history
+                    .complete(index, "unknown", json!({"error": format!("{error:#}")}));
+                Answer::Unknown
+            }
+        }
+    }
+
+    /// Sends an HTTP command, retrying with the same key while the answer
+    /// is unknown, within the retry budget.
+    async fn http_command_retried(&self, process: usize, request: Request) -> Option<(u16, Value)> {
+        self.keys.lock().expect("keys lock").push(request.clone());
+        let deadline = Deadline::after(RETRY_BUDGET);
+        loop {
+            match self.http_command(process, &request).await {
+                Answer::Answered { status, body } => return Some((status, body)),
+                Answer::Unknown if deadline.passed() => return None,
+                // Backoff between client retries, not a wait for state.
+                Answer::Unknown => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    fn metadata(&self) -> CommandMetadata {
+        let command_id = uuid::Uuid::new_v4().to_string();
+        CommandMetadata {
+            correlation_id: command_id.clone(),
+            command_id,
+            causation_id: None,
+            issued_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_millis() as i64)
+                .unwrap_or_default(),
+            issued_by: "nemesis".to_owned(),
+            traceparent: None,
+        }
+    }
+
+    /// Produces a command record straight to `orders.commands`, as another
+    /// domain's process manager would (the orders API has no pay or ship
+    /// route); `copies` > 1 re-sends the very same bytes (a client retry).
+    async fn produce_command<T: serde::Serialize>(&self, process: usize, command: Produced<'_, T>) {
+        let Produced {
+            f,
+            record_name,
+            metadata,
+            order_id,
+            record,
+            extra,
+            copies,
+        } = command;
+        let metadata = &metadata;
+        self.raw_ids
+            .lock()
+            .expect("raw ids lock")
+            .push(metadata.command_id.clone());
+        let payload = loop {
+            match self
+                .codec
+                .encode(&self.commands_topic, record_name, &record)
+                .await
+            {
+                Ok(payload) => break payload,
+                Err(error) if error.is_transient() => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(error) => panic!("cannot encode {record_name}: {error}"),
+            }
+        };
+        for _ in 0..copies {
+            let mut fields = json!({"command_id": metadata.command_id, "order_id": order_id, "record": record_name});
+            if let (Value::Object(fields), Value::Object(extra)) = (&mut fields, extra.clone()) {
+                fields.extend(extra);
+            }
+            let index = self.history.invoke(f, process, fields);
+            let sent = self
+                .producer
+                .send(
+                    FutureRecord::to(&self.commands_topic)
+                        .key(order_id)
+                        .payload(&payload)
+                        .headers(command_headers(metadata, record_name)),
+                    Duration::from_secs(10),
+                )
+                .await;
+            match sent {
+                Ok(delivery) => self.history.complete(
+                    index,
+                    "ok",
+                    json!({"partition": delivery.partition, "offset": delivery.offset}),
+                ),
+                Err((error, _)) => {
+                    self.history
+                        .complete(index, "unknown", json!({"error": error.to_string()}))
+                }
+            }
+        }
+    }
+
+    /// A GET recorded as operation `f` with `fields`; the response when
+    /// one came.
+    async fn read(
+        &self,
+        process: usize,
+        f: &str,
+        fields: Value,
+        path: &str,
+    ) -> Option<foldline_testcontainers::ApiResponse> {
+        let index = self.history.invoke(f, process, fields);
+        match self.api.get(path).await {
+            Ok(response) => {
+                self.history.complete(
+                    index,
+                    "ok",
+                    json!({"status": response.status, "body": response.body}),
+                );
+                Some(response)
+            }
+            Err(error) => {
+                self.history
+                    .complete(index, "unknown", json!({"error": format!("{error:#}")}));
+                None
+            }
+        }
+    }
+
+    async fn read_order(&self, process: usize, order_id: &str) {
+        let path = format!("/v1/orders/{order_id}");
+        self.read(process, "read", json!({"order_id": order_id}), &path)
+            .await;
+    }
+
+    async fn list_customer(&self, process: usize, customer_id: &str) {
+        let path = format!("/v1/customers/{customer_id}/orders?limit=100");
+        self.read(process, "list", json!({"customer_id": customer_id}), &path)
+            .await;
+    }
+
+    /// One order's life: placed, then cancel / pay / payment failure / ship
+    /// race on it, with reads in between.
+    async fn order_life(&self, process: usize, index: usize, seed: u64) {
+        let mut rng = Rng(seed);
+        let customer = &self.customers[rng.below(self.customers.len() as u64) as usize];
+        let quantity = 1 + rng.below(3) as i64;
+        let body = place_body(
+            customer,
+            "EUR",
+            &[("SKU-1", quantity, 1250), ("SKU-2", 1, 99)],
+        )
+        .to_string();
+        let total = quantity * 1250 + 99;
+        let key = format!("{}place-{index}", self.prefix);
+        let placed = self
+            .http_command_retried(
+                process,
+                Request {
+                    f: "place",
+                    key,
+                    path: "/v1/orders".to_owned(),
+                    body,
+                    wait: rng.chance(50),
+                    extra: json!({"customer_id": customer}),
+                },
+            )
+            .await;
+        let placement_settled = matches!(placed, Some((201, _)));
+        let order_id = match placed {
+            Some((201, body)) => body.get("id").and_then(Value::as_str).map(str::to_owned),
+            Some((202, body)) => body
+                .get("order_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            _ => None,
+        };
+        let Some(order_id) = order_id else {
+            return;
+        };
+        if placement_settled {
+            self.placed
+                .lock()
+                .expect("placed lock")
+                .push(order_id.clone());
+        }
+        let order = order_id.as_str();
+        let cancel = async {
+            if rng_for(seed, 1).chance(45) {
+                let request = Request {
+                    f: "cancel",
+                    key: format!("{}cancel-{order}", self.prefix),
+                    path: format!("/v1/orders/{order}/cancel"),
+                    body: json!({"reason": "raced"}).to_string(),
+                    wait: rng_for(seed, 2).chance(50),
+                    extra: json!({"order_id": order}),
+                };
+                self.http_command_retried(process, request).await;
+            }
+        };
+        let pay = async {
+            let mut rng = rng_for(seed, 3);
+            if rng.chance(75) {
+                let amount = if rng.chance(15) { total + 1 } else { total };
+                let metadata = self.metadata();
+                let payment_id = uuid::Uuid::new_v4().to_string();
+                let record = MarkOrderPaid {
+                    metadata: metadata.clone(),
+                    order_id: order.to_owned(),
+                    payment_id: payment_id.clone(),
+                    amount,
+                };
+                let copies = if rng.chance(30) { 2 } else { 1 };
+                let command = Produced {
+                    f: "pay",
+                    record_name: "foldline.orders.MarkOrderPaid",
+                    metadata,
+                    order_id: order,
+                    record,
+                    extra: json!({"amount": amount, "payment_id": payment_id}),
+                    copies,
+                };
+                self.produce_command(process, command).await;
+            }
+            if rng.chance(15) {
+                let metadata = self.metadata();
+                let record = MarkOrderPaymentFailed {
+                    metadata: metadata.clone(),
+                    order_id: order.to_owned(),
+                    payment_id: uuid::Uuid::new_v4().to_string(),
+                    reason: "card declined".to_owned(),
+                };
+                let command = Produced {
+                    f: "pay-fail",
+                    record_name: "foldline.orders.MarkOrderPaymentFailed",
+                    metadata,
+                    order_id: order,
+                    record,
+                    extra: json!({}),
+                    copies: 1,
+                };
+                self.produce_command(process, command).await;
+            }
+        };
+        let ship = async {
+            if rng_for(seed, 4).chance(40) {
+                self.ship(process, order).await;
+            }
+        };
+        let read = async {
+            self.read_order(process, order).await;
+            if rng_for(seed, 5).chance(30) {
+                self.list_customer(process, customer).await;
+            }
+        };
+        tokio::join!(cancel, pay, ship, read);
+        // A later ship, usually after the payment settled.
+        if rng.chance(60) {
+            self.ship(process, order).await;
+        }
+        self.read_order(process, order).await;
+    }
+
+    async fn ship(&self, process: usize, order: &str) {
+        let metadata = self.metadata();
+        let record = ShipOrder {
+            metadata: metadata.clone(),
+            order_id: order.to_owned(),
+        };
+        let command = Produced {
+            f: "ship",
+            record_name: "foldline.orders.ShipOrder",
+            metadata,
+            order_id: order,
+            record,
+            extra: json!({}),
+            copies: 1,
+        };
+        self.produce_command(process, command).await;
+    }
+}
+
+fn rng_for(seed: u64, stream: u64) -> Rng {
+    let mut rng = Rng(seed ^ stream.wrapping_mul(0x2545_f491_4f6c_dd1d));
+    rng.next();
+    rng
+}
+
+/// A faulted role: one process at a time, relaunched after each kill.
+struct Role {
+    name: &'static str,
+    roles: &'static [&'static str],
+    store: &'static str,
+    /// Whether a relaunch waits for the gateway's /readyz.
+    serves_http: bool,
+    process: FoldlineProcess,
+    logs: Vec<PathBuf>,
+}
+
+impl Role {
+    async fn launch(
+        deployment: &Deployment,
+        name: &'static str,
+        roles: &'static [&'static str],
+        store: &'static str,
+        serves_http: bool,
+    ) -> Role {
+        let process = Role::spawn(deployment, name, roles, store, serves_http).await;
+        Role {
+            name,
+            roles,
+            store,
+            serves_http,
+            logs: vec![process.log_path().to_owned()],
+            process,
+        }
+    }
+
+    async fn spawn(
+        deployment: &Deployment,
+        name: &str,
+        roles: &[&str],
+        store: &str,
+        serves_http: bool,
+    ) -> FoldlineProcess {
+        if serves_http {
+            deployment
+                .spawn_ready(name, roles, store, Deadline::secs(90))
+                .await
+                .unwrap_or_else(|error| panic!("relaunch {name}: {error:#}"))
+        } else {
+            deployment
+                .spawn_with(name, roles, store, SNAPSHOT_OFTEN)
+                .unwrap_or_else(|error| panic!("relaunch {name}: {error:#}"))
+        }
+    }
+
+    async fn relaunch(&mut self, deployment: &Deployment) {
+        self.process = Role::spawn(
+            deployment,
+            self.name,
+            self.roles,
+            self.store,
+            self.serves_http,
+        )
+        .await;
+        self.logs.push(self.process.log_path().to_owned());
+    }
+
+    /// The lines of every generation's log that contain `needle`.
+    fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.logs
+            .iter()
+            .filter_map(|log| std::fs::read_to_string(log).ok())
+            .flat_map(|text| {
+                foldline_testcontainers::process::strip_ansi(&text)
+                    .lines()
+                    .filter(|line| line.contains(needle))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Kill(usize),
+    Terminate(usize),
+    Pause(usize),
+    Duplicate,
+    StaleWrite,
+}
+
+const FAULT_KINDS: [Fault; 8] = [
+    Fault::StaleWrite,
+    Fault::Kill(0),
+    Fault::Kill(1),
+    Fault::Terminate(0),
+    Fault::Terminate(1),
+    Fault::Pause(0),
+    Fault::Pause(1),
+    Fault::Duplicate,
+];
+
+/// What the nemesis did, and what it saw go wrong.
+#[derive(Debug, Default)]
+struct Faults {
+    by_kind: BTreeMap<String, usize>,
+    /// SIGTERM exits that were not clean, and processes found dead.
+    unexpected: Vec<String>,
+}
+
+async fn nemesis(
+    deployment: &Deployment,
+    roles: &mut [Role; 2],
+    workload: &Workload,
+    rounds: usize,
+    seed: u64,
+) -> Faults {
+    let mut rng = Rng(seed);
+    let mut faults = Faults::default();
+    for round in 0..rounds {
+        let mut kinds = FAULT_KINDS.to_vec();
+        for i in (1..kinds.len()).rev() {
+            kinds.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        for fault in kinds {
+            // The scheduler's random gap between faults.
+            tokio::time::sleep(rng.millis(300, 1500)).await;
+            for role in roles.iter_mut() {
+                if !role.process.is_running() {
+                    let status = role.process.exit_status();
+                    faults.unexpected.push(format!(
+                        "{} had exited ({status:?}) before round {round}",
+                        role.name
+                    ));
+                    eprintln!("{}", role.process.report(40));
+                    role.relaunch(deployment).await;
+                }
+            }
+            let label = match fault {
+                Fault::Kill(target) | Fault::Terminate(target) => {
+                    let role = &mut roles[target];
+                    let label = if matches!(fault, Fault::Kill(_)) {
+                        role.process.kill9().expect("kill -9");
+                        format!("kill9 {}", role.name)
+                    } else {
+                        let status: anyhow::Result<ExitStatus> =
+                            role.process.terminate(Deadline::secs(40)).await;
+                        match status {
+                            Ok(status) if status.success() => {}
+                            other => faults.unexpected.push(format!(
+                                "{} on SIGTERM: {other:?}\n{}",
+                                role.name,
+                                role.process.report(30)
+                            )),
+                        }
+                        format!("sigterm {}", role.name)
+                    };
+                    workload.history.info(json!({ "fault": label }));
+                    role.relaunch(deployment).await;
+                    label
+                }
+                Fault::Pause(target) => {
+                    let role = &mut roles[target];
+                    let frozen = rng.millis(300, 2500);
+                    role.process.pause().expect("SIGSTOP");
+                    workload.history.info(json!({"fault": format!("pause {}", role.name), "ms": frozen.as_millis() as u64}));
+                    tokio::time::sleep(frozen).await;
+                    role.process.resume().expect("SIGCONT");
+                    format!("pause {}", role.name)
+                }
+                Fault::StaleWrite => {
+                    inject_stale_decision(deployment, workload, &mut rng).await;
+                    "stale write".to_owned()
+                }
+                Fault::Duplicate => {
+                    let injected = inject_duplicates(deployment, workload, &mut rng).await;
+                    *faults
+                        .by_kind
+                        .entry("duplicate records".to_owned())
+                        .or_default() += injected.saturating_sub(1);
+                    "duplicate".to_owned()
+                }
+            };
+            *faults.by_kind.entry(label).or_default() += 1;
+        }
+    }
+    faults
+}
+
+/// Re-produces 1..=4 raw records of `orders.commands` exactly (partition,
+/// key, value, headers): a producer retry or a replayed topic.
+async fn inject_duplicates(deployment: &Deployment, workload: &Workload, rng: &mut Rng) -> usize {
+    let records = read_topic(deployment.bootstrap_servers(), &workload.commands_topic)
+        .await
+        .expect("read orders.commands");
+    let candidates: Vec<_> = records
+        .iter()
+        .filter(|record| record.payload.is_some())
+        .collect();
+    if candidates.is_empty() {
+        return 0;
+    }
+    let count = 1 + rng.below(4) as usize;
+    for _ in 0..count {
+        let original = candidates[rng.below(candidates.len() as u64) as usize];
+        let mut headers = OwnedHeaders::new();
+        for (name, value) in &original.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: value.as_deref(),
+            });
+        }
+        let mut record = FutureRecord::<[u8], [u8]>::to(&workload.commands_topic)
+            .partition(original.partition)
+            .headers(headers);
+        if let Some(key) = original.key.as_deref() {
+            record = record.key(key);
+        }
+        if let Some(payload) = original.payload.as_deref() {
+            record = record.payload(payload);
+        }
+        let sent = workload
+            .producer
+            .send(record, Duration::from_secs(10))
+            .await;
+        let command_id = original
+            .header("command-id")
+            .map(|id| String::from_utf8_lossy(id).into_owned());
+        workload.history.info(json!({
+            "fault": "duplicate",
+            "of": format!("{}@{}", original.partition, original.offset),
+            "command_id": command_id,
+            "delivered": sent.is_ok(),
+        }));
+    }
+    count
+}
+
+/// The checker's Python: `FOLDLINE_ORACLE_PYTHON` (scripts/test sets it),
+/// else the venv scripts/test caches under ~/.cache/foldline.
+/// Appends what a zombie processor writes: a decision made against a
+/// version its order has left (an `OrderCancelled` decided against version
+/// 0 of an order whose placement settled), for a command nobody settled. Every
+/// reader's gate must ignore it; a reader without the version check would
+/// cancel the order.
+async fn inject_stale_decision(deployment: &Deployment, workload: &Workload, rng: &mut Rng) {
+    let order_id = {
+        let orders = workload.placed.lock().expect("placed lock");
+        let Some(order_id) = orders.get(rng.below(orders.len() as u64) as usize) else {
+            return;
+        };
+        order_id.clone()
+    };
+    let topic = deployment.topic("orders.events");
+    let command_id = uuid::Uuid::new_v4().to_string();
+    let metadata = EventMetadata {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        aggregate_id: order_id.clone(),
+        aggregate_version: 1,
+        command_id: command_id.clone(),
+        correlation_id: command_id.clone(),
+        causation_id: command_id,
+        occurred_at: 0,
+        traceparent: None,
+    };
+    let record_name = "foldline.orders.OrderCancelled";
+    let record = OrderCancelled {
+        metadata: metadata.clone(),
+        order_id: order_id.clone(),
+        reason: "a zombie's stale decision".to_owned(),
+    };
+    let payload = workload
+        .codec
+        .encode(&topic, record_name, &record)
+        .await
+        .expect("encode a stale decision");
+    let sent = workload
+        .producer
+        .send(
+            FutureRecord::to(&topic)
+                .key(&order_id)
+                .payload(&payload)
+                .headers(record_headers(&metadata, record_name, None)),
+            Duration::from_secs(10),
+        )
+        .await;
+    workload.history.info(json!({
+        "fault": "stale write",
+        "order_id": order_id,
+        "delivered": sent.is_ok(),
+    }));
+}
+
+fn oracle_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("FOLDLINE_ORACLE_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let cache = PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/foldline");
+    let cached = std::fs::read_dir(&cache).ok().and_then(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with("oracle-venv-"))
+                    && path.join(".complete").is_file()
+            })
+            .map(|venv| venv.join("bin/python"))
+            .next()
+    });
+    cached.unwrap_or_else(|| {
+        panic!(
+            "the checker's Python is missing: run scripts/test once (it creates the venv under {}), or set \
+             FOLDLINE_ORACLE_PYTHON to a python with services/foldline/tests/oracle/requirements.txt installed",
+            cache.display()
+        )
+    })
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|value| {
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value:?} is not a number"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_under_the_nemesis_passes_the_independent_checker() {
+    let started = Instant::now();
+    let python = oracle_python();
+    let rounds = env_number("FOLDLINE_NEMESIS_ROUNDS").unwrap_or(
+        if std::env::var_os("FOLDLINE_NEMESIS_SOAK").is_some() {
+            10
+        } else {
+            4
+        },
+    ) as usize;
+    let seed = env_number("FOLDLINE_NEMESIS_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    eprintln!("nemesis: seed {seed} ({rounds} rounds of {} fault kinds); replay with FOLDLINE_NEMESIS_SEED={seed}", FAULT_KINDS.len());
+
+    let deployment = Deployment::new(binary(), "nemesis").unwrap();
+    let _registry = deployment
+        .spawn_ready(
+            "registry",
+            &["registry"],
+            "store-registry",
+            Deadline::secs(60),
+        )
+        .await
+        .expect("the registry becomes ready");
+    let front = Role::launch(
+        &deployment,
+        "front",
+        &["gateway", "orders-projector"],
+        "store-gateway",
+        true,
+    )
+    .await;
+    let processor = Role::launch(
+        &deployment,
+        "processor",
+        &["orders-processor"],
+        "store-processor",
+        false,
+    )
+    .await;
+    let mut roles = [processor, front];
+
+    let history_path = deployment.dir().join("history.jsonl");
+    let workload = Arc::new(Workload {
+        api: Api::with_timeout(&deployment.gateway_url(), CLIENT_TIMEOUT).unwrap(),
+        history: History::create(&history_path),
+        codec: Codec::new(&deployment.registry_url()).unwrap(),
+        producer: ClientConfig::new()
+            .set("bootstrap.servers", deployment.bootstrap_servers())
+            .set("partitioner", "murmur2_random")
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap(),
+        commands_topic: deployment.topic("orders.commands"),
+        prefix: deployment.prefix().to_owned(),
+        customers: (0..5).map(|_| uuid::Uuid::new_v4().to_string()).collect(),
+        keys: Mutex::new(Vec::new()),
+        raw_ids: Mutex::new(Vec::new()),
+        placed: Mutex::new(Vec::new()),
+    });
+
+    // Workers start orders until the nemesis is done.
+    let stop = Arc::new(AtomicBool::new(false));
+    let next_order = Arc::new(AtomicUsize::new(0));
+    let mut workers = JoinSet::new();
+    for process in 0..WORKERS {
+        let workload = Arc::clone(&workload);
+        let stop = Arc::clone(&stop);
+        let next_order = Arc::clone(&next_order);
+        workers.spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let index = next_order.fetch_add(1, Ordering::SeqCst);
+                workload
+                    .order_life(
+                        process,
+                        index,
+                        seed ^ (index as u64).wrapping_mul(0x9e37_79b9),
+                    )
+                    .await;
+            }
+        });
+    }
+    let faults = nemesis(&deployment, &mut roles, &workload, rounds, seed).await;
+    stop.store(true, Ordering::SeqCst);
+    while let Some(joined) = workers.join_next().await {
+        joined.expect("a worker panicked");
+    }
+    let total_faults: usize = faults
+        .by_kind
+        .iter()
+        .filter(|(kind, _)| kind.as_str() != "duplicate records")
+        .map(|(_, count)| count)
+        .sum();
+    eprintln!(
+        "nemesis: {total_faults} faults {:?}; {} orders started; after {:?}",
+        faults.by_kind,
+        next_order.load(Ordering::SeqCst),
+        started.elapsed()
+    );
+    for role in roles.iter_mut() {
+        assert!(role.process.is_running(), "{}", role.process.report(60));
+    }
+
+    // Resolve: every key once more without waiting (a client learning the
+    // ids of what it sent), then every command until it settles.
+    let keys = workload.keys.lock().unwrap().clone();
+    let mut command_ids: Vec<String> = workload.raw_ids.lock().unwrap().clone();
+    for request in keys {
+        let key = request.key.clone();
+        let request = Request {
+            wait: false,
+            extra: json!({}),
+            ..request
+        };
+        let deadline = Deadline::secs(60);
+        loop {
+            if let Answer::Answered { status: 202, body } =
+                workload.http_command(WORKERS, &request).await
+            {
+                if let Some(id) = body.get("command_id").and_then(Value::as_str) {
+                    command_ids.push(id.to_owned());
+                }
+                break;
+            }
+            assert!(
+                !deadline.passed(),
+                "{key} not acknowledged within 60 s after the faults"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let deadline = Deadline::secs(90);
+    let mut pending = command_ids;
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for command_id in pending {
+            let path = format!("/v1/commands/{command_id}");
+            let fields = json!({"command_id": command_id});
+            let settled = match workload
+                .read(WORKERS, "command-status", fields, &path)
+                .await
+            {
+                Some(response) => {
+                    response.status == 200 && response.str("status") != Some("pending")
+                }
+                None => false,
+            };
+            if !settled {
+                still.push(command_id);
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            if deadline.passed() {
+                // The checker still runs: it names what was lost and why.
+                eprintln!(
+                    "{} commands not settled 90 s after the faults, e.g. {:?}\n{}",
+                    pending.len(),
+                    &pending[..pending.len().min(5)],
+                    deployment
+                        .diagnose_commands(&pending[..pending.len().min(5)])
+                        .await
+                );
+                break;
+            }
+            tokio::time::sleep(foldline_testcontainers::wait::POLL_INTERVAL).await;
+        }
+    }
+    workload.history.flush();
+
+    let checker = run_checker(&python, &deployment, &history_path);
+    let restores = roles[0].log_lines("restored partition from the event log");
+    let restores_from_snapshot = restores
+        .iter()
+        .filter(|line| !line.split_whitespace().any(|field| field == "from=0"))
+        .count();
+    eprintln!(
+        "nemesis: processor restores: {}, from a snapshot: {restores_from_snapshot}; run took {:?}",
+        restores.len(),
+        started.elapsed()
+    );
+    assert!(
+        pending.is_empty(),
+        "{} commands never settled (the checker's report above)",
+        pending.len()
+    );
+    assert!(
+        checker.status.success(),
+        "the checker found anomalies (history kept in {})",
+        deployment.dir().display()
+    );
+    assert!(
+        faults.unexpected.is_empty(),
+        "unexpected process behaviour: {:#?}",
+        faults.unexpected
+    );
+    assert!(total_faults >= rounds * FAULT_KINDS.len(), "{faults:?}");
+    assert!(
+        restores_from_snapshot > 0,
+        "no processor restart restored from a snapshot"
+    );
+    let summary = checker.summary;
+    let ignored_copies = summary["log"]["ignored: command already settled"]
+        .as_u64()
+        .unwrap_or(0);
+    let command_copies = summary["log"]["command copies (redelivered or duplicated)"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        command_copies > 0,
+        "no command record was ever read twice: {summary}"
+    );
+    eprintln!("nemesis: the log holds {ignored_copies} records of already settled commands, ignored by the gate");
+}
+
+struct Checked {
+    status: ExitStatus,
+    summary: Value,
+}
+
+fn run_checker(python: &Path, deployment: &Deployment, history: &Path) -> Checked {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = std::process::Command::new(python)
+        .arg(manifest.join("tests/oracle/check_history.py"))
+        .arg("--bootstrap")
+        .arg(deployment.bootstrap_servers())
+        .arg("--prefix")
+        .arg(deployment.prefix())
+        .arg("--registry")
+        .arg(deployment.registry_url())
+        .arg("--gateway")
+        .arg(deployment.gateway_url())
+        .arg("--schemas")
+        .arg(manifest.join("../../schemas/avro"))
+        .arg("--history")
+        .arg(history)
+        .arg("--dump")
+        .arg(deployment.dir().join("projection-dump.json"))
+        .output()
+        .expect("run the checker");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let summary = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("oracle-summary "))
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or(Value::Null);
+    Checked {
+        status: output.status,
+        summary,
+    }
+}
