@@ -30,7 +30,7 @@ pub(super) enum WriteMode {
     /// The idempotent producer; offsets committed by the consumer.
     Idempotent(FutureProducer),
     /// A transactional producer, initialised; offsets sent in its transactions.
-    Transactional(TransactionalProducer),
+    Transactional(Box<TransactionalProducer>),
 }
 
 /// A transactional producer and what it takes to make it again (after a
@@ -85,7 +85,7 @@ pub(super) async fn resolve(
         Ok(None) => Ok(None),
         Ok(Some(())) => {
             tracing::info!(transactional_id = %transactional.transactional_id, "transactional mode: events, outcomes and offsets commit together");
-            Ok(Some(WriteMode::Transactional(transactional)))
+            Ok(Some(WriteMode::Transactional(Box::new(transactional))))
         }
         Err(error) if kafka.transactions == Transactions::Auto && lacks_transactions(&error) => {
             tracing::warn!(%error, "the broker does not support transactions: idempotent mode");
