@@ -74,7 +74,8 @@ logger.request.level = warn
 /// Runs "$@" (the broker) in the background and kills it when stdin closes.
 /// The broker's directory is removed on that orderly path only; when the
 /// broker dies on its own the directory (and its log) stays for a post-mortem.
-const WATCHDOG: &str = r#"
+/// The CQL server ([`crate::cassandra`]) runs under the same watchdog.
+pub(crate) const WATCHDOG: &str = r#"
 dir="$FOLDLINE_BROKER_DIR"
 exec 3<&0
 "$@" 0</dev/null 3<&- &
@@ -398,7 +399,7 @@ fn find_lib() -> anyhow::Result<PathBuf> {
 }
 
 /// FOLDLINE_JAVA, else $JAVA_HOME/bin/java, else `java` (from PATH).
-fn find_java() -> PathBuf {
+pub(crate) fn find_java() -> PathBuf {
     if let Some(explicit) = std::env::var_os("FOLDLINE_JAVA") {
         return PathBuf::from(explicit);
     }

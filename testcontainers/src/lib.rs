@@ -11,6 +11,8 @@
 //! - [`broker`]: the shared Kafka broker, started lazily and killed when
 //!   the test process exits, and dedicated brokers for tests that stop
 //!   theirs.
+//! - [`cassandra`]: the shared CQL server (Apache Cassandra 5 from its
+//!   Maven jars, standing in for ScyllaDB), started lazily like the broker.
 //! - [`ports`]: free loopback ports.
 //! - [`process`]: [`FoldlineProcess`], one `foldline run <role>...` child
 //!   (kill -9, SIGSTOP/SIGCONT, readiness, log tail).
@@ -23,6 +25,7 @@
 //! - [`wait`]: deadline-bounded polling (the only way tests wait for state).
 
 pub mod broker;
+pub mod cassandra;
 pub mod deployment;
 pub mod http;
 pub mod ports;
@@ -31,6 +34,7 @@ pub mod replay;
 pub mod wait;
 
 pub use broker::{broker, dedicated_broker, KafkaBroker};
+pub use cassandra::{cassandra, unique_keyspace, CassandraServer};
 pub use deployment::Deployment;
 pub use http::{place_body, Api, ApiResponse, CommandOptions};
 pub use ports::free_port;
