@@ -378,22 +378,39 @@ fn run_to_end(mut command: Command, log: &Path, deadline: Deadline) -> anyhow::R
 /// FOLDLINE_KAFKA_LIB, else ~/.cache/foldline/kafka-<version>/lib; it must
 /// hold the broker jar of [`KAFKA_VERSION`].
 fn find_lib() -> anyhow::Result<PathBuf> {
-    let lib = match std::env::var_os("FOLDLINE_KAFKA_LIB") {
+    find_jars(
+        "FOLDLINE_KAFKA_LIB",
+        &format!("kafka-{KAFKA_VERSION}"),
+        &format!("kafka_2.13-{KAFKA_VERSION}.jar"),
+        &format!("apache kafka {KAFKA_VERSION}"),
+        INSTALL_HINT,
+    )
+}
+
+/// `$variable`, else `~/.cache/foldline/<cached>/lib`, which must hold `jar`.
+pub(crate) fn find_jars(
+    variable: &str,
+    cached: &str,
+    jar: &str,
+    what: &str,
+    hint: &str,
+) -> anyhow::Result<PathBuf> {
+    let lib = match std::env::var_os(variable) {
         Some(explicit) => PathBuf::from(explicit),
         None => std::env::var_os("HOME")
             .map(|home| {
                 PathBuf::from(home)
                     .join(".cache/foldline")
-                    .join(format!("kafka-{KAFKA_VERSION}"))
+                    .join(cached)
                     .join("lib")
             })
-            .context("find the kafka jars: neither FOLDLINE_KAFKA_LIB nor HOME is set")?,
+            .with_context(|| format!("find the {what} jars: neither {variable} nor HOME is set"))?,
     };
-    let broker_jar = lib.join(format!("kafka_2.13-{KAFKA_VERSION}.jar"));
+    let jar = lib.join(jar);
     anyhow::ensure!(
-        broker_jar.is_file(),
-        "apache kafka {KAFKA_VERSION} not found: {} does not exist; {INSTALL_HINT}",
-        broker_jar.display()
+        jar.is_file(),
+        "{what} not found: {} does not exist; {hint}",
+        jar.display()
     );
     Ok(lib)
 }

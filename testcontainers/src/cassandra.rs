@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::broker::{find_java, WATCHDOG};
+use crate::broker::{find_jars, find_java, WATCHDOG};
 use crate::ports::free_port;
 use crate::wait::Deadline;
 
@@ -332,22 +332,11 @@ impl CassandraServer {
 /// FOLDLINE_CASSANDRA_LIB, else ~/.cache/foldline/cassandra-<version>/lib;
 /// it must hold the server jar of [`CASSANDRA_VERSION`].
 fn find_lib() -> anyhow::Result<PathBuf> {
-    let lib = match std::env::var_os("FOLDLINE_CASSANDRA_LIB") {
-        Some(explicit) => PathBuf::from(explicit),
-        None => std::env::var_os("HOME")
-            .map(|home| {
-                PathBuf::from(home)
-                    .join(".cache/foldline")
-                    .join(format!("cassandra-{CASSANDRA_VERSION}"))
-                    .join("lib")
-            })
-            .context("find the cassandra jars: neither FOLDLINE_CASSANDRA_LIB nor HOME is set")?,
-    };
-    let server_jar = lib.join(format!("cassandra-all-{CASSANDRA_VERSION}.jar"));
-    anyhow::ensure!(
-        server_jar.is_file(),
-        "apache cassandra {CASSANDRA_VERSION} not found: {} does not exist; {INSTALL_HINT}",
-        server_jar.display()
-    );
-    Ok(lib)
+    find_jars(
+        "FOLDLINE_CASSANDRA_LIB",
+        &format!("cassandra-{CASSANDRA_VERSION}"),
+        &format!("cassandra-all-{CASSANDRA_VERSION}.jar"),
+        &format!("apache cassandra {CASSANDRA_VERSION}"),
+        INSTALL_HINT,
+    )
 }

@@ -12,6 +12,8 @@
 //! - [`poison`]: garbage on the consumed topics is parked, partitions move on.
 //! - [`replaced`]: the events topic deleted and recreated under a
 //!   processor's snapshots.
+//! - [`scylla`]: `foldline migrate`, then the orders roles and two
+//!   stateless gateways on the CQL store (a real Cassandra).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,5 +23,6 @@ mod in_process;
 mod outage;
 mod poison;
 mod replaced;
+mod scylla;
 mod support;
 mod zombie;

@@ -113,9 +113,7 @@ impl Default for RegistryServerConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Which store: `embedded`, `memory` or `scylla` (also accepted as
-    /// `store.backend`).
-    #[serde(alias = "backend")]
+    /// Which store: `embedded`, `memory` or `scylla`.
     pub kind: StoreKind,
     /// Directory of the embedded store (`kind = "embedded"`).
     pub path: PathBuf,
@@ -178,6 +176,18 @@ impl Default for ScyllaConfig {
     }
 }
 
+/// A keyspace or table name CQL takes unquoted, as Foldline writes them:
+/// 1 to 48 lowercase letters, digits or underscores, starting with a letter.
+pub fn is_cql_identifier(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|first| first.is_ascii_lowercase())
+        && name.len() <= 48
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CqlConsistency {
@@ -216,15 +226,7 @@ impl ScyllaConfig {
             }
         }
         let keyspace = &self.keyspace;
-        let identifier = keyspace
-            .chars()
-            .next()
-            .is_some_and(|first| first.is_ascii_lowercase())
-            && keyspace.len() <= 48
-            && keyspace
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !identifier {
+        if !is_cql_identifier(keyspace) {
             return invalid(format!(
                 "store.scylla.keyspace {keyspace:?} must be 1 to 48 lowercase letters, digits or underscores, starting with a letter"
             ));
@@ -539,7 +541,7 @@ mod tests {
         let file = directory.path().join("foldline.toml");
         std::fs::write(
             &file,
-            "[store]\nbackend = \"scylla\"\n[store.scylla]\ncontact_points = [\"10.0.0.1:9042\", \"node-2:19042\"]\nkeyspace = \"shop\"\nusername = \"foldline\"\npassword = \"hunter2\"\n",
+            "[store]\nkind = \"scylla\"\n[store.scylla]\ncontact_points = [\"10.0.0.1:9042\", \"node-2:19042\"]\nkeyspace = \"shop\"\nusername = \"foldline\"\npassword = \"hunter2\"\n",
         )
         .unwrap();
         let config = Config::load(Some(&file), Vec::new()).unwrap();
@@ -562,10 +564,15 @@ mod tests {
                 "FOLDLINE__STORE__SCYLLA__MIGRATE_ON_START".to_owned(),
                 "true".to_owned(),
             ),
+            (
+                "FOLDLINE__STORE__SCYLLA__CONTACT_POINTS".to_owned(),
+                "[\"127.0.0.1:19042\"]".to_owned(),
+            ),
         ];
         let config = Config::load(Some(&file), environment).unwrap();
         assert_eq!(config.store.scylla.consistency, CqlConsistency::One);
         assert!(config.store.scylla.migrate_on_start);
+        assert_eq!(config.store.scylla.contact_points, vec!["127.0.0.1:19042"]);
 
         let refused = |toml: &str, expected: &str| {
             std::fs::write(&file, format!("[store]\nkind = \"scylla\"\n{toml}")).unwrap();

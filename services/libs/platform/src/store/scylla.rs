@@ -29,7 +29,7 @@ use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{CqlValue, Row};
 
 use super::{Checkpoint, RowKey, StoreError, StoredRow, WriteBatch};
-use crate::config::{CqlConsistency, CqlSerialConsistency, ScyllaConfig};
+use crate::config::{is_cql_identifier, CqlConsistency, CqlSerialConsistency, ScyllaConfig};
 
 /// The CQL table of checkpoints (`migrations`: 0001_platform.cql).
 const CHECKPOINTS: &str = "projector_checkpoints";
@@ -196,15 +196,7 @@ fn corrupt(action: &str, error: impl std::fmt::Display) -> StoreError {
 
 /// Table names become CQL identifiers unquoted: only what CQL accepts.
 fn cql_table(table: &str) -> Result<&str, StoreError> {
-    let valid = table
-        .chars()
-        .next()
-        .is_some_and(|first| first.is_ascii_lowercase())
-        && table.len() <= 48
-        && table
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    match valid {
+    match is_cql_identifier(table) {
         true => Ok(table),
         false => Err(StoreError::Rejected(format!(
             "table {table:?} is not a cql table name (lowercase letters, digits, underscores)"
