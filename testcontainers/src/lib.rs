@@ -13,6 +13,8 @@
 //!   theirs.
 //! - [`cassandra`]: the shared CQL server (Apache Cassandra 5 from its
 //!   Maven jars, standing in for ScyllaDB), started lazily like the broker.
+//! - [`redis`]: a real `redis-server` per test, which the test may stop
+//!   and start again.
 //! - [`ports`]: free loopback ports.
 //! - [`process`]: [`FoldlineProcess`], one `foldline run <role>...` child
 //!   (kill -9, SIGSTOP/SIGCONT, readiness, log tail).
@@ -30,6 +32,7 @@ pub mod deployment;
 pub mod http;
 pub mod ports;
 pub mod process;
+pub mod redis;
 pub mod replay;
 pub mod wait;
 
@@ -39,6 +42,7 @@ pub use deployment::Deployment;
 pub use http::{place_body, Api, ApiResponse, CommandOptions};
 pub use ports::free_port;
 pub use process::FoldlineProcess;
+pub use redis::RedisServer;
 pub use replay::{
     committed_offsets, read_topic, replay_orders_events, RawRecord, Replay, ReplayedRecord,
 };

@@ -12,8 +12,9 @@ use anyhow::{bail, Context};
 use foldline_contracts::topology::{TopicSpec, Topology};
 use foldline_gateway::outcomes::Outcomes;
 use foldline_gateway::{DomainEdge, GatewayState};
+use foldline_platform::cache::RowCache;
 use foldline_platform::codec::Codec;
-use foldline_platform::config::{Config, StoreKind};
+use foldline_platform::config::{CacheKind, Config, StoreKind};
 use foldline_platform::kafka::{self, EmbeddedBroker};
 use foldline_platform::service::{DomainTopics, RoleContext};
 use foldline_platform::shutdown::{self, ShutdownTrigger};
@@ -264,6 +265,16 @@ async fn bind(address: SocketAddr, what: &str, variable: &str) -> anyhow::Result
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = open_backend(config).await?;
+    match config.cache.kind {
+        CacheKind::None => Ok(store),
+        CacheKind::Redis => Ok(
+            store.with_cache(RowCache::new(&config.cache).context("configure the redis cache")?)
+        ),
+    }
+}
+
+async fn open_backend(config: &Config) -> anyhow::Result<Store> {
     match config.store.kind {
         StoreKind::Memory => Store::in_memory().context("open the in-memory store"),
         StoreKind::Embedded => Store::open_embedded(&config.store.path)

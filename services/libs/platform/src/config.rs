@@ -25,6 +25,10 @@ pub enum ConfigError {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -43,6 +47,7 @@ pub struct Config {
     pub registry: RegistryClientConfig,
     pub registry_server: RegistryServerConfig,
     pub store: StoreConfig,
+    pub cache: CacheConfig,
     pub gateway: GatewayConfig,
     pub processor: ProcessorConfig,
     pub telemetry: TelemetryConfig,
@@ -262,6 +267,65 @@ pub enum StoreKind {
     Scylla,
 }
 
+/// `[cache]`: cache-aside for hot reads (`crate::cache`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub kind: CacheKind,
+    /// `redis://[user:password@]host:port[/db]`; may hold a password.
+    pub url: Secret,
+    /// Prepended to every key (environments sharing one Redis).
+    pub key_prefix: String,
+    /// Tables whose rows are cached.
+    pub tables: Vec<String>,
+    /// An entry's life: bounds how long one the projector could not
+    /// invalidate can outlive its row.
+    pub ttl_seconds: u64,
+    /// Longest wait for Redis before a read goes to the store.
+    pub timeout_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            kind: CacheKind::None,
+            url: Secret("redis://127.0.0.1:6379".to_owned()),
+            key_prefix: "foldline:".to_owned(),
+            tables: vec!["order_by_id".to_owned()],
+            ttl_seconds: 300,
+            timeout_ms: 50,
+        }
+    }
+}
+
+impl CacheConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if !(self.url.expose().starts_with("redis://")
+            || self.url.expose().starts_with("rediss://"))
+        {
+            return invalid("cache.url must start with redis:// or rediss://");
+        }
+        if self.ttl_seconds == 0 {
+            return invalid("cache.ttl_seconds must be at least 1");
+        }
+        if self.timeout_ms == 0 {
+            return invalid("cache.timeout_ms must be at least 1");
+        }
+        if self.tables.is_empty() {
+            return invalid("cache.tables must name at least one table");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheKind {
+    None,
+    Redis,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
@@ -382,6 +446,9 @@ impl Config {
             .map_err(|error| ConfigError::Invalid(error.to_string()))?;
         if config.store.kind == StoreKind::Scylla {
             config.store.scylla.validate()?;
+        }
+        if config.cache.kind == CacheKind::Redis {
+            config.cache.validate()?;
         }
         Ok(config)
     }
@@ -602,6 +669,30 @@ mod tests {
         );
         refused("[store.scylla]\npage_size = 0\n", "page_size");
         refused("[store.scylla]\nhosts = [\"a:1\"]\n", "hosts");
+    }
+
+    #[test]
+    fn the_cache_is_off_by_default_and_validated_when_on() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(config.cache.kind, CacheKind::None);
+        let on = |extra: (&str, &str)| {
+            Config::load(
+                None,
+                vec![
+                    ("FOLDLINE__CACHE__KIND".to_owned(), "redis".to_owned()),
+                    (extra.0.to_owned(), extra.1.to_owned()),
+                ],
+            )
+        };
+        let config = on(("FOLDLINE__CACHE__URL", "redis://:hunter2@cache:6379")).unwrap();
+        assert_eq!(config.cache.kind, CacheKind::Redis);
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let error = on(("FOLDLINE__CACHE__URL", "http://cache")).unwrap_err();
+        assert!(error.to_string().contains("redis://"), "{error}");
+        let error = on(("FOLDLINE__CACHE__TTL_SECONDS", "0")).unwrap_err();
+        assert!(error.to_string().contains("ttl_seconds"), "{error}");
+        let error = on(("FOLDLINE__CACHE__TIMEOUT_MS", "0")).unwrap_err();
+        assert!(error.to_string().contains("timeout_ms"), "{error}");
     }
 
     #[test]

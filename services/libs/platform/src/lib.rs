@@ -5,7 +5,9 @@
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`kafka`]: client configuration, topic creation, the embedded broker.
 //! - [`codec`]: Avro values in the Confluent wire format via a schema registry.
-//! - [`store`]: the projection store interface and its embedded implementation.
+//! - [`store`]: the projection store interface, its embedded and CQL
+//!   implementations, and the CQL migrations.
+//! - [`cache`]: cache-aside of hot rows in Redis, position-guarded.
 //! - [`domain`]: the domain seam: a pure decider plus its [`DomainWire`]
 //!   field mapping is a command domain, with one generic `decide_record`.
 //! - [`gate`]: the version gate read off wire metadata, shared by the
@@ -20,6 +22,7 @@
 //! - [`dlq`]: dead-lettering of poison records.
 //! - [`shutdown`]: the stop signal every loop and server watches.
 
+pub mod cache;
 pub mod codec;
 pub mod config;
 pub mod dlq;

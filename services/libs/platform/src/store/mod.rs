@@ -25,6 +25,7 @@ pub use embedded::EmbeddedStore;
 pub use migrations::Migration;
 pub use scylla::ScyllaStore;
 
+use crate::cache::RowCache;
 use crate::config::ScyllaConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +106,15 @@ impl WriteBatch {
 pub enum Store {
     Embedded(Arc<EmbeddedStore>),
     Scylla(Arc<ScyllaStore>),
+    /// A store behind a Redis cache of hot rows ([`Store::get_cached`]).
+    Cached(Arc<CachedStore>),
+}
+
+/// A store and the cache of some of its tables (`crate::cache`).
+#[derive(Debug)]
+pub struct CachedStore {
+    store: Store,
+    cache: RowCache,
 }
 
 impl Store {
@@ -148,8 +158,35 @@ impl Store {
         )))
     }
 
+    /// This store with `cache` in front of [`Store::get_cached`] reads;
+    /// every other read bypasses it and every write invalidates it.
+    pub fn with_cache(self, cache: RowCache) -> Store {
+        Store::Cached(Arc::new(CachedStore { store: self, cache }))
+    }
+
+    /// A read that may be answered by the cache: for serving clients only.
+    /// Folds (projectors, the processor) read with [`Store::get`], which
+    /// always asks the store.
+    pub async fn get_cached(&self, key: RowKey) -> Result<Option<StoredRow>, StoreError> {
+        let Store::Cached(cached) = self else {
+            return self.get(key).await;
+        };
+        if !cached.cache.caches(key.table) {
+            return cached.store.get(key).await;
+        }
+        if let Some(row) = cached.cache.get(&key).await {
+            return Ok(Some(row));
+        }
+        let row = cached.store.get(key.clone()).await?;
+        if let Some(row) = &row {
+            cached.cache.fill(&key, row).await;
+        }
+        Ok(row)
+    }
+
     pub async fn get(&self, key: RowKey) -> Result<Option<StoredRow>, StoreError> {
         match self {
+            Store::Cached(cached) => Box::pin(cached.store.get(key)).await,
             Store::Embedded(store) => {
                 let store = Arc::clone(store);
                 blocking(move || store.get(&key)).await
@@ -172,6 +209,9 @@ impl Store {
                 blocking(move || store.scan(table, &partition, after.as_deref(), limit)).await
             }
             Store::Scylla(store) => store.scan(table, &partition, after.as_deref(), limit).await,
+            Store::Cached(cached) => {
+                Box::pin(cached.store.scan(table, partition, after, limit)).await
+            }
         }
     }
 
@@ -183,6 +223,13 @@ impl Store {
                 blocking(move || store.write(&batch)).await
             }
             Store::Scylla(store) => store.write(&batch).await,
+            // After the store write: a reader filling from the store in
+            // between holds an older position, which the marker outranks.
+            Store::Cached(cached) => {
+                Box::pin(cached.store.write(batch.clone())).await?;
+                cached.cache.invalidate(&batch.upserts).await;
+                Ok(())
+            }
         }
     }
 
@@ -198,6 +245,7 @@ impl Store {
                 blocking(move || store.insert_if_absent(&key, &row)).await
             }
             Store::Scylla(store) => store.insert_if_absent(&key, &row).await,
+            Store::Cached(cached) => Box::pin(cached.store.insert_if_absent(key, row)).await,
         }
     }
 
@@ -209,6 +257,12 @@ impl Store {
                 blocking(move || store.put(&key, &row)).await
             }
             Store::Scylla(store) => store.put(&key, &row).await,
+            Store::Cached(cached) => {
+                let invalidated = [(key.clone(), row.clone())];
+                Box::pin(cached.store.put(key, row)).await?;
+                cached.cache.invalidate(&invalidated).await;
+                Ok(())
+            }
         }
     }
 
@@ -225,6 +279,9 @@ impl Store {
                 blocking(move || store.checkpoint(&projector, &topic, partition)).await
             }
             Store::Scylla(store) => store.checkpoint(projector, topic, partition).await,
+            Store::Cached(cached) => {
+                Box::pin(cached.store.checkpoint(projector, topic, partition)).await
+            }
         }
     }
 }

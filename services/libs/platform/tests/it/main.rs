@@ -1,8 +1,10 @@
 //! Integration tests of the platform crate: the processor and projector
 //! against the in-process mock broker, the store contract against the
-//! embedded store and a real CQL server.
+//! embedded store and a real CQL server, the Redis cache against a real
+//! redis-server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cache;
 mod offsets;
 mod processor;
 mod projector;
