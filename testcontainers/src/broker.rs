@@ -77,7 +77,8 @@ logger.request.level = warn
 /// Runs "$@" (the broker) in the background and kills it when stdin closes.
 /// The broker's directory is removed on that orderly path only; when the
 /// broker dies on its own the directory (and its log) stays for a post-mortem.
-const WATCHDOG: &str = r#"
+/// The CQL server ([`crate::cassandra`]) runs under the same watchdog.
+pub(crate) const WATCHDOG: &str = r#"
 dir="$FOLDLINE_BROKER_DIR"
 exec 3<&0
 "$@" 0</dev/null 3<&- &
@@ -481,28 +482,45 @@ pub(crate) fn run_to_end(
 /// FOLDLINE_KAFKA_LIB, else ~/.cache/foldline/kafka-<version>/lib; it must
 /// hold the broker jar of [`KAFKA_VERSION`].
 fn find_lib() -> anyhow::Result<PathBuf> {
-    let lib = match std::env::var_os("FOLDLINE_KAFKA_LIB") {
+    find_jars(
+        "FOLDLINE_KAFKA_LIB",
+        &format!("kafka-{KAFKA_VERSION}"),
+        &format!("kafka_2.13-{KAFKA_VERSION}.jar"),
+        &format!("apache kafka {KAFKA_VERSION}"),
+        INSTALL_HINT,
+    )
+}
+
+/// `$variable`, else `~/.cache/foldline/<cached>/lib`, which must hold `jar`.
+pub(crate) fn find_jars(
+    variable: &str,
+    cached: &str,
+    jar: &str,
+    what: &str,
+    hint: &str,
+) -> anyhow::Result<PathBuf> {
+    let lib = match std::env::var_os(variable) {
         Some(explicit) => PathBuf::from(explicit),
         None => std::env::var_os("HOME")
             .map(|home| {
                 PathBuf::from(home)
                     .join(".cache/foldline")
-                    .join(format!("kafka-{KAFKA_VERSION}"))
+                    .join(cached)
                     .join("lib")
             })
-            .context("find the kafka jars: neither FOLDLINE_KAFKA_LIB nor HOME is set")?,
+            .with_context(|| format!("find the {what} jars: neither {variable} nor HOME is set"))?,
     };
-    let broker_jar = lib.join(format!("kafka_2.13-{KAFKA_VERSION}.jar"));
+    let jar = lib.join(jar);
     anyhow::ensure!(
-        broker_jar.is_file(),
-        "apache kafka {KAFKA_VERSION} not found: {} does not exist; {INSTALL_HINT}",
-        broker_jar.display()
+        jar.is_file(),
+        "{what} not found: {} does not exist; {hint}",
+        jar.display()
     );
     Ok(lib)
 }
 
 /// FOLDLINE_JAVA, else $JAVA_HOME/bin/java, else `java` (from PATH).
-fn find_java() -> PathBuf {
+pub(crate) fn find_java() -> PathBuf {
     if let Some(explicit) = std::env::var_os("FOLDLINE_JAVA") {
         return PathBuf::from(explicit);
     }

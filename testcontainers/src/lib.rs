@@ -13,6 +13,10 @@
 //!   theirs.
 //! - [`secured`]: a second broker with SASL_SSL, mutual TLS, SCRAM users
 //!   and KRaft's StandardAuthorizer with ACLs, for the security tests.
+//! - [`cassandra`]: the shared CQL server (Apache Cassandra 5 from its
+//!   Maven jars, standing in for ScyllaDB), started lazily like the broker.
+//! - [`redis`]: a real `redis-server` per test, which the test may stop
+//!   and start again.
 //! - [`ports`]: free loopback ports.
 //! - [`process`]: [`FoldlineProcess`], one `foldline run <role>...` child
 //!   (kill -9, SIGSTOP/SIGCONT, readiness, log tail).
@@ -25,19 +29,23 @@
 //! - [`wait`]: deadline-bounded polling (the only way tests wait for state).
 
 pub mod broker;
+pub mod cassandra;
 pub mod deployment;
 pub mod http;
 pub mod ports;
 pub mod process;
+pub mod redis;
 pub mod replay;
 pub mod secured;
 pub mod wait;
 
 pub use broker::{broker, dedicated_broker, KafkaBroker};
+pub use cassandra::{cassandra, unique_keyspace, CassandraServer};
 pub use deployment::Deployment;
 pub use http::{place_body, Api, ApiResponse, CommandOptions};
 pub use ports::free_port;
 pub use process::FoldlineProcess;
+pub use redis::RedisServer;
 pub use replay::{
     committed_offsets, read_outcomes, read_topic, read_topic_as, replay_orders_events, Isolation,
     PublishedOutcome, RawRecord, Replay, ReplayedRecord,

@@ -13,21 +13,22 @@ use foldline_contracts::topology::{TopicSpec, Topology};
 use foldline_gateway::admission::Admission;
 use foldline_gateway::outcomes::Outcomes;
 use foldline_gateway::{DomainEdge, GatewayState};
+use foldline_platform::cache::RowCache;
 use foldline_platform::codec::Codec;
-use foldline_platform::config::{Config, StoreKind, Transactions};
+use foldline_platform::config::{CacheKind, Config, StoreKind, Transactions};
 use foldline_platform::kafka::{self, EmbeddedBroker};
 use foldline_platform::kafka_security;
 use foldline_platform::personal_data::{DataKeys, KeyEncryptionKey};
 use foldline_platform::service::{DomainTopics, RoleContext};
 use foldline_platform::shutdown::{self, ShutdownTrigger};
-use foldline_platform::store::Store;
+use foldline_platform::store::{migrations, Store};
 use foldline_platform::{projector, telemetry};
 use foldline_registry::{self as registry, Registry, RegistryConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::cli::{Cli, Command, TopologyAction};
-use crate::roles::{domains, DomainPart, Role};
+use crate::roles::{cql_migrations, domains, DomainPart, Role};
 
 /// How long roles get to finish after the stop signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(15);
@@ -49,10 +50,34 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(roles = ?roles.iter().map(Role::to_string).collect::<Vec<_>>(), "foldline started");
             running.run_until(wait_for_signal()).await
         }
+        Command::Migrate => migrate_command(&config).await,
         Command::Topology { action } => {
             topology_command(&config, &topology, action.unwrap_or(TopologyAction::Print)).await
         }
     }
+}
+
+/// `foldline migrate`: the CQL keyspace and tables of every compiled domain.
+async fn migrate_command(config: &Config) -> anyhow::Result<()> {
+    if config.store.kind != StoreKind::Scylla {
+        bail!(
+            "foldline migrate applies to the cql store: set store.kind = \"scylla\" (FOLDLINE__STORE__KIND=scylla); the embedded store needs no migration"
+        );
+    }
+    let scylla = &config.store.scylla;
+    let report = migrations::migrate(scylla, &cql_migrations())
+        .await
+        .with_context(|| {
+            format!(
+                "migrate keyspace {} at {:?}",
+                scylla.keyspace, scylla.contact_points
+            )
+        })?;
+    println!(
+        "keyspace {}: applied {:?}, already applied {:?}",
+        scylla.keyspace, report.applied, report.already_applied
+    );
+    Ok(())
 }
 
 fn prefixed_specs(config: &Config, topology: &Topology) -> Vec<TopicSpec> {
@@ -296,11 +321,32 @@ async fn bind(address: SocketAddr, what: &str, variable: &str) -> anyhow::Result
     })
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Store> {
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = open_backend(config).await?;
+    match config.cache.kind {
+        CacheKind::None => Ok(store),
+        CacheKind::Redis => Ok(
+            store.with_cache(RowCache::new(&config.cache).context("configure the redis cache")?)
+        ),
+    }
+}
+
+async fn open_backend(config: &Config) -> anyhow::Result<Store> {
     match config.store.kind {
         StoreKind::Memory => Store::in_memory().context("open the in-memory store"),
         StoreKind::Embedded => Store::open_embedded(&config.store.path)
             .with_context(|| format!("open the embedded store at {}", config.store.path.display())),
+        StoreKind::Scylla => {
+            let scylla = &config.store.scylla;
+            Store::connect_scylla(scylla, &cql_migrations())
+                .await
+                .with_context(|| {
+                    format!(
+                        "open the cql store (keyspace {} at {:?})",
+                        scylla.keyspace, scylla.contact_points
+                    )
+                })
+        }
     }
 }
 
@@ -427,7 +473,7 @@ async fn serve_roles(
         runs(name, DomainPart::Processor) || runs(name, DomainPart::Projectors)
     });
     let store = match has(Role::Gateway) || runs_any_domain {
-        true => Some(open_store(&config)?),
+        true => Some(open_store(&config).await?),
         false => None,
     };
 

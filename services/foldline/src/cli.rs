@@ -29,6 +29,9 @@ pub enum Command {
         #[arg(required = true, value_parser = parse_role)]
         roles: Vec<Role>,
     },
+    /// Create the CQL keyspace and apply pending table migrations
+    /// (`store.kind = "scylla"`), under a lock shared with other replicas.
+    Migrate,
     /// Show or apply the topic topology.
     Topology {
         #[command(subcommand)]
@@ -76,5 +79,12 @@ mod tests {
             "{error}"
         );
         assert!(Cli::try_parse_from(["foldline", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn migrate_takes_no_arguments() {
+        let cli = Cli::try_parse_from(["foldline", "migrate"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Migrate)));
+        assert!(Cli::try_parse_from(["foldline", "migrate", "now"]).is_err());
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use foldline_gateway::EdgeDeclaration;
+use foldline_platform::store::{migrations, Migration};
 use foldline_platform::DomainService;
 
 /// A domain compiled into this binary: how to run it, how to serve it.
@@ -13,6 +14,8 @@ use foldline_platform::DomainService;
 pub struct Domain {
     pub service: DomainService,
     pub edge: EdgeDeclaration,
+    /// The CQL tables of its projections (`schemas/cql/`).
+    pub cql_migrations: &'static [Migration],
 }
 
 /// Every domain this binary carries: one line per domain.
@@ -21,12 +24,24 @@ pub fn domains() -> Vec<Domain> {
         Domain {
             service: foldline_orders::service(),
             edge: foldline_orders::edge(),
+            cql_migrations: foldline_orders::CQL_MIGRATIONS,
         },
         Domain {
             service: foldline_users::service(),
             edge: foldline_users::edge(),
+            cql_migrations: foldline_users::CQL_MIGRATIONS,
         },
     ]
+}
+
+/// The CQL schema of this binary: the platform's tables, then every
+/// domain's.
+pub fn cql_migrations() -> Vec<Migration> {
+    let mut all = migrations::PLATFORM.to_vec();
+    for domain in domains() {
+        all.extend_from_slice(domain.cql_migrations);
+    }
+    all
 }
 
 /// Which part of a domain a role runs.

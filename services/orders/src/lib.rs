@@ -20,6 +20,7 @@ pub mod routes;
 pub mod wire;
 
 use foldline_gateway::EdgeDeclaration;
+use foldline_platform::store::Migration;
 use foldline_platform::DomainService;
 
 pub use crate::projection::OrdersProjection;
@@ -27,6 +28,13 @@ pub use crate::wire::OrdersWire;
 
 /// The domain's name in `topology/topology.toml`.
 pub const DOMAIN: &str = "orders";
+
+/// The CQL tables of the orders projections (`schemas/cql/`), applied by
+/// `foldline migrate` after the platform's.
+pub const CQL_MIGRATIONS: &[Migration] = &[Migration {
+    id: "0002_orders",
+    cql: include_str!("../../../schemas/cql/0002_orders.cql"),
+}];
 
 /// The orders processor and projections, runnable by name.
 pub fn service() -> DomainService {
@@ -41,5 +49,23 @@ pub fn edge() -> EdgeDeclaration {
         collection: "/v1/orders",
         routes: routes::router,
         personal_data: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::projection::{ORDERS_BY_CUSTOMER, ORDER_BY_ID};
+
+    #[test]
+    fn every_table_the_projection_writes_has_a_cql_migration() {
+        let cql =
+            foldline_platform::store::migrations::statements(CQL_MIGRATIONS[0].cql).join("\n");
+        for table in [ORDER_BY_ID, ORDERS_BY_CUSTOMER] {
+            assert!(
+                cql.contains(&format!("CREATE TABLE IF NOT EXISTS {table} (")),
+                "{table}"
+            );
+        }
     }
 }

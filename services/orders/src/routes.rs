@@ -321,7 +321,12 @@ async fn get_order(
     Path(order_id): Path<String>,
 ) -> Result<Response, Problem> {
     let order_id = parse_path_id(&order_id, "order", OrderId::parse)?.to_string();
-    let row = read_order(&state.store, &order_id).await?;
+    // The hot read: through the cache when one is configured.
+    let cached = state.store.get_cached(order_key(&order_id)).await;
+    let row = match cached.map_err(GatewayError::from)? {
+        Some(row) => Some(decode_row::<OrderRow>(ORDER_BY_ID, &row.value)?),
+        None => None,
+    };
     match row.as_ref().and_then(order_view) {
         Some(view) => Ok(Json(view).into_response()),
         None => Err(Problem::not_found("order")),

@@ -25,6 +25,7 @@ use foldline_gateway::EdgeDeclaration;
 use foldline_platform::kafka;
 use foldline_platform::outbox::{self, Outbox};
 use foldline_platform::service::{DomainTopics, RoleContext, RoleFuture, ServiceError};
+use foldline_platform::store::Migration;
 use foldline_platform::DomainService;
 
 pub use crate::follow_ups::UsersFollowUps;
@@ -33,6 +34,13 @@ pub use crate::wire::UsersWire;
 
 /// The domain's name in `topology/topology.toml`.
 pub const DOMAIN: &str = "users";
+
+/// The CQL tables of this domain's projections, for `foldline migrate`
+/// (the outbox and data-key tables it also uses are the platform's).
+pub const CQL_MIGRATIONS: &[Migration] = &[Migration {
+    id: "0004_users",
+    cql: include_str!("../../../schemas/cql/0004_users.cql"),
+}];
 const RELAY_WORKER: &str = "follow-up relay";
 
 /// The users processor, projections and follow-up relay, runnable by name.
@@ -78,4 +86,22 @@ fn run_relay(domain: &'static str, context: RoleContext) -> RoleFuture {
         .await?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod cql_tests {
+    use super::CQL_MIGRATIONS;
+    use crate::projection::{USER_BY_EMAIL, USER_BY_ID};
+
+    #[test]
+    fn the_cql_migration_creates_every_projection_table() {
+        let cql =
+            foldline_platform::store::migrations::statements(CQL_MIGRATIONS[0].cql).join("\n");
+        for table in [USER_BY_ID, USER_BY_EMAIL] {
+            assert!(
+                cql.contains(&format!("CREATE TABLE IF NOT EXISTS {table} (")),
+                "{table}"
+            );
+        }
+    }
 }

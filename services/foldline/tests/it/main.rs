@@ -22,6 +22,8 @@
 //!   processor's snapshots.
 //! - [`security`]: SASL_SSL (SCRAM, PLAIN), mutual TLS, refused
 //!   credentials and certificates, and ACLs on the secured broker.
+//! - [`scylla`]: `foldline migrate`, then the orders roles and two
+//!   stateless gateways on the CQL store (a real Cassandra).
 //! - [`users`]: the race for one address, kill -9 mid-registration, and
 //!   erasure read back from raw topics, store files and a replay.
 //!
@@ -40,6 +42,7 @@ mod nemesis;
 mod outage;
 mod poison;
 mod replaced;
+mod scylla;
 mod security;
 mod support;
 mod users;

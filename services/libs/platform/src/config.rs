@@ -27,8 +27,8 @@ pub enum ConfigError {
 pub struct Secret(String);
 
 impl Secret {
-    pub fn new(value: String) -> Self {
-        Self(value)
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
     }
 
     pub fn expose(&self) -> &str {
@@ -49,6 +49,7 @@ pub struct Config {
     pub registry: RegistryClientConfig,
     pub registry_server: RegistryServerConfig,
     pub store: StoreConfig,
+    pub cache: CacheConfig,
     pub gateway: GatewayConfig,
     pub processor: ProcessorConfig,
     pub telemetry: TelemetryConfig,
@@ -158,9 +159,12 @@ impl Default for RegistryServerConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// Which store: `embedded`, `memory` or `scylla`.
     pub kind: StoreKind,
     /// Directory of the embedded store (`kind = "embedded"`).
     pub path: PathBuf,
+    /// The CQL store (`kind = "scylla"`): ScyllaDB, or Apache Cassandra.
+    pub scylla: ScyllaConfig,
 }
 
 impl Default for StoreConfig {
@@ -168,7 +172,127 @@ impl Default for StoreConfig {
         Self {
             kind: StoreKind::Embedded,
             path: PathBuf::from(".foldline/store"),
+            scylla: ScyllaConfig::default(),
         }
+    }
+}
+
+/// `[store.scylla]`: where the CQL store is and how to talk to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScyllaConfig {
+    /// `host:port` of one or more nodes; the driver discovers the rest.
+    pub contact_points: Vec<String>,
+    pub keyspace: String,
+    /// Consistency of every read and write (LWTs use `serial_consistency`
+    /// for their Paxos round and this for their commit).
+    pub consistency: CqlConsistency,
+    pub serial_consistency: CqlSerialConsistency,
+    /// Both or neither (PasswordAuthenticator).
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Prefer this datacenter's nodes (token-aware within it); unset: any.
+    pub local_datacenter: Option<String>,
+    /// Replicas per datacenter of the keyspace `foldline migrate` creates.
+    pub replication_factor: u32,
+    /// Client-side timeout of one request.
+    pub request_timeout_ms: u64,
+    /// Rows per page of a scan (scans are always paged).
+    pub page_size: u32,
+    /// Apply pending migrations at start-up, under the migration lock;
+    /// otherwise start-up only checks that none is pending.
+    pub migrate_on_start: bool,
+}
+
+impl Default for ScyllaConfig {
+    fn default() -> Self {
+        Self {
+            contact_points: vec!["127.0.0.1:9042".to_owned()],
+            keyspace: "foldline".to_owned(),
+            consistency: CqlConsistency::LocalQuorum,
+            serial_consistency: CqlSerialConsistency::LocalSerial,
+            username: None,
+            password: None,
+            local_datacenter: None,
+            replication_factor: 3,
+            request_timeout_ms: 5_000,
+            page_size: 1_000,
+            migrate_on_start: false,
+        }
+    }
+}
+
+/// A keyspace or table name CQL takes unquoted, as Foldline writes them:
+/// 1 to 48 lowercase letters, digits or underscores, starting with a letter.
+pub fn is_cql_identifier(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|first| first.is_ascii_lowercase())
+        && name.len() <= 48
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CqlConsistency {
+    One,
+    Two,
+    Three,
+    Quorum,
+    All,
+    LocalOne,
+    LocalQuorum,
+    EachQuorum,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CqlSerialConsistency {
+    Serial,
+    LocalSerial,
+}
+
+impl ScyllaConfig {
+    /// What serde cannot check: the values make a usable connection.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if self.contact_points.is_empty() {
+            return invalid("store.scylla.contact_points must name at least one node".to_owned());
+        }
+        for point in &self.contact_points {
+            let port = point
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(port))) if !host.is_empty() && port != 0) {
+                return invalid(format!(
+                    "store.scylla.contact_points: {point:?} is not host:port"
+                ));
+            }
+        }
+        let keyspace = &self.keyspace;
+        if !is_cql_identifier(keyspace) {
+            return invalid(format!(
+                "store.scylla.keyspace {keyspace:?} must be 1 to 48 lowercase letters, digits or underscores, starting with a letter"
+            ));
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return invalid(
+                "store.scylla.username and store.scylla.password go together: set both or neither"
+                    .to_owned(),
+            );
+        }
+        if self.replication_factor == 0 {
+            return invalid("store.scylla.replication_factor must be at least 1".to_owned());
+        }
+        if self.request_timeout_ms == 0 {
+            return invalid("store.scylla.request_timeout_ms must be at least 1".to_owned());
+        }
+        if self.page_size == 0 || self.page_size > i32::MAX as u32 {
+            return invalid("store.scylla.page_size must be between 1 and 2147483647".to_owned());
+        }
+        Ok(())
     }
 }
 
@@ -180,6 +304,67 @@ pub enum StoreKind {
     /// redb in memory: lives exactly as long as the process (and so as the
     /// embedded broker's log).
     Memory,
+    /// ScyllaDB (or Apache Cassandra) over CQL: `[store.scylla]`.
+    Scylla,
+}
+
+/// `[cache]`: cache-aside for hot reads (`crate::cache`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub kind: CacheKind,
+    /// `redis://[user:password@]host:port[/db]`; may hold a password.
+    pub url: Secret,
+    /// Prepended to every key (environments sharing one Redis).
+    pub key_prefix: String,
+    /// Tables whose rows are cached.
+    pub tables: Vec<String>,
+    /// An entry's life: bounds how long one the projector could not
+    /// invalidate can outlive its row.
+    pub ttl_seconds: u64,
+    /// Longest wait for Redis before a read goes to the store.
+    pub timeout_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            kind: CacheKind::None,
+            url: Secret("redis://127.0.0.1:6379".to_owned()),
+            key_prefix: "foldline:".to_owned(),
+            tables: vec!["order_by_id".to_owned()],
+            ttl_seconds: 300,
+            timeout_ms: 50,
+        }
+    }
+}
+
+impl CacheConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if !(self.url.expose().starts_with("redis://")
+            || self.url.expose().starts_with("rediss://"))
+        {
+            return invalid("cache.url must start with redis:// or rediss://");
+        }
+        if self.ttl_seconds == 0 {
+            return invalid("cache.ttl_seconds must be at least 1");
+        }
+        if self.timeout_ms == 0 {
+            return invalid("cache.timeout_ms must be at least 1");
+        }
+        if self.tables.is_empty() {
+            return invalid("cache.tables must name at least one table");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheKind {
+    None,
+    Redis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -345,6 +530,12 @@ impl Config {
             .map_err(|error| ConfigError::Invalid(error.to_string()))?;
         config.kafka.security.validate(&config.kafka)?;
         config.gateway.validate()?;
+        if config.store.kind == StoreKind::Scylla {
+            config.store.scylla.validate()?;
+        }
+        if config.cache.kind == CacheKind::Redis {
+            config.cache.validate()?;
+        }
         Ok(config)
     }
 
@@ -575,6 +766,99 @@ mod tests {
                 .key_encryption_key,
             None
         );
+    }
+
+    #[test]
+    fn the_scylla_store_is_configured_by_file_and_environment_and_validated() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("foldline.toml");
+        std::fs::write(
+            &file,
+            "[store]\nkind = \"scylla\"\n[store.scylla]\ncontact_points = [\"10.0.0.1:9042\", \"node-2:19042\"]\nkeyspace = \"shop\"\nusername = \"foldline\"\npassword = \"hunter2\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file), Vec::new()).unwrap();
+        assert_eq!(config.store.kind, StoreKind::Scylla);
+        assert_eq!(config.store.scylla.contact_points.len(), 2);
+        assert_eq!(config.store.scylla.keyspace, "shop");
+        assert_eq!(
+            config.store.scylla.consistency,
+            CqlConsistency::LocalQuorum,
+            "LOCAL_QUORUM is the default"
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+
+        let environment = vec![
+            (
+                "FOLDLINE__STORE__SCYLLA__CONSISTENCY".to_owned(),
+                "one".to_owned(),
+            ),
+            (
+                "FOLDLINE__STORE__SCYLLA__MIGRATE_ON_START".to_owned(),
+                "true".to_owned(),
+            ),
+            (
+                "FOLDLINE__STORE__SCYLLA__CONTACT_POINTS".to_owned(),
+                "[\"127.0.0.1:19042\"]".to_owned(),
+            ),
+        ];
+        let config = Config::load(Some(&file), environment).unwrap();
+        assert_eq!(config.store.scylla.consistency, CqlConsistency::One);
+        assert!(config.store.scylla.migrate_on_start);
+        assert_eq!(config.store.scylla.contact_points, vec!["127.0.0.1:19042"]);
+
+        let refused = |toml: &str, expected: &str| {
+            std::fs::write(&file, format!("[store]\nkind = \"scylla\"\n{toml}")).unwrap();
+            let error = Config::load(Some(&file), Vec::new())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{toml}: {error}");
+        };
+        refused("[store.scylla]\ncontact_points = []\n", "at least one node");
+        refused(
+            "[store.scylla]\ncontact_points = [\"no-port\"]\n",
+            "is not host:port",
+        );
+        refused(
+            "[store.scylla]\ncontact_points = [\"h:0\"]\n",
+            "is not host:port",
+        );
+        refused("[store.scylla]\nkeyspace = \"Bad-Name\"\n", "keyspace");
+        refused(
+            "[store.scylla]\nusername = \"only-me\"\n",
+            "set both or neither",
+        );
+        refused("[store.scylla]\nconsistency = \"most\"\n", "consistency");
+        refused(
+            "[store.scylla]\nreplication_factor = 0\n",
+            "replication_factor",
+        );
+        refused("[store.scylla]\npage_size = 0\n", "page_size");
+        refused("[store.scylla]\nhosts = [\"a:1\"]\n", "hosts");
+    }
+
+    #[test]
+    fn the_cache_is_off_by_default_and_validated_when_on() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(config.cache.kind, CacheKind::None);
+        let on = |extra: (&str, &str)| {
+            Config::load(
+                None,
+                vec![
+                    ("FOLDLINE__CACHE__KIND".to_owned(), "redis".to_owned()),
+                    (extra.0.to_owned(), extra.1.to_owned()),
+                ],
+            )
+        };
+        let config = on(("FOLDLINE__CACHE__URL", "redis://:hunter2@cache:6379")).unwrap();
+        assert_eq!(config.cache.kind, CacheKind::Redis);
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let error = on(("FOLDLINE__CACHE__URL", "http://cache")).unwrap_err();
+        assert!(error.to_string().contains("redis://"), "{error}");
+        let error = on(("FOLDLINE__CACHE__TTL_SECONDS", "0")).unwrap_err();
+        assert!(error.to_string().contains("ttl_seconds"), "{error}");
+        let error = on(("FOLDLINE__CACHE__TIMEOUT_MS", "0")).unwrap_err();
+        assert!(error.to_string().contains("timeout_ms"), "{error}");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! - [`kafka_security`]: `[kafka.security]` (TLS, SASL, mutual TLS), its
 //!   start-up validation, and the connection probe naming a refusal's cause.
 //! - [`codec`]: Avro values in the Confluent wire format via a schema registry.
-//! - [`store`]: the projection store interface and its embedded implementation.
+//! - [`store`]: the projection store interface, its embedded and CQL
+//!   implementations, and the CQL migrations.
+//! - [`cache`]: cache-aside of hot rows in Redis, position-guarded.
 //! - [`domain`]: the domain seam: a pure decider plus its [`DomainWire`]
 //!   field mapping is a command domain, with one generic `decide_record`.
 //! - [`gate`]: the version gate read off wire metadata, shared by the
@@ -26,6 +28,7 @@
 //!   a relay performs them), for steps that span aggregates.
 //! - [`shutdown`]: the stop signal every loop and server watches.
 
+pub mod cache;
 pub mod codec;
 pub mod config;
 pub mod dlq;

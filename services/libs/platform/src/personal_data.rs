@@ -112,7 +112,12 @@ impl KeyEncryptionKey {
 
     /// The key as 64 hex digits, for handing to a child process in tests.
     pub fn to_hex(&self) -> Secret {
-        Secret::new(self.0.iter().map(|byte| format!("{byte:02x}")).collect())
+        Secret::new(
+            self.0
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<String>(),
+        )
     }
 }
 

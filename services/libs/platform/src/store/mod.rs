@@ -7,16 +7,26 @@
 //! overwrites a newer one, so replaying the log, redelivery and concurrent
 //! projector instances all converge on the same bytes.
 //!
-//! Implementations: [`embedded`] (redb on disk or in memory). A Scylla
-//! implementation maps a table to a CQL table with the same keys and guards
-//! with `USING TIMESTAMP <position>`.
+//! Implementations: [`embedded`] (redb on disk or in memory) and
+//! [`scylla`] (ScyllaDB or Cassandra over CQL: a table is a CQL table with
+//! the same keys, guarded with `USING TIMESTAMP <position>`; its schema
+//! comes from [`migrations`]). Both pass one contract suite
+//! (`tests/it/store_contract.rs`); the rules and failure cases of the CQL
+//! store are in `design.md` beside this file.
 
 pub mod embedded;
+pub mod migrations;
+pub mod scylla;
 
 use std::path::Path;
 use std::sync::Arc;
 
 pub use embedded::EmbeddedStore;
+pub use migrations::Migration;
+pub use scylla::ScyllaStore;
+
+use crate::cache::RowCache;
+use crate::config::ScyllaConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,6 +34,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
+    /// The store refused the request as sent (a missing table, a schema
+    /// not migrated, missing rights): retrying cannot help.
+    #[error("store refused the request: {0}")]
+    Rejected(String),
 }
 
 impl StoreError {
@@ -91,6 +105,16 @@ impl WriteBatch {
 #[derive(Clone, Debug)]
 pub enum Store {
     Embedded(Arc<EmbeddedStore>),
+    Scylla(Arc<ScyllaStore>),
+    /// A store behind a Redis cache of hot rows ([`Store::get_cached`]).
+    Cached(Arc<CachedStore>),
+}
+
+/// A store and the cache of some of its tables (`crate::cache`).
+#[derive(Debug)]
+pub struct CachedStore {
+    store: Store,
+    cache: RowCache,
 }
 
 impl Store {
@@ -102,8 +126,67 @@ impl Store {
         Ok(Store::Embedded(Arc::new(EmbeddedStore::in_memory()?)))
     }
 
+    /// Connects to the CQL store. With `migrate_on_start` it first applies
+    /// pending `migrations` under the migration lock; otherwise a keyspace
+    /// with pending migrations is refused (run `foldline migrate`).
+    pub async fn connect_scylla(
+        config: &ScyllaConfig,
+        migrations: &[Migration],
+    ) -> Result<Store, StoreError> {
+        let session = scylla::connect(config).await?;
+        if config.migrate_on_start {
+            migrations::migrate_on(&session, config, migrations).await?;
+        } else {
+            let pending = migrations::pending(&session, config, migrations)
+                .await
+                .map_err(|error| match error {
+                    StoreError::Unavailable(reason) => StoreError::Unavailable(format!(
+                        "{reason} (has keyspace {} been created? run `foldline migrate`)",
+                        config.keyspace
+                    )),
+                    other => other,
+                })?;
+            if !pending.is_empty() {
+                return Err(StoreError::Rejected(format!(
+                    "keyspace {} has pending migrations {pending:?}: run `foldline migrate`",
+                    config.keyspace
+                )));
+            }
+        }
+        Ok(Store::Scylla(Arc::new(
+            ScyllaStore::on_session(session, config).await?,
+        )))
+    }
+
+    /// This store with `cache` in front of [`Store::get_cached`] reads;
+    /// every other read bypasses it and every write invalidates it.
+    pub fn with_cache(self, cache: RowCache) -> Store {
+        Store::Cached(Arc::new(CachedStore { store: self, cache }))
+    }
+
+    /// A read that may be answered by the cache: for serving clients only.
+    /// Folds (projectors, the processor) read with [`Store::get`], which
+    /// always asks the store.
+    pub async fn get_cached(&self, key: RowKey) -> Result<Option<StoredRow>, StoreError> {
+        let Store::Cached(cached) = self else {
+            return self.get(key).await;
+        };
+        if !cached.cache.caches(key.table) {
+            return cached.store.get(key).await;
+        }
+        if let Some(row) = cached.cache.get(&key).await {
+            return Ok(Some(row));
+        }
+        let row = cached.store.get(key.clone()).await?;
+        if let Some(row) = &row {
+            cached.cache.fill(&key, row).await;
+        }
+        Ok(row)
+    }
+
     pub async fn get(&self, key: RowKey) -> Result<Option<StoredRow>, StoreError> {
         match self {
+            Store::Cached(cached) => Box::pin(cached.store.get(key)).await,
             // A point read of the in-memory database takes a few
             // microseconds and cannot block: the hop to a blocking thread
             // would cost more than the read (GET of one order runs here).
@@ -112,6 +195,7 @@ impl Store {
                 let store = Arc::clone(store);
                 blocking(move || store.get(&key)).await
             }
+            Store::Scylla(store) => store.get(&key).await,
         }
     }
 
@@ -128,6 +212,10 @@ impl Store {
                 let store = Arc::clone(store);
                 blocking(move || store.scan(table, &partition, after.as_deref(), limit)).await
             }
+            Store::Scylla(store) => store.scan(table, &partition, after.as_deref(), limit).await,
+            Store::Cached(cached) => {
+                Box::pin(cached.store.scan(table, partition, after, limit)).await
+            }
         }
     }
 
@@ -137,6 +225,14 @@ impl Store {
             Store::Embedded(store) => {
                 let store = Arc::clone(store);
                 blocking(move || store.write(&batch)).await
+            }
+            Store::Scylla(store) => store.write(&batch).await,
+            // After the store write: a reader filling from the store in
+            // between holds an older position, which the marker outranks.
+            Store::Cached(cached) => {
+                Box::pin(cached.store.write(batch.clone())).await?;
+                cached.cache.invalidate(&batch.upserts).await;
+                Ok(())
             }
         }
     }
@@ -152,6 +248,8 @@ impl Store {
                 let store = Arc::clone(store);
                 blocking(move || store.insert_if_absent(&key, &row)).await
             }
+            Store::Scylla(store) => store.insert_if_absent(&key, &row).await,
+            Store::Cached(cached) => Box::pin(cached.store.insert_if_absent(key, row)).await,
         }
     }
 
@@ -161,6 +259,13 @@ impl Store {
             Store::Embedded(store) => {
                 let store = Arc::clone(store);
                 blocking(move || store.put(&key, &row)).await
+            }
+            Store::Scylla(store) => store.put(&key, &row).await,
+            Store::Cached(cached) => {
+                let invalidated = [(key.clone(), row.clone())];
+                Box::pin(cached.store.put(key, row)).await?;
+                cached.cache.invalidate(&invalidated).await;
+                Ok(())
             }
         }
     }
@@ -176,6 +281,10 @@ impl Store {
                 let store = Arc::clone(store);
                 let (projector, topic) = (projector.to_owned(), topic.to_owned());
                 blocking(move || store.checkpoint(&projector, &topic, partition)).await
+            }
+            Store::Scylla(store) => store.checkpoint(projector, topic, partition).await,
+            Store::Cached(cached) => {
+                Box::pin(cached.store.checkpoint(projector, topic, partition)).await
             }
         }
     }

@@ -1,7 +1,12 @@
-//! Integration tests of the platform crate against the in-process mock broker.
+//! Integration tests of the platform crate: the processor and projector
+//! against the in-process mock broker, the store contract against the
+//! embedded store and a real CQL server, the Redis cache against a real
+//! redis-server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cache;
 mod offsets;
 mod processor;
 mod projector;
+mod store_contract;
 mod support;
