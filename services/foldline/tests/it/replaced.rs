@@ -47,7 +47,8 @@ async fn refuses_to_fold(
         .collect();
     let mut more = send_all(api, more, Arc::new(AtomicUsize::new(0))).await;
     retry_until_acknowledged(api, &mut more, Deadline::secs(30)).await;
-    let deadline = Deadline::secs(60);
+    // A restore waits up to 30 s for an end behind its snapshot to catch up.
+    let deadline = Deadline::secs(120);
     let status = loop {
         if let Some(status) = restarted.exit_status() {
             break status;
@@ -115,6 +116,13 @@ async fn replaced(replacement: Replacement, refusal: &str) {
     }
     let mut restarted = spawn_processor(&deployment, "processor", "store-processor");
     let log = refuses_to_fold(&deployment, &api, &customer, &mut restarted).await;
+    if let Replacement::Shorter = replacement {
+        assert!(
+            log.contains("the log's end is behind the snapshot: waiting for it"),
+            "{}",
+            restarted.report(20)
+        );
+    }
     assert!(
         log.contains("error: run the orders command processor: the snapshot of")
             && log.contains(refusal)

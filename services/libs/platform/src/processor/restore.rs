@@ -30,6 +30,10 @@ const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a restore waits for the next record of a log it knows is there.
 const RECORD_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a restore waits for a log's end that is behind its snapshot to
+/// catch up before it calls the log replaced (`stable_watermarks`).
+const STABLE_END_WAIT: Duration = Duration::from_secs(30);
+
 /// What a restore needs, shared by the restores of every partition: each
 /// runs on a task of its own, with a reader of its own, so the partitions
 /// of an assignment restore in parallel (design.md, *State and restore*).
@@ -118,7 +122,9 @@ impl<D: CommandDomain> Restorer<D> {
             &self.kafka,
             &format!("{}-restore-{partition}", self.client_id),
         )?;
-        let Some((log_start, log_end)) = self.watermarks(&reader, partition, shutdown).await?
+        let Some((log_start, log_end)) = self
+            .stable_watermarks(&reader, partition, log.next_offset, shutdown)
+            .await?
         else {
             return Ok(None);
         };
@@ -167,6 +173,44 @@ impl<D: CommandDomain> Restorer<D> {
             // The end the fold reached is past every marker written so far.
             marker_pending: false,
         }))
+    }
+
+    /// The watermarks, waited for (within `STABLE_END_WAIT`) while the end
+    /// is behind `next_offset`: a `read_committed` reader's end is the last
+    /// stable offset, which stays below a committed transaction until its
+    /// markers are written (late after a broker restart: the coordinator
+    /// sends them again), and a restarted broker's high watermark starts
+    /// below its log end. Only an end that stays behind is a replaced log
+    /// (`check_restorable`). `None` on shutdown.
+    async fn stable_watermarks(
+        &self,
+        reader: &Reader,
+        partition: i32,
+        next_offset: i64,
+        shutdown: &Shutdown,
+    ) -> Result<Option<(i64, i64)>, ProcessorError> {
+        let waiting = tokio::time::Instant::now();
+        let mut delays = retry::delays();
+        loop {
+            let Some((log_start, log_end)) = self.watermarks(reader, partition, shutdown).await?
+            else {
+                return Ok(None);
+            };
+            if next_offset <= log_end || waiting.elapsed() >= STABLE_END_WAIT {
+                return Ok(Some((log_start, log_end)));
+            }
+            let delay = delays.next().unwrap_or(Duration::from_secs(1));
+            tracing::warn!(
+                snapshot = next_offset,
+                log_end,
+                retry_in_ms = delay.as_millis() as u64,
+                "the log's end is behind the snapshot: waiting for it (pending transaction markers, a restarted broker)"
+            );
+            tokio::select! {
+                () = shutdown.clone().wait() => return Ok(None),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
     }
 
     /// The events partition's `(low, high)` watermarks; `None` on shutdown.
