@@ -185,6 +185,14 @@ impl KafkaBroker {
     /// broker acknowledged with acks=all must survive it. Only for a
     /// [`dedicated_broker`].
     pub fn kill9_and_restart(&self) -> anyhow::Result<()> {
+        self.kill9()?;
+        self.restart()
+    }
+
+    /// kill -9 of the broker's JVM, keeping its data, and waits until it is
+    /// gone: an outage that [`KafkaBroker::restart`] ends. Only for a
+    /// [`dedicated_broker`].
+    pub fn kill9(&self) -> anyhow::Result<()> {
         let mut watchdog = self
             .watchdog
             .lock()
@@ -213,6 +221,21 @@ impl KafkaBroker {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
+    }
+
+    /// Starts a broker killed by [`KafkaBroker::kill9`] again, on the same
+    /// ports and log directories; returns once it answers metadata
+    /// requests.
+    pub fn restart(&self) -> anyhow::Result<()> {
+        let mut watchdog = self
+            .watchdog
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the broker's watchdog is poisoned"))?;
+        anyhow::ensure!(
+            !matches!(watchdog.try_wait(), Ok(None)),
+            "the broker is still running"
+        );
         let (child, lifeline) = launch(&self.directory, &self.log, true)?;
         *watchdog = child;
         drop(watchdog);

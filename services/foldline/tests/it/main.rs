@@ -15,8 +15,10 @@
 //!   run; the history is judged by an independent checker (Python).
 //! - [`idempotency`]: a retry with the same key re-produces the same record.
 //! - [`in_process`]: the library API: the embedded platform on port 0.
-//! - [`outage`]: the broker dies first; the platform lives through the outage
-//!   and stops cleanly (exit 0, within the deadline) on SIGTERM during it.
+//! - [`outage`]: the broker dies first; the platform lives through the
+//!   outage, recovers unrestarted (same pid) once the broker is back, and
+//!   stops cleanly (exit 0, within the deadline) on SIGTERM during a second
+//!   outage.
 //! - [`poison`]: garbage on the consumed topics is parked, partitions move on.
 //! - [`replaced`]: the events topic deleted and recreated under a
 //!   processor's snapshots.

@@ -8,10 +8,17 @@
 //! with the system) folds the broker's topics itself and judges the history
 //! and the live projection. The run passes only with zero anomalies.
 //!
-//! Bounded by default (4 rounds of every fault kind, 32 faults, for CI);
-//! `FOLDLINE_NEMESIS_ROUNDS=N` sets the rounds (each round is every fault kind
-//! once, in a random order), `FOLDLINE_NEMESIS_SOAK=1` runs 10 rounds (80
-//! faults); `FOLDLINE_NEMESIS_SEED` replays a schedule (the seed is printed).
+//! It runs in both `kafka.transactions` modes (`_idempotent`,
+//! `_transactional`). In both the checker reads `read_committed`; in the
+//! transactional mode the test also checks that no reader folded an aborted
+//! record (`support::check_no_aborted_record_folded`) and that aborted
+//! transactions were in the log at all (the window was hit).
+//!
+//! Bounded by default (2 rounds of every fault kind per mode, 16 faults, for
+//! CI); `FOLDLINE_NEMESIS_ROUNDS=N` sets the rounds (each round is every
+//! fault kind once, in a random order), `FOLDLINE_NEMESIS_SOAK=1` runs 10
+//! rounds (80 faults per mode); `FOLDLINE_NEMESIS_SEED` replays a schedule
+//! (the seed is printed).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -38,7 +45,7 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
-use crate::support::{binary, SNAPSHOT_OFTEN};
+use crate::support::{check_no_aborted_record_folded, Mode, SNAPSHOT_OFTEN};
 
 /// Order workers running at once (each races several commands on its order).
 const WORKERS: usize = 4;
@@ -835,14 +842,23 @@ fn env_number(name: &str) -> Option<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_history_under_the_nemesis_passes_the_independent_checker() {
+async fn the_history_under_the_nemesis_passes_the_independent_checker_idempotent() {
+    nemesis_run(Mode::Idempotent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_under_the_nemesis_passes_the_independent_checker_transactional() {
+    nemesis_run(Mode::Transactional).await;
+}
+
+async fn nemesis_run(mode: Mode) {
     let started = Instant::now();
     let python = oracle_python();
     let rounds = env_number("FOLDLINE_NEMESIS_ROUNDS").unwrap_or(
         if std::env::var_os("FOLDLINE_NEMESIS_SOAK").is_some() {
             10
         } else {
-            4
+            2
         },
     ) as usize;
     let seed = env_number("FOLDLINE_NEMESIS_SEED").unwrap_or_else(|| {
@@ -851,9 +867,9 @@ async fn the_history_under_the_nemesis_passes_the_independent_checker() {
             .map(|elapsed| elapsed.as_nanos() as u64)
             .unwrap_or(1)
     });
-    eprintln!("nemesis: seed {seed} ({rounds} rounds of {} fault kinds); replay with FOLDLINE_NEMESIS_SEED={seed}", FAULT_KINDS.len());
+    eprintln!("nemesis {mode:?}: seed {seed} ({rounds} rounds of {} fault kinds); replay with FOLDLINE_NEMESIS_SEED={seed}", FAULT_KINDS.len());
 
-    let deployment = Deployment::new(binary(), "nemesis").unwrap();
+    let deployment = mode.deployment("nemesis");
     let _registry = deployment
         .spawn_ready(
             "registry",
@@ -1010,14 +1026,29 @@ async fn the_history_under_the_nemesis_passes_the_independent_checker() {
     workload.history.flush();
 
     let checker = run_checker(&python, &deployment, &history_path);
+    // The services' own word that the fault windows were hit.
     let restores = roles[0].log_lines("restored partition from the event log");
     let restores_from_snapshot = restores
         .iter()
         .filter(|line| !line.split_whitespace().any(|field| field == "from=0"))
         .count();
+    let resyncs = roles[0]
+        .log_lines("events partition moved under us, resynchronising from the log")
+        .len();
+    let aborted_rounds = roles[0].log_lines("transaction aborted").len()
+        + roles[0]
+            .log_lines("transactional producer unusable, making a new one")
+            .len();
+    // Every reader's fold against the committed log; in the transactional
+    // mode, what aborted rounds left in the log.
+    let replay = deployment.replay().await.expect("replay orders.events");
+    let aborted = check_no_aborted_record_folded(&deployment, &replay).await;
     eprintln!(
-        "nemesis: processor restores: {}, from a snapshot: {restores_from_snapshot}; run took {:?}",
+        "nemesis {mode:?}: processor restores: {}, from a snapshot: {restores_from_snapshot}; resyncs: {resyncs}; \
+         aborted rounds: {aborted_rounds}; aborted records: {} events, {} outcomes; run took {:?}",
         restores.len(),
+        aborted.events.len(),
+        aborted.outcomes.len(),
         started.elapsed()
     );
     assert!(
@@ -1051,6 +1082,37 @@ async fn the_history_under_the_nemesis_passes_the_independent_checker() {
         command_copies > 0,
         "no command record was ever read twice: {summary}"
     );
+    let hidden = summary["log"]["aborted or open records hidden by read_committed"]
+        .as_u64()
+        .unwrap_or(0);
+    // A zombie's stale decisions reached the log, and every reader's gate
+    // (the checker's own among them) ignored them.
+    let stale_ignored = summary["log"]["ignored: decided against another version"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        stale_ignored > 0,
+        "no stale decision in the log was ignored: {summary}"
+    );
+    match mode {
+        Mode::Idempotent => {
+            assert!(
+                aborted.events.is_empty() && aborted.outcomes.is_empty() && hidden == 0,
+                "aborted records without transactions: {aborted:?}, the checker saw {hidden}"
+            );
+        }
+        Mode::Transactional => {
+            assert!(aborted_rounds > 0, "no transaction was ever aborted");
+            assert!(
+                !aborted.events.is_empty(),
+                "no aborted record in orders.events: the abort window was never hit"
+            );
+            assert!(
+                hidden > 0,
+                "the checker's read_committed reads hid no aborted record: {summary}"
+            );
+        }
+    }
     eprintln!("nemesis: the log holds {ignored_copies} records of already settled commands, ignored by the gate");
 }
 

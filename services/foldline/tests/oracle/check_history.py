@@ -154,13 +154,14 @@ class Raw:
         self.headers = dict(message.headers() or [])
 
 
-def read_topic(bootstrap, topic, budget_seconds=90):
-    """Every committed record of topic, partition by partition in offset order."""
+def read_topic(bootstrap, topic, budget_seconds=90, isolation="read_committed"):
+    """Every committed record of topic (every record with isolation
+    "read_uncommitted"), partition by partition in offset order."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": f"oracle-{uuid.uuid4()}",
         "enable.auto.commit": False,
-        "isolation.level": "read_committed",
+        "isolation.level": isolation,
         "enable.partition.eof": True,
     })
     try:
@@ -194,6 +195,20 @@ def read_topic(bootstrap, topic, budget_seconds=90):
         return {partition: records[partition] for partition in partitions}
     finally:
         consumer.close()
+
+
+def check_isolation(committed, everything, anomalies, stats):
+    """The fold reads read_committed: what it is served must be a subset of
+    what a read_uncommitted reader is served, and the difference (records of
+    aborted or still open transactions) is what it must never fold."""
+    hidden = 0
+    for partition, records in everything.items():
+        seen = {raw.offset for raw in committed.get(partition, [])}
+        all_offsets = {raw.offset for raw in records}
+        for offset in sorted(seen - all_offsets):
+            anomalies.add("log-structure", f"events {partition}@{offset} is served read_committed only")
+        hidden += len(all_offsets - seen)
+    stats["aborted or open records hidden by read_committed"] += hidden
 
 
 # ---------------------------------------------------------------- the model
@@ -740,8 +755,11 @@ def main():
     stats = Counter()
 
     commands = decode_commands(read_topic(args.bootstrap, args.prefix + "orders.commands"), registry, readers, anomalies, stats)
+    events = read_topic(args.bootstrap, args.prefix + "orders.events")
+    check_isolation(events, read_topic(args.bootstrap, args.prefix + "orders.events", isolation="read_uncommitted"),
+                    anomalies, stats)
     fold = Fold(anomalies)
-    fold.run(read_topic(args.bootstrap, args.prefix + "orders.events"), commands, registry, readers)
+    fold.run(events, commands, registry, readers)
     check_outcomes(read_topic(args.bootstrap, args.prefix + "orders.outcomes"), fold, registry, readers, anomalies, stats)
     check_history(operations, fold, anomalies)
 

@@ -17,6 +17,17 @@ pub struct AggregateSlot<S> {
     pub version: u64,
 }
 
+/// The last record a fold took in: its offset and event id. A snapshot
+/// carries it so a restore can read that record back and recognise the log
+/// the snapshot was folded from (design.md, *State and restore*): a log
+/// replaced by another at least as long would otherwise be folded on as if
+/// it were the old one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogFingerprint {
+    pub offset: i64,
+    pub event_id: String,
+}
+
 /// The state of one events partition: every aggregate on it, every command
 /// it settled, and the offset right after the last record folded.
 ///
@@ -29,6 +40,10 @@ pub struct PartitionLog<S> {
     pub next_offset: i64,
     aggregates: HashMap<String, AggregateSlot<S>>,
     settled: HashMap<String, CommandOutcome>,
+    /// `None` before the first record, and in snapshots written before
+    /// fingerprints existed (they restore unchecked).
+    #[serde(default)]
+    last_folded: Option<LogFingerprint>,
 }
 
 impl<S: Clone + Default> PartitionLog<S> {
@@ -38,7 +53,13 @@ impl<S: Clone + Default> PartitionLog<S> {
             next_offset: 0,
             aggregates: HashMap::new(),
             settled: HashMap::new(),
+            last_folded: None,
         }
+    }
+
+    /// The last record folded, to check the log against on restore.
+    pub fn last_folded(&self) -> Option<&LogFingerprint> {
+        self.last_folded.as_ref()
     }
 
     pub fn aggregate(&self, aggregate_id: &str) -> AggregateSlot<S> {
@@ -69,6 +90,10 @@ impl<S: Clone + Default> PartitionLog<S> {
     ) -> Admission {
         self.next_offset = offset + 1;
         let metadata = domain.record_metadata(record);
+        self.last_folded = Some(LogFingerprint {
+            offset,
+            event_id: metadata.event_id.clone(),
+        });
         let rejection = domain.rejection(record);
         let current = StreamVersion(
             self.aggregates

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use self::assignment::Partitions;
-pub use self::log::{AggregateSlot, PartitionLog};
+pub use self::log::{AggregateSlot, LogFingerprint, PartitionLog};
 use self::restore::Restorer;
 pub use self::run::run;
 use self::transaction::WriteMode;
@@ -111,6 +111,19 @@ pub enum ProcessorError {
         partition: i32,
         snapshot: i64,
         log_end: i64,
+    },
+    /// Permanent: the log holds another record where the snapshot's last
+    /// folded record was (the log was replaced by one at least as long).
+    #[error(
+        "the snapshot of {topic}/{partition} folded event {expected_event_id} at offset {offset} but the \
+         log holds {found} there: the log was replaced"
+    )]
+    SnapshotOfAnotherLog {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        expected_event_id: String,
+        found: String,
     },
     /// Transient: the events partition could not be read within the
     /// restore's bounds; a restarted processor may well succeed.

@@ -11,8 +11,8 @@ use tracing::Instrument;
 
 use super::assignment::{Generation, PartitionState, RebalanceEvent, Restoring};
 use super::{
-    retry, CommandDomain, PartitionLog, Processor, ProcessorError, ProcessorOptions,
-    ProcessorTopics,
+    retry, CommandDomain, LogFingerprint, PartitionLog, Processor, ProcessorError,
+    ProcessorOptions, ProcessorTopics,
 };
 use crate::codec::{Codec, CodecError};
 use crate::config::KafkaConfig;
@@ -29,6 +29,10 @@ const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a restore waits for the next record of a log it knows is there.
 const RECORD_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a restore waits for a log's end that is behind its snapshot to
+/// catch up before it calls the log replaced (`stable_watermarks`).
+const STABLE_END_WAIT: Duration = Duration::from_secs(30);
 
 /// What a restore needs, shared by the restores of every partition: each
 /// runs on a task of its own, with a reader of its own, so the partitions
@@ -118,15 +122,31 @@ impl<D: CommandDomain> Restorer<D> {
             &self.kafka,
             &format!("{}-restore-{partition}", self.client_id),
         )?;
-        let Some((log_start, log_end)) = self.watermarks(&reader, partition, shutdown).await?
+        let Some((log_start, log_end)) = self
+            .stable_watermarks(&reader, partition, log.next_offset, shutdown)
+            .await?
         else {
             return Ok(None);
         };
         check_restorable(&self.events, partition, log.next_offset, log_start, log_end)?;
+        // The snapshot's last record, read back: the log it was folded from.
+        let fingerprint = match log.last_folded() {
+            Some(fingerprint) if fingerprint.offset >= log_start => Some(fingerprint.clone()),
+            Some(fingerprint) => {
+                // Truncated to the snapshot's end: what follows is still there.
+                tracing::warn!(
+                    offset = fingerprint.offset,
+                    log_start,
+                    "the snapshot's last record is no longer in the log: cannot check it is the same log"
+                );
+                None
+            }
+            None => None,
+        };
         let from = log.next_offset;
         let folding = Instant::now();
         if self
-            .catch_up(&reader, &mut log, log_end, shutdown)
+            .catch_up(&reader, &mut log, log_end, fingerprint, shutdown)
             .await?
             .is_none()
         {
@@ -153,6 +173,44 @@ impl<D: CommandDomain> Restorer<D> {
             // The end the fold reached is past every marker written so far.
             marker_pending: false,
         }))
+    }
+
+    /// The watermarks, waited for (within `STABLE_END_WAIT`) while the end
+    /// is behind `next_offset`: a `read_committed` reader's end is the last
+    /// stable offset, which stays below a committed transaction until its
+    /// markers are written (late after a broker restart: the coordinator
+    /// sends them again), and a restarted broker's high watermark starts
+    /// below its log end. Only an end that stays behind is a replaced log
+    /// (`check_restorable`). `None` on shutdown.
+    async fn stable_watermarks(
+        &self,
+        reader: &Reader,
+        partition: i32,
+        next_offset: i64,
+        shutdown: &Shutdown,
+    ) -> Result<Option<(i64, i64)>, ProcessorError> {
+        let waiting = tokio::time::Instant::now();
+        let mut delays = retry::delays();
+        loop {
+            let Some((log_start, log_end)) = self.watermarks(reader, partition, shutdown).await?
+            else {
+                return Ok(None);
+            };
+            if next_offset <= log_end || waiting.elapsed() >= STABLE_END_WAIT {
+                return Ok(Some((log_start, log_end)));
+            }
+            let delay = delays.next().unwrap_or(Duration::from_secs(1));
+            tracing::warn!(
+                snapshot = next_offset,
+                log_end,
+                retry_in_ms = delay.as_millis() as u64,
+                "the log's end is behind the snapshot: waiting for it (pending transaction markers, a restarted broker)"
+            );
+            tokio::select! {
+                () = shutdown.clone().wait() => return Ok(None),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
     }
 
     /// The events partition's `(low, high)` watermarks; `None` on shutdown.
@@ -197,29 +255,34 @@ impl<D: CommandDomain> Restorer<D> {
     }
 
     /// Folds `[log.next_offset, end)` of the events partition into `log`;
-    /// `None` on shutdown.
+    /// `None` on shutdown. With a `fingerprint` (below `next_offset`), the
+    /// read starts there and the record found must be that one.
     async fn catch_up(
         &self,
         reader: &Reader,
         log: &mut PartitionLog<D::State>,
         end: i64,
+        mut fingerprint: Option<LogFingerprint>,
         shutdown: &Shutdown,
     ) -> Result<Option<()>, ProcessorError> {
-        if log.next_offset >= end {
+        if log.next_offset >= end && fingerprint.is_none() {
             log.next_offset = end;
             return Ok(Some(()));
         }
         let partition = log.partition;
         let reader = reader.consumer();
+        let start = fingerprint
+            .as_ref()
+            .map_or(log.next_offset, |fingerprint| fingerprint.offset);
         let mut assignment = TopicPartitionList::new();
         assignment
-            .add_partition_offset(&self.events, partition, Offset::Offset(log.next_offset))
+            .add_partition_offset(&self.events, partition, Offset::Offset(start))
             .map_err(|error| self.read_error(partition, error.to_string()))?;
         reader
             .assign(&assignment)
             .map_err(|error| self.read_error(partition, error.to_string()))?;
         let mut wait_until = tokio::time::Instant::now() + RECORD_WAIT;
-        while log.next_offset < end {
+        while fingerprint.is_some() || log.next_offset < end {
             let received = tokio::select! {
                 () = shutdown.clone().wait() => return Ok(None),
                 received = tokio::time::timeout_at(wait_until, reader.recv()) => received,
@@ -231,6 +294,9 @@ impl<D: CommandDomain> Restorer<D> {
                 // before `end` and was not delivered is transaction markers
                 // and aborted records, which no reader folds.
                 Ok(Err(KafkaError::PartitionEOF(eof))) if eof == partition => {
+                    if let Some(expected) = fingerprint.take() {
+                        check_fingerprint(&self.events, partition, &expected, None)?;
+                    }
                     log.next_offset = log.next_offset.max(end);
                     break;
                 }
@@ -252,26 +318,25 @@ impl<D: CommandDomain> Restorer<D> {
                 }
             };
             wait_until = tokio::time::Instant::now() + RECORD_WAIT;
-            if message.offset() < log.next_offset {
+            let offset = message.offset();
+            if let Some(expected) = fingerprint.take() {
+                let found = if offset == expected.offset {
+                    let Some(record) = self.decode_record(&message, shutdown).await else {
+                        return Ok(None);
+                    };
+                    Found::Record(
+                        record.map(|record| self.domain.record_metadata(&record).event_id.clone()),
+                    )
+                } else {
+                    Found::NextAt(offset)
+                };
+                check_fingerprint(&self.events, partition, &expected, Some(found))?;
+            }
+            if offset < log.next_offset {
                 continue;
             }
-            let offset = message.offset();
-            let record = match message.payload() {
-                Some(payload) => {
-                    let decoded = retry::until_settled(
-                        "decode event",
-                        shutdown,
-                        || self.codec.decode(payload),
-                        CodecError::is_transient,
-                    )
-                    .await;
-                    match decoded {
-                        None => return Ok(None),
-                        Some(Ok(decoded)) => self.domain.parse_record(decoded).ok(),
-                        Some(Err(_)) => None,
-                    }
-                }
-                None => None,
+            let Some(record) = self.decode_record(&message, shutdown).await else {
+                return Ok(None);
             };
             match record {
                 Some(record) => {
@@ -286,6 +351,66 @@ impl<D: CommandDomain> Restorer<D> {
         }
         Ok(Some(()))
     }
+
+    /// The domain's record in `message`; `Some(None)` when it is none of
+    /// ours (undecodable), `None` on shutdown.
+    async fn decode_record(
+        &self,
+        message: &rdkafka::message::OwnedMessage,
+        shutdown: &Shutdown,
+    ) -> Option<Option<D::Record>> {
+        let Some(payload) = message.payload() else {
+            return Some(None);
+        };
+        let decoded = retry::until_settled(
+            "decode event",
+            shutdown,
+            || self.codec.decode(payload),
+            CodecError::is_transient,
+        )
+        .await?;
+        Some(
+            decoded
+                .ok()
+                .and_then(|decoded| self.domain.parse_record(decoded).ok()),
+        )
+    }
+}
+
+/// What a restore found where the snapshot's last folded record was.
+#[derive(Debug)]
+enum Found {
+    /// A record at that offset: its event id, `None` if undecodable.
+    Record(Option<String>),
+    /// No record there (an aborted record or a transaction marker): the
+    /// first record after it is at this offset.
+    NextAt(i64),
+}
+
+/// Whether the log holds, at the snapshot's last folded offset, the very
+/// record the snapshot folded there (`found`: `None` when the log holds no
+/// record from there to its end). A replaced log fails loudly: folding on
+/// would graft its records onto another history.
+fn check_fingerprint(
+    topic: &str,
+    partition: i32,
+    expected: &LogFingerprint,
+    found: Option<Found>,
+) -> Result<(), ProcessorError> {
+    let found = match found {
+        Some(Found::Record(Some(event_id))) if event_id == expected.event_id => return Ok(()),
+        Some(Found::Record(Some(event_id))) => format!("event {event_id}"),
+        Some(Found::Record(None)) => "a record none of our decisions wrote".to_owned(),
+        Some(Found::NextAt(next)) => format!("no record (the next is at offset {next})"),
+        None => "no record (nor any after it)".to_owned(),
+    };
+    Err(ProcessorError::SnapshotOfAnotherLog {
+        topic: topic.to_owned(),
+        partition,
+        offset: expected.offset,
+        expected_event_id: expected.event_id.clone(),
+        found,
+    })
 }
 
 /// A restore's own reader of the events topic. Dropping a consumer can
@@ -485,6 +610,70 @@ mod tests {
         );
         // No snapshot and a truncated log: a fold from 0 is just as partial.
         assert!(check_restorable("orders.events", 0, 0, 1, 10).is_err());
+    }
+
+    fn fingerprint() -> LogFingerprint {
+        LogFingerprint {
+            offset: 41,
+            event_id: "0b8c6f0e-5d3a-5a4e-9a57-3f0e2c1d9b11".to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_snapshot_s_own_record_at_its_offset_lets_the_fold_continue() {
+        let expected = fingerprint();
+        let found = Found::Record(Some(expected.event_id.clone()));
+        assert!(check_fingerprint("orders.events", 4, &expected, Some(found)).is_ok());
+    }
+
+    #[test]
+    fn a_replaced_log_at_least_as_long_as_the_snapshot_is_refused_loudly() {
+        let expected = fingerprint();
+        let other = Found::Record(Some("5c1d2b9e-0000-4000-8000-000000000001".to_owned()));
+        let error = check_fingerprint("orders.events", 4, &expected, Some(other)).unwrap_err();
+        assert!(!error.is_transient());
+        assert!(matches!(
+            &error,
+            ProcessorError::SnapshotOfAnotherLog {
+                partition: 4,
+                offset: 41,
+                expected_event_id,
+                ..
+            } if *expected_event_id == expected.event_id
+        ));
+        assert_eq!(
+            error.to_string(),
+            "the snapshot of orders.events/4 folded event 0b8c6f0e-5d3a-5a4e-9a57-3f0e2c1d9b11 at offset 41 \
+             but the log holds event 5c1d2b9e-0000-4000-8000-000000000001 there: the log was replaced"
+        );
+        // No record there at all: a marker or an aborted record of the new log.
+        for found in [Some(Found::NextAt(43)), None, Some(Found::Record(None))] {
+            let error = check_fingerprint("orders.events", 4, &expected, found).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    ProcessorError::SnapshotOfAnotherLog { offset: 41, .. }
+                ),
+                "{error}"
+            );
+            assert!(
+                error.to_string().contains("the log was replaced"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_snapshot_written_before_fingerprints_still_restores() {
+        let old = r#"{"partition":2,"next_offset":7,"aggregates":{"a":{"state":3,"version":3}},"settled":{}}"#;
+        let log: PartitionLog<u64> = serde_json::from_str(old).unwrap();
+        assert_eq!((log.partition, log.next_offset), (2, 7));
+        assert_eq!(log.last_folded(), None);
+        assert_eq!(log.aggregate("a").version, 3);
+        // Written again, it round-trips (with the field, now null).
+        let again: PartitionLog<u64> =
+            serde_json::from_slice(&serde_json::to_vec(&log).unwrap()).unwrap();
+        assert_eq!(again, log);
     }
 
     #[test]
