@@ -32,6 +32,10 @@ servers=$(sed -n 's/^bootstrap.servers=//p' "$work/broker.out")
 [ -n "$servers" ] || { cat "$work/broker.out"; echo "the broker did not start" >&2; exit 1; }
 echo "kafka at $servers"
 
+# `foldline run gateway` seals personal data under a key it must be given;
+# a throwaway one serves a bench (nothing outlives the run).
+kek=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+
 summary=()
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 # FOLDLINE_BENCH_MODES="on off" runs them the other way round (drift check).
@@ -46,6 +50,7 @@ for mode in ${FOLDLINE_BENCH_MODES:-off on}; do
   FOLDLINE__REGISTRY_SERVER__LISTEN="127.0.0.1:$registry_port" \
   FOLDLINE__REGISTRY__URL="http://127.0.0.1:$registry_port" \
   FOLDLINE__STORE__PATH="$work/store-$mode" \
+  FOLDLINE__PERSONAL_DATA__KEY_ENCRYPTION_KEY="$kek" \
   RUST_LOG=warn \
     "$bin/foldline" run registry gateway orders >"$work/foldline-$mode.log" 2>&1 &
   pid=$!

@@ -58,7 +58,9 @@ async fn scram_over_sasl_ssl_serves_a_command_and_a_principal_without_acls_is_re
     assert_eq!(replay.admitted_count(), 1, "{:?}", replay.records);
 
     // Mallory authenticates, may join groups, but no ACL lets her at a
-    // topic: the processor stops with the refusal, it does not spin.
+    // topic or a transactional id: the processor stops with the refusal,
+    // it does not spin. With `kafka.transactions = auto` the refusal comes
+    // first from `init_transactions`, at start-up.
     let mallory = [
         ("FOLDLINE__KAFKA__SECURITY__SASL__USERNAME", MALLORY.name),
         (
@@ -69,6 +71,30 @@ async fn scram_over_sasl_ssl_serves_a_command_and_a_principal_without_acls_is_re
     ];
     let mut refused = deployment
         .spawn_with("mallory", &["orders-processor"], "store-mallory", &mallory)
+        .unwrap();
+    let status = refused.wait_exit(Deadline::secs(60)).await.unwrap();
+    assert!(!status.success(), "{}", refused.report(30));
+    let log = refused.log_text();
+    assert!(
+        log.contains("cannot initialise kafka transactions")
+            && log.contains("Transactional Id authorization failed")
+            && log.lines().count() < 60,
+        "{}",
+        refused.report(60)
+    );
+    // In the idempotent mode it is the consumer that is refused the topic.
+    let idempotent = [
+        mallory.as_slice(),
+        &[("FOLDLINE__KAFKA__TRANSACTIONS", "off")],
+    ]
+    .concat();
+    let mut refused = deployment
+        .spawn_with(
+            "mallory-idempotent",
+            &["orders-processor"],
+            "store-mallory-idempotent",
+            &idempotent,
+        )
         .unwrap();
     let status = refused.wait_exit(Deadline::secs(60)).await.unwrap();
     assert!(!status.success(), "{}", refused.report(30));

@@ -5,7 +5,7 @@
 //! transactional mode the round is one transaction.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use foldline_contracts::envelope::CommandOutcome;
 use foldline_eventsourcing::gate::Admission;
@@ -248,6 +248,7 @@ impl<D: CommandDomain> Processor<D> {
         batches: &[Batch<D::Command>],
         shutdown: &Shutdown,
     ) -> Result<Option<Vec<i32>>, ProcessorError> {
+        let started = Instant::now();
         let mut decided = Vec::with_capacity(batches.len());
         for batch in batches {
             match self.decide(batch, shutdown).await {
@@ -262,6 +263,7 @@ impl<D: CommandDomain> Processor<D> {
             .zip(&decided)
             .map(|(batch, decisions)| self.enqueue(batch.partition, &decisions.appended))
             .collect();
+        let enqueued = Instant::now();
         let mut verified = Vec::with_capacity(batches.len());
         let mut written = Vec::new();
         for (batch, delivery) in batches.iter().zip(deliveries) {
@@ -271,6 +273,7 @@ impl<D: CommandDomain> Processor<D> {
             };
             verified.push(landed);
         }
+        let delivered = Instant::now();
         let transactional = matches!(self.writes, WriteMode::Transactional(_));
         if transactional && verified.contains(&false) {
             // The transaction holds every partition's records: none of
@@ -341,16 +344,18 @@ impl<D: CommandDomain> Processor<D> {
             }
             Ok(Some(unsettled))
         } else {
-            match self.enqueue_outcomes(&outcomes, shutdown).await {
+            let delivered_outcomes = match self.enqueue_outcomes(&outcomes, shutdown).await {
                 None => return Ok(None),
-                Some(Ok(())) => {}
-                Some(Err(reason)) => {
-                    let finished = self.abort_transaction(reason).await;
-                    return self
-                        .transaction_failed(batches, finished, &written, shutdown)
-                        .await;
-                }
+                Some(Ok(deliveries)) => outcomes_delivered(deliveries).await,
+                Some(Err(reason)) => Err(reason),
+            };
+            if let Err(reason) = delivered_outcomes {
+                let finished = self.abort_transaction(reason).await;
+                return self
+                    .transaction_failed(batches, finished, &written, shutdown)
+                    .await;
             }
+            let outcomes_delivered_at = Instant::now();
             let mut offsets = TopicPartitionList::new();
             for (batch, _) in &settled {
                 offsets
@@ -366,6 +371,20 @@ impl<D: CommandDomain> Processor<D> {
                 .await
             {
                 Finished::Committed => {
+                    let committed = Instant::now();
+                    // Where a round's time goes (benches/results/*transactions*).
+                    tracing::debug!(
+                        commands = batches
+                            .iter()
+                            .map(|batch| batch.pending.len())
+                            .sum::<usize>(),
+                        outcomes = outcomes.len(),
+                        decide_us = micros(enqueued - started),
+                        deliver_us = micros(delivered - enqueued),
+                        outcomes_us = micros(outcomes_delivered_at - delivered),
+                        commit_us = micros(committed - outcomes_delivered_at),
+                        "transaction committed"
+                    );
                     for (batch, appended) in settled {
                         self.settled(batch, appended, true).await;
                     }
@@ -559,17 +578,17 @@ impl<D: CommandDomain> Processor<D> {
         Some(deliveries)
     }
 
-    /// Encodes and enqueues every outcome into the open transaction; their
-    /// deliveries are the commit's to await (a failed one fails the
-    /// commit, and the transaction aborts). `None` on shutdown; `Some(Err)`
-    /// when one cannot be enqueued (the transaction must abort). An outcome
-    /// that can never be encoded is logged and left out, as in the
-    /// idempotent mode.
+    /// Encodes and enqueues every outcome into the open transaction,
+    /// returning their deliveries (a failed one means the transaction must
+    /// abort). `None` on shutdown; `Some(Err)` when one cannot be enqueued
+    /// (the transaction must abort). An outcome that can never be encoded
+    /// is logged and left out, as in the idempotent mode.
     async fn enqueue_outcomes(
         &self,
         outcomes: &[CommandOutcome],
         shutdown: &Shutdown,
-    ) -> Option<Result<(), String>> {
+    ) -> Option<Result<Vec<DeliveryFuture>, String>> {
+        let mut deliveries = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             let Some(bytes) = self.encode_outcome(outcome, shutdown).await? else {
                 continue;
@@ -578,11 +597,14 @@ impl<D: CommandDomain> Processor<D> {
                 .key(outcome.command_id.as_str())
                 .payload(bytes.as_slice())
                 .headers(outcome_headers(outcome));
-            if let Err((error, _)) = self.producer().send_result(record) {
-                return Some(Err(format!("cannot enqueue command outcome: {error}")));
+            match self.producer().send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((error, _)) => {
+                    return Some(Err(format!("cannot enqueue command outcome: {error}")))
+                }
             }
         }
-        Some(Ok(()))
+        Some(Ok(deliveries))
     }
 
     /// `Some(None)`: the outcome can never be encoded (logged); `None`: shutdown.
@@ -648,6 +670,30 @@ impl<D: CommandDomain> Processor<D> {
             .await;
         published.into_iter().collect()
     }
+}
+
+/// Awaits the outcomes' deliveries before the commit is asked for, rather
+/// than leaving them to the commit: rust-rdkafka's `commit_transaction`
+/// flushes first, and its flush, finding records in flight, waits in a poll
+/// of up to 100 ms of its own while the producer's thread serves their
+/// delivery reports, so every round paid a fixed 100 ms (design.md,
+/// *Transactional mode*). `Err` (the reason to abort) when one failed: the
+/// commit would fail with it anyway.
+async fn outcomes_delivered(deliveries: Vec<DeliveryFuture>) -> Result<(), String> {
+    for delivery in futures::future::join_all(deliveries).await {
+        match delivery {
+            Ok(Ok(_)) => {}
+            Ok(Err((error, _))) => {
+                return Err(format!("a command outcome was not delivered: {error}"))
+            }
+            Err(_) => return Err("a command outcome's delivery was cancelled".to_owned()),
+        }
+    }
+    Ok(())
+}
+
+fn micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Awaits a batch's deliveries and reports whether every record landed

@@ -2,7 +2,7 @@
 //! how `kafka.transactions` is resolved, the producer's `transactional.id`,
 //! and the blocking librdkafka transaction calls, run off the async workers.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -30,6 +30,7 @@ pub(super) enum WriteMode {
     /// The idempotent producer; offsets committed by the consumer.
     Idempotent(FutureProducer),
     /// A transactional producer, initialised; offsets sent in its transactions.
+    /// (Boxed: it carries the configuration to make it again.)
     Transactional(Box<TransactionalProducer>),
 }
 
@@ -188,17 +189,27 @@ impl TransactionalProducer {
             }
         };
         let producer = self.producer.clone();
+        let span = tracing::Span::current();
         let committed = blocking(move || {
+            let _entered = span.enter();
+            let started = Instant::now();
             if let Some(group) = group {
                 producer.send_offsets_to_transaction(&offsets, &group, CALL_TIMEOUT)?;
             }
+            let sent = Instant::now();
             let mut attempts = 0;
-            loop {
+            let committed = loop {
                 match producer.commit_transaction(CALL_TIMEOUT) {
                     Err(error) if is_retriable(&error) && attempts < 3 => attempts += 1,
-                    other => return other,
+                    other => break other,
                 }
-            }
+            };
+            tracing::debug!(
+                send_offsets_us = (sent - started).as_micros() as u64,
+                commit_us = sent.elapsed().as_micros() as u64,
+                "transaction commit calls"
+            );
+            committed
         })
         .await;
         match committed {
