@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use foldline_contracts::topology::{TopicSpec, Topology};
 use foldline_gateway::admission::Admission;
+use foldline_gateway::idempotency::IdempotencyRecords;
 use foldline_gateway::outcomes::Outcomes;
+use foldline_gateway::rate_limit::RateLimit;
 use foldline_gateway::{DomainEdge, GatewayState};
 use foldline_platform::cache::RowCache;
 use foldline_platform::codec::Codec;
@@ -568,6 +570,10 @@ async fn serve_roles(
             admission,
             domains: Arc::new(edges),
             data_keys: key_encryption_key.map(|kek| DataKeys::new(store.clone(), kek)),
+            idempotency: IdempotencyRecords::from_config(&config.gateway, &config.cache)
+                .context("configure the idempotency records")?,
+            rate_limit: RateLimit::from_config(&config.gateway, &config.cache)
+                .context("configure the rate limit")?,
         };
         let declarations: Vec<_> = domains.iter().map(|domain| domain.edge).collect();
         let router = foldline_gateway::router(state, &declarations);

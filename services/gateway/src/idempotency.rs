@@ -8,12 +8,27 @@
 //! correlation id it was issued under, so a retry re-produces the very same
 //! command record (a command id names one command: the processor's
 //! redecision and every reader see the same bytes, whichever copy they meet).
+//!
+//! Where records live is [`IdempotencyRecords`] (`gateway.idempotency`):
+//! the store (shared by replicas only when the store is), or Redis, where
+//! the reservation is one atomic `SET NX EX` and every replica meets the
+//! same record whatever its store. While Redis is unreachable a keyed
+//! command is refused with 503 rather than reserved elsewhere: a record
+//! reserved in the store during the outage would be invisible to the
+//! replicas reading Redis afterwards, and a retry could then become a
+//! second command under one command id (ARCHITECTURE.md, *Shared gateway
+//! state*). Commands without a key are unaffected.
 
 // A Problem is the response itself: boxing it on a per-request path buys nothing.
 #![allow(clippy::result_large_err)]
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::http::{HeaderMap, StatusCode};
 use foldline_eventsourcing::CommandId;
+use foldline_platform::config::{CacheConfig, ConfigError, GatewayConfig, IdempotencyBackend};
+use foldline_platform::shared_state::SharedState;
 use foldline_platform::store::{RowKey, StoredRow};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,6 +40,81 @@ use crate::GatewayState;
 
 const IDEMPOTENCY_TABLE: &str = "idempotency_keys";
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// Where `Idempotency-Key` records live (`gateway.idempotency.backend`).
+#[derive(Clone, Debug)]
+pub enum IdempotencyRecords {
+    /// Rows of the `idempotency_keys` table of the projection store.
+    Store,
+    /// `<cache.key_prefix>idempotency:<command id>` in Redis, for `ttl`.
+    Redis {
+        shared: Arc<SharedState>,
+        ttl: Duration,
+    },
+}
+
+impl IdempotencyRecords {
+    pub fn from_config(
+        gateway: &GatewayConfig,
+        cache: &CacheConfig,
+    ) -> Result<IdempotencyRecords, ConfigError> {
+        let config = &gateway.idempotency;
+        Ok(match config.backend {
+            IdempotencyBackend::Store => IdempotencyRecords::Store,
+            IdempotencyBackend::Redis => IdempotencyRecords::Redis {
+                shared: Arc::new(SharedState::new(
+                    &cache.url,
+                    &cache.key_prefix,
+                    Duration::from_millis(config.timeout_ms),
+                )?),
+                ttl: Duration::from_secs(config.ttl_seconds),
+            },
+        })
+    }
+
+    /// Reserves `record` for `command_id` unless a record is there: `None`
+    /// when this request is the first, else the first request's record.
+    async fn reserve(
+        &self,
+        state: &GatewayState,
+        command_id: CommandId,
+        record: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, Problem> {
+        match self {
+            IdempotencyRecords::Store => {
+                let key_row = RowKey::new(
+                    IDEMPOTENCY_TABLE,
+                    command_id.to_string().into_bytes(),
+                    Vec::new(),
+                );
+                let row = StoredRow {
+                    position: 0,
+                    value: record,
+                };
+                let existing = state
+                    .store
+                    .insert_if_absent(key_row, row)
+                    .await
+                    .map_err(GatewayError::from)?;
+                Ok(existing.map(|row| row.value))
+            }
+            IdempotencyRecords::Redis { shared, ttl } => shared
+                .reserve(&format!("idempotency:{command_id}"), &record, *ttl)
+                .await
+                .map_err(|error| {
+                    if shared.should_warn() {
+                        tracing::warn!(%error, "idempotency records unreachable, refusing keyed commands");
+                    }
+                    Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "idempotency_unavailable",
+                        "requests with an idempotency-key cannot be accepted right now, retry later",
+                    )
+                    .retry_after(1)
+                }),
+        }
+    }
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct IdempotencyRecord {
@@ -89,20 +179,11 @@ pub async fn identify(
         issued_at: Some(issued_at),
         correlation_id: Some(correlation_id.clone()),
     };
-    let row = StoredRow {
-        position: 0,
-        value: encode_row(IDEMPOTENCY_TABLE, &record)?,
-    };
-    let key_row = RowKey::new(
-        IDEMPOTENCY_TABLE,
-        command_id.to_string().into_bytes(),
-        Vec::new(),
-    );
+    let encoded = encode_row(IDEMPOTENCY_TABLE, &record)?;
     let existing = state
-        .store
-        .insert_if_absent(key_row, row)
-        .await
-        .map_err(GatewayError::from)?;
+        .idempotency
+        .reserve(state, command_id, encoded)
+        .await?;
     let Some(existing) = existing else {
         return Ok(CommandIdentity {
             command_id,
@@ -111,7 +192,7 @@ pub async fn identify(
             correlation_id,
         });
     };
-    let first: IdempotencyRecord = decode_row(IDEMPOTENCY_TABLE, &existing.value)?;
+    let first: IdempotencyRecord = decode_row(IDEMPOTENCY_TABLE, &existing)?;
     if first.request_hash != record.request_hash {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,

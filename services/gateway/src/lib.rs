@@ -8,7 +8,10 @@
 //! - [`http`]: request plumbing every route shares (JSON bodies, path ids,
 //!   `Prefer: wait`, paging cursors) and [`GatewayError`](http::GatewayError),
 //!   the one mapping of internal failures to problem+json.
-//! - [`idempotency`]: `Idempotency-Key` → the same command id, every replica.
+//! - [`idempotency`]: `Idempotency-Key` → the same command id, every replica
+//!   (records in the store or in Redis).
+//! - [`rate_limit`]: requests per client and window, per replica or shared
+//!   through Redis; 429 past it.
 //! - [`commands`]: submit a command, wait for its outcome, answer; and
 //!   `GET /v1/commands/{id}` for any domain.
 //! - [`outcomes`]: follows every domain's `D.outcomes` so requests can wait.
@@ -25,9 +28,11 @@ pub mod http;
 pub mod idempotency;
 pub mod outcomes;
 pub mod problem;
+pub mod rate_limit;
 pub mod time;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,8 +52,10 @@ use tokio::sync::Semaphore;
 
 use crate::admission::Admission;
 use crate::http::GatewayError;
+use crate::idempotency::IdempotencyRecords;
 use crate::outcomes::Outcomes;
 use crate::problem::Problem;
+use crate::rate_limit::{RateLimit, Verdict};
 
 /// What a domain crate declares to the edge: its routes and how clients
 /// name its aggregates.
@@ -112,6 +119,10 @@ pub struct GatewayState {
     pub in_flight: Arc<Semaphore>,
     /// Per-subject data keys, when a served domain holds personal data.
     pub data_keys: Option<DataKeys>,
+    /// Where `Idempotency-Key` records live.
+    pub idempotency: IdempotencyRecords,
+    /// Requests per client, when limited.
+    pub rate_limit: Option<Arc<RateLimit>>,
 }
 
 impl GatewayState {
@@ -154,6 +165,21 @@ pub fn router(state: GatewayState, declarations: &[EdgeDeclaration]) -> Router {
 /// admission slot left is refused here, before its body is read or
 /// validated: under overload a refusal must cost as little as possible.
 async fn limits(State(state): State<GatewayState>, request: Request, next: Next) -> Response {
+    // First of all: a client past its rate costs the least possible.
+    if let Some(limit) = &state.rate_limit {
+        let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
+        if !probe {
+            if let Verdict::Limited { retry_after } = limit.check(&limit.client(&request)).await {
+                return Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many requests from this client, retry later",
+                )
+                .retry_after(rate_limit::retry_after_seconds(retry_after))
+                .into_response();
+            }
+        }
+    }
     if request.method() == axum::http::Method::POST {
         let path = request.uri().path();
         let full = state.domains.iter().any(|(domain, edge)| {
@@ -225,7 +251,11 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address is the rate limit's client when no header names one.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

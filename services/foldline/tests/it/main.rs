@@ -26,6 +26,10 @@
 //!   credentials and certificates, and ACLs on the secured broker.
 //! - [`scylla`]: `foldline migrate`, then the orders roles and two
 //!   stateless gateways on the CQL store (a real Cassandra).
+//! - [`shared_gateway`]: two gateways with their own stores agree on a
+//!   retried `Idempotency-Key` and share one rate limit through Redis.
+//! - [`redis_outage`]: Redis killed under two gateways on the CQL store:
+//!   reads answer from the store, keyed commands get 503, hits return.
 //! - [`users`]: the race for one address, kill -9 mid-registration, and
 //!   erasure read back from raw topics, store files and a replay.
 //!
@@ -43,9 +47,11 @@ mod in_process;
 mod nemesis;
 mod outage;
 mod poison;
+mod redis_outage;
 mod replaced;
 mod scylla;
 mod security;
+mod shared_gateway;
 mod support;
 mod users;
 mod zombie;

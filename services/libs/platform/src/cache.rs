@@ -15,8 +15,11 @@
 //!   the store, which already holds the marker's position or newer.
 //! - **Redis is never needed.** Every operation has a short timeout; an
 //!   error or a timeout is a miss (reads go to the store) or a skipped
-//!   invalidation, logged at most every few seconds. The connection manager
-//!   reconnects by itself; the cache refills on the next misses.
+//!   invalidation, logged at most every few seconds. After a few failures
+//!   in a row a circuit breaker skips Redis outright (probing it again
+//!   after a pause), so reads during an outage cost a store read, not a
+//!   timeout first. The connection manager reconnects by itself; the
+//!   cache refills on the next misses.
 //! - The one window: Redis reachable from gateways but not from a projector
 //!   (a partial partition) keeps an entry the projector could not
 //!   invalidate until its TTL (`cache.ttl_seconds`) ends it.
@@ -28,6 +31,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use failsafe::backoff;
+use failsafe::failure_policy::{self, ConsecutiveFailures};
+use failsafe::StateMachine;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
@@ -76,6 +82,7 @@ pub struct RowCache {
     fill: Script,
     invalidate: Script,
     last_warning: AtomicU64,
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for RowCache {
@@ -91,6 +98,57 @@ impl std::fmt::Debug for RowCache {
     }
 }
 
+/// Consecutive failed Redis calls that open a [`Breaker`].
+const FAILURES_TO_OPEN: u32 = 3;
+
+/// Skips Redis calls at once while Redis keeps failing, so a Redis that is
+/// down costs a request nothing instead of a timeout per call: after
+/// [`FAILURES_TO_OPEN`] consecutive failures calls are refused for a
+/// second, then probed again (a failed probe pauses another second); the
+/// first success closes it.
+#[derive(Clone)]
+pub(crate) struct Breaker(StateMachine<ConsecutiveFailures<backoff::Constant>, ()>);
+
+impl Breaker {
+    pub(crate) fn new() -> Breaker {
+        let policy = failure_policy::consecutive_failures(
+            FAILURES_TO_OPEN,
+            backoff::constant(Duration::from_secs(1)),
+        );
+        Breaker(failsafe::Config::new().failure_policy(policy).build())
+    }
+
+    /// Whether a call may go to Redis now.
+    pub(crate) fn permits(&self) -> bool {
+        self.0.is_call_permitted()
+    }
+
+    pub(crate) fn record(&self, succeeded: bool) {
+        if succeeded {
+            self.0.on_success();
+        } else {
+            self.0.on_error();
+        }
+    }
+}
+
+/// A self-reconnecting connection to the Redis at `url` that connects on
+/// first use, every wait bounded by `timeout`.
+pub(crate) fn lazy_connection(
+    url: &crate::config::Secret,
+    timeout: Duration,
+) -> Result<ConnectionManager, ConfigError> {
+    let client = redis::Client::open(url.expose())
+        .map_err(|error| ConfigError::Invalid(format!("cache.url: {error}")))?;
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(1));
+    ConnectionManager::new_lazy_with_config(client, manager_config)
+        .map_err(|error| ConfigError::Invalid(format!("cache: {error}")))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
@@ -99,16 +157,8 @@ impl RowCache {
     /// A cache on `config.url`; connects on first use, never at start-up,
     /// so a Redis that is down does not stop a role from starting.
     pub fn new(config: &CacheConfig) -> Result<RowCache, ConfigError> {
-        let client = redis::Client::open(config.url.expose())
-            .map_err(|error| ConfigError::Invalid(format!("cache.url: {error}")))?;
         let timeout = Duration::from_millis(config.timeout_ms);
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|error| ConfigError::Invalid(format!("cache: {error}")))?;
+        let manager = lazy_connection(&config.url, timeout)?;
         Ok(RowCache {
             manager,
             key_prefix: config.key_prefix.clone(),
@@ -118,6 +168,7 @@ impl RowCache {
             fill: Script::new(FILL),
             invalidate: Script::new(INVALIDATE),
             last_warning: AtomicU64::new(0),
+            breaker: Breaker::new(),
         })
     }
 
@@ -156,7 +207,12 @@ impl RowCache {
         action: &str,
         work: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Option<T> {
-        match tokio::time::timeout(self.timeout, work).await {
+        if !self.breaker.permits() {
+            return None;
+        }
+        let answer = tokio::time::timeout(self.timeout, work).await;
+        self.breaker.record(matches!(answer, Ok(Ok(_))));
+        match answer {
             Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {
                 self.degraded(action, error);

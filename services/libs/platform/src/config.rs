@@ -342,11 +342,7 @@ impl Default for CacheConfig {
 impl CacheConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
-        if !(self.url.expose().starts_with("redis://")
-            || self.url.expose().starts_with("rediss://"))
-        {
-            return invalid("cache.url must start with redis:// or rediss://");
-        }
+        self.validate_url()?;
         if self.ttl_seconds == 0 {
             return invalid("cache.ttl_seconds must be at least 1");
         }
@@ -355,6 +351,21 @@ impl CacheConfig {
         }
         if self.tables.is_empty() {
             return invalid("cache.tables must name at least one table");
+        }
+        Ok(())
+    }
+}
+
+impl CacheConfig {
+    /// `cache.url` and `cache.key_prefix` also name the Redis the gateway's
+    /// shared state uses (`gateway.idempotency`, `gateway.rate_limit`).
+    pub fn validate_url(&self) -> Result<(), ConfigError> {
+        if !(self.url.expose().starts_with("redis://")
+            || self.url.expose().starts_with("rediss://"))
+        {
+            return Err(ConfigError::Invalid(
+                "cache.url must start with redis:// or rediss://".to_owned(),
+            ));
         }
         Ok(())
     }
@@ -387,6 +398,124 @@ pub struct GatewayConfig {
     /// After how long an admitted command whose outcome never came (parked,
     /// or its outcome lost) stops counting against the bound; at least 1.
     pub unsettled_expiry_seconds: u64,
+    /// `[gateway.idempotency]`: where `Idempotency-Key` records live.
+    pub idempotency: IdempotencyConfig,
+    /// `[gateway.rate_limit]`: requests per client and window.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `[gateway.idempotency]` (ARCHITECTURE.md, *Shared gateway state*).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencyConfig {
+    pub backend: IdempotencyBackend,
+    /// How long a record lives in Redis: a retry after that is a new
+    /// request. (Store records do not expire.)
+    pub ttl_seconds: u64,
+    /// Longest wait for Redis before a keyed command is refused with 503.
+    pub timeout_ms: u64,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self {
+            backend: IdempotencyBackend::Store,
+            ttl_seconds: 24 * 60 * 60,
+            timeout_ms: 500,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdempotencyBackend {
+    /// The projection store: shared by replicas only if the store is (CQL).
+    Store,
+    /// The Redis at `cache.url`, shared by every replica whatever its
+    /// store; while Redis is unreachable keyed commands are refused (503).
+    Redis,
+}
+
+/// `[gateway.rate_limit]` (ARCHITECTURE.md, *Shared gateway state*).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub kind: RateLimitKind,
+    /// Requests one client may make per window; at least 1.
+    pub requests: u32,
+    pub window_seconds: u64,
+    /// The header naming the client, set (overwritten) by the trusted proxy
+    /// in front, e.g. `x-forwarded-for` or an authenticated client id.
+    /// Unset, or absent on a request: the client is the peer address.
+    pub client_header: Option<String>,
+    /// Longest wait for Redis before this replica's own limiter decides.
+    pub timeout_ms: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            kind: RateLimitKind::None,
+            requests: 600,
+            window_seconds: 60,
+            client_header: None,
+            timeout_ms: 50,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitKind {
+    None,
+    /// Per replica, in process (GCRA, `governor`).
+    Local,
+    /// One count per client and window in the Redis at `cache.url`, shared
+    /// by every replica; the local limiter while Redis is unreachable.
+    Redis,
+}
+
+impl IdempotencyConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.ttl_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "gateway.idempotency.ttl_seconds must be at least 1".to_owned(),
+            ));
+        }
+        if self.timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "gateway.idempotency.timeout_ms must be at least 1".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl RateLimitConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if self.requests == 0 {
+            return invalid("gateway.rate_limit.requests must be at least 1");
+        }
+        if self.window_seconds == 0 || self.window_seconds > 24 * 60 * 60 {
+            return invalid("gateway.rate_limit.window_seconds must be between 1 and 86400");
+        }
+        if self.timeout_ms == 0 {
+            return invalid("gateway.rate_limit.timeout_ms must be at least 1");
+        }
+        if let Some(header) = &self.client_header {
+            let valid = !header.is_empty()
+                && header
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+            if !valid {
+                return invalid(
+                    "gateway.rate_limit.client_header must be a header name (letters, digits, '-')",
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 impl GatewayConfig {
@@ -401,7 +530,14 @@ impl GatewayConfig {
                 "gateway.unsettled_expiry_seconds must be at least 1".to_owned(),
             ));
         }
-        Ok(())
+        self.idempotency.validate()?;
+        self.rate_limit.validate()
+    }
+
+    /// Whether the gateway keeps state in the Redis at `cache.url`.
+    pub fn uses_redis(&self) -> bool {
+        self.idempotency.backend == IdempotencyBackend::Redis
+            || self.rate_limit.kind == RateLimitKind::Redis
     }
 }
 
@@ -416,6 +552,8 @@ impl Default for GatewayConfig {
             client_id: "anonymous".to_owned(),
             max_unsettled_commands: 256,
             unsettled_expiry_seconds: 30,
+            idempotency: IdempotencyConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -535,6 +673,9 @@ impl Config {
         }
         if config.cache.kind == CacheKind::Redis {
             config.cache.validate()?;
+        }
+        if config.gateway.uses_redis() {
+            config.cache.validate_url()?;
         }
         Ok(config)
     }
@@ -859,6 +1000,97 @@ mod tests {
         assert!(error.to_string().contains("ttl_seconds"), "{error}");
         let error = on(("FOLDLINE__CACHE__TIMEOUT_MS", "0")).unwrap_err();
         assert!(error.to_string().contains("timeout_ms"), "{error}");
+    }
+
+    #[test]
+    fn shared_gateway_state_is_off_by_default_and_garbage_is_refused_with_its_key() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(
+            config.gateway.idempotency.backend,
+            IdempotencyBackend::Store
+        );
+        assert_eq!(config.gateway.rate_limit.kind, RateLimitKind::None);
+        assert!(!config.gateway.uses_redis());
+        let load = |pairs: &[(&str, &str)]| {
+            Config::load(
+                None,
+                pairs
+                    .iter()
+                    .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                    .collect::<Vec<(String, String)>>(),
+            )
+        };
+        let config = load(&[
+            ("FOLDLINE__GATEWAY__IDEMPOTENCY__BACKEND", "redis"),
+            ("FOLDLINE__GATEWAY__RATE_LIMIT__KIND", "redis"),
+            ("FOLDLINE__GATEWAY__RATE_LIMIT__REQUESTS", "5"),
+            (
+                "FOLDLINE__GATEWAY__RATE_LIMIT__CLIENT_HEADER",
+                "x-client-id",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.gateway.idempotency.backend,
+            IdempotencyBackend::Redis
+        );
+        assert_eq!(config.gateway.rate_limit.requests, 5);
+        assert_eq!(
+            config.gateway.rate_limit.client_header.as_deref(),
+            Some("x-client-id")
+        );
+        assert!(config.gateway.uses_redis());
+        for (pairs, expected) in [
+            (
+                vec![("FOLDLINE__GATEWAY__IDEMPOTENCY__BACKEND", "memcached")],
+                "backend",
+            ),
+            (
+                vec![("FOLDLINE__GATEWAY__IDEMPOTENCY__TTL_SECONDS", "0")],
+                "gateway.idempotency.ttl_seconds",
+            ),
+            (
+                vec![("FOLDLINE__GATEWAY__IDEMPOTENCY__TIMEOUT_MS", "soon")],
+                "timeout_ms",
+            ),
+            (
+                vec![("FOLDLINE__GATEWAY__RATE_LIMIT__KIND", "leaky")],
+                "kind",
+            ),
+            (
+                vec![("FOLDLINE__GATEWAY__RATE_LIMIT__REQUESTS", "0")],
+                "gateway.rate_limit.requests",
+            ),
+            (
+                vec![("FOLDLINE__GATEWAY__RATE_LIMIT__REQUESTS", "-3")],
+                "requests",
+            ),
+            (
+                vec![("FOLDLINE__GATEWAY__RATE_LIMIT__WINDOW_SECONDS", "0")],
+                "gateway.rate_limit.window_seconds",
+            ),
+            (
+                vec![("FOLDLINE__GATEWAY__RATE_LIMIT__WINDOW_SECONDS", "100000")],
+                "gateway.rate_limit.window_seconds",
+            ),
+            (
+                vec![("FOLDLINE__GATEWAY__RATE_LIMIT__CLIENT_HEADER", "x client")],
+                "gateway.rate_limit.client_header",
+            ),
+            (vec![("FOLDLINE__GATEWAY__RATE_LIMIT__BURST", "3")], "burst"),
+            (
+                vec![
+                    ("FOLDLINE__GATEWAY__RATE_LIMIT__KIND", "redis"),
+                    ("FOLDLINE__CACHE__URL", "http://cache:6379"),
+                ],
+                "cache.url",
+            ),
+        ] {
+            let error = load(&pairs).unwrap_err().to_string();
+            assert!(error.contains(expected), "{pairs:?}: {error}");
+        }
+        // The cache's url is only checked when something uses Redis.
+        assert!(load(&[("FOLDLINE__CACHE__URL", "http://cache:6379")]).is_ok());
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`store`]: the projection store interface, its embedded and CQL
 //!   implementations, and the CQL migrations.
 //! - [`cache`]: cache-aside of hot rows in Redis, position-guarded.
+//! - [`shared_state`]: what gateway replicas share in Redis: first-wins
+//!   reservations (idempotency keys) and windowed counters (rate limits).
 //! - [`domain`]: the domain seam: a pure decider plus its [`DomainWire`]
 //!   field mapping is a command domain, with one generic `decide_record`.
 //! - [`gate`]: the version gate read off wire metadata, shared by the
@@ -43,6 +45,7 @@ pub mod personal_data;
 pub mod processor;
 pub mod projector;
 pub mod service;
+pub mod shared_state;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
