@@ -3,6 +3,8 @@
 //! both gateways are separate processes on the same keyspace (Apache
 //! Cassandra 5, one node, started by the harness; redis-server started by
 //! the harness). Closed loop, fixed concurrency, latency per request.
+//! A third gateway has the cache too, its Redis killed before the
+//! measurement: the price of a Redis outage per read.
 //! Indicative only on a shared 2-core machine (the load generator, both
 //! gateways, Cassandra, Redis and Kafka share it).
 //!
@@ -124,6 +126,13 @@ async fn main() -> anyhow::Result<()> {
     cached_env.push(("FOLDLINE__CACHE__KIND".to_owned(), "redis".to_owned()));
     cached_env.push(("FOLDLINE__CACHE__URL".to_owned(), redis.url()));
     let (_cached, cached) = gateway(&deployment, "gateway-cached", &cached_env).await?;
+    // A third gateway whose Redis is killed before the measurement: what a
+    // Redis outage costs a read (the circuit breaker skips Redis).
+    let mut lost_redis = RedisServer::start()?;
+    let mut down_env = store_env.clone();
+    down_env.push(("FOLDLINE__CACHE__KIND".to_owned(), "redis".to_owned()));
+    down_env.push(("FOLDLINE__CACHE__URL".to_owned(), lost_redis.url()));
+    let (_down, down) = gateway(&deployment, "gateway-redis-down", &down_env).await?;
 
     let mut ids = Vec::with_capacity(ORDERS);
     for _ in 0..ORDERS {
@@ -140,7 +149,13 @@ async fn main() -> anyhow::Result<()> {
     // A short warm-up each: prepared statements, connections, cache fills.
     read_loop(&plain, &ids, Duration::from_secs(2)).await?;
     read_loop(&cached, &ids, Duration::from_secs(2)).await?;
-    for (name, api) in [("cql store", &plain), ("redis cache", &cached)] {
+    read_loop(&down, &ids, Duration::from_secs(2)).await?;
+    lost_redis.stop()?;
+    for (name, api) in [
+        ("cql store", &plain),
+        ("redis cache", &cached),
+        ("redis cache, redis down", &down),
+    ] {
         let (rate, p50, p99) = read_loop(api, &ids, duration).await?;
         println!(
             "GET /v1/orders/{{id}} via {name}: {rate:.0} req/s, p50 {p50:.2?}, p99 {p99:.2?} ({CONCURRENCY} connections, {seconds} s, {ORDERS} orders)"

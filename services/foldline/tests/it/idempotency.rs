@@ -4,9 +4,9 @@
 //! redecision and every reader see the same decision whichever copy they
 //! meet first. The nemesis checker found retries stamped anew.
 
-use foldline_testcontainers::replay::read_topic;
 use foldline_testcontainers::{place_body, CommandOptions, Deployment};
 
+use crate::shared_gateway::assert_identical_copies;
 use crate::support::{binary, spawn_gateway};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,19 +35,5 @@ async fn a_retry_with_the_same_key_reproduces_the_same_command_record() {
         assert_eq!(answer.str("command_id"), Some(command_id.as_str()));
         assert_eq!(answer.str("order_id"), answers[0].str("order_id"));
     }
-    let records = read_topic(
-        deployment.bootstrap_servers(),
-        &deployment.topic("orders.commands"),
-    )
-    .await
-    .unwrap();
-    let copies: Vec<_> = records
-        .iter()
-        .filter(|record| record.header("command-id") == Some(command_id.as_bytes()))
-        .collect();
-    assert_eq!(copies.len(), 3, "{copies:#?}");
-    for copy in &copies {
-        assert_eq!(copy.payload, copies[0].payload, "the copies differ");
-        assert_eq!(copy.partition, copies[0].partition);
-    }
+    assert_identical_copies(&deployment, &command_id, 3).await;
 }

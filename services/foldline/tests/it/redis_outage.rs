@@ -17,7 +17,7 @@ use foldline_testcontainers::{
 use serde_json::{json, Value};
 
 use crate::scylla::{as_pairs, cql_env, migrate};
-use crate::shared_gateway::spawn_replica;
+use crate::shared_gateway::{place_keyed_once_redis_answers, spawn_replica};
 use crate::support::binary;
 
 /// `keyspace_hits` of Redis's `INFO stats`.
@@ -203,38 +203,12 @@ async fn reads_survive_a_redis_outage_keyed_commands_wait_for_it_and_hits_return
     // Keyed commands again, and a retry through the other replica is the
     // same command.
     let key = format!("{}after", deployment.prefix());
-    let placed = poll_until(
-        "keyed commands are accepted again",
-        Deadline::secs(30),
-        || {
-            let (api, body, key) = (&api_a, &body, &key);
-            async move {
-                let answer = api
-                    .place_order(body, &CommandOptions::keyed_waiting(key, 30))
-                    .await
-                    .map_err(|error| error.to_string())?;
-                match answer.status {
-                    201 => Ok(Some(answer)),
-                    503 => Ok(None),
-                    _ => Err(format!("unexpected {answer}")),
-                }
-            }
-        },
-    )
-    .await
-    .unwrap();
-    let retried = poll_until("the other replica reconnects", Deadline::secs(30), || {
-        let (api, body, key) = (&api_b, &body, &key);
-        async move {
-            let answer = api
-                .place_order(body, &CommandOptions::keyed(key))
-                .await
-                .map_err(|error| error.to_string())?;
-            Ok((answer.status != 503).then_some(answer))
-        }
-    })
-    .await
-    .unwrap();
+    let placed =
+        place_keyed_once_redis_answers(&api_a, &body, &CommandOptions::keyed_waiting(&key, 30))
+            .await;
+    assert_eq!(placed.status, 201, "{placed}");
+    let retried = place_keyed_once_redis_answers(&api_b, &body, &CommandOptions::keyed(&key)).await;
+    assert_eq!(retried.status, 202, "{retried}");
     assert_eq!(retried.str("order_id"), placed.str("id"), "{retried}");
 
     println!(

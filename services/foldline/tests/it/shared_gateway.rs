@@ -49,6 +49,74 @@ fn redis_env(redis: &RedisServer, extra: &[(&str, &str)]) -> Vec<(String, String
     env
 }
 
+/// Places `body` through `api` until the answer is not the 503 of an
+/// unreachable Redis (a replica reconnects by itself).
+pub(crate) async fn place_keyed_once_redis_answers(
+    api: &Api,
+    body: &serde_json::Value,
+    options: &CommandOptions<'_>,
+) -> ApiResponse {
+    foldline_testcontainers::poll_until(
+        "keyed commands are accepted again",
+        Deadline::secs(30),
+        || async move {
+            let answer = api
+                .place_order(body, options)
+                .await
+                .map_err(|error| error.to_string())?;
+            Ok((answer.code() != Some("idempotency_unavailable")).then_some(answer))
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// The copies of `command_id` in orders.commands: asserts there are
+/// `expected` of them, byte for byte the same record.
+pub(crate) async fn assert_identical_copies(
+    deployment: &Deployment,
+    command_id: &str,
+    expected: usize,
+) {
+    let records = read_topic(
+        deployment.bootstrap_servers(),
+        &deployment.topic("orders.commands"),
+    )
+    .await
+    .unwrap();
+    let copies: Vec<_> = records
+        .iter()
+        .filter(|record| record.header("command-id") == Some(command_id.as_bytes()))
+        .collect();
+    assert_eq!(copies.len(), expected, "{copies:#?}");
+    for copy in &copies {
+        assert_eq!(copy.payload, copies[0].payload, "the copies differ");
+        assert_eq!(copy.partition, copies[0].partition);
+    }
+}
+
+/// Redis, a registry, and two gateway replicas configured by `extra`.
+async fn two_replicas(
+    name: &str,
+    extra: &[(&str, &str)],
+) -> (RedisServer, Deployment, Vec<FoldlineProcess>, Api, Api) {
+    let redis = RedisServer::start().expect("redis-server starts");
+    let deployment = Deployment::new(binary(), name).unwrap();
+    let registry = deployment
+        .spawn_ready(
+            "registry",
+            &["registry"],
+            "store-registry",
+            Deadline::secs(60),
+        )
+        .await
+        .unwrap();
+    let env = redis_env(&redis, extra);
+    let (a, api_a) = spawn_replica(&deployment, "gateway-a", &env).await;
+    let (b, api_b) = spawn_replica(&deployment, "gateway-b", &env).await;
+    (redis, deployment, vec![registry, a, b], api_a, api_b)
+}
+
 fn assert_refused(answer: &ApiResponse, status: u16, code: &str) {
     assert_eq!(answer.status, status, "{answer}");
     assert!(answer.is_problem(), "{answer}");
@@ -62,23 +130,11 @@ fn assert_refused(answer: &ApiResponse, status: u16, code: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_with_their_own_stores_answer_a_retried_key_alike_through_redis() {
-    let mut redis = RedisServer::start().expect("redis-server starts");
-    let deployment = Deployment::new(binary(), "shared-idempotency").unwrap();
-    let _registry = deployment
-        .spawn_ready(
-            "registry",
-            &["registry"],
-            "store-registry",
-            Deadline::secs(60),
-        )
-        .await
-        .unwrap();
-    let env = redis_env(
-        &redis,
+    let (mut redis, deployment, _processes, api_a, api_b) = two_replicas(
+        "shared-idempotency",
         &[("FOLDLINE__GATEWAY__IDEMPOTENCY__BACKEND", "redis")],
-    );
-    let (_a, api_a) = spawn_replica(&deployment, "gateway-a", &env).await;
-    let (_b, api_b) = spawn_replica(&deployment, "gateway-b", &env).await;
+    )
+    .await;
 
     // No processor: the copies stay side by side in orders.commands.
     let body = place_body(
@@ -110,20 +166,7 @@ async fn two_gateways_with_their_own_stores_answer_a_retried_key_alike_through_r
         );
     }
     // The first reservation's stamp: the copies are one record, byte for byte.
-    let records = read_topic(
-        deployment.bootstrap_servers(),
-        &deployment.topic("orders.commands"),
-    )
-    .await
-    .unwrap();
-    let copies: Vec<_> = records
-        .iter()
-        .filter(|record| record.header("command-id") == Some(command_id.as_bytes()))
-        .collect();
-    assert_eq!(copies.len(), 3, "{copies:#?}");
-    for copy in &copies {
-        assert_eq!(copy.payload, copies[0].payload, "the copies differ");
-    }
+    assert_identical_copies(&deployment, &command_id, 3).await;
     // The same key with another request, on the other replica: refused.
     let other = place_body(
         &uuid::Uuid::new_v4().to_string(),
@@ -159,62 +202,20 @@ async fn two_gateways_with_their_own_stores_answer_a_retried_key_alike_through_r
     // both replicas agree on a new one as soon as either reconnects.
     redis.start_again().unwrap();
     let fresh_key = format!("{}after", deployment.prefix());
-    let first = foldline_testcontainers::poll_until(
-        "keyed commands are accepted again",
-        Deadline::secs(30),
-        || {
-            let (api, body, key) = (&api_a, &body, &fresh_key);
-            async move {
-                let answer = api
-                    .place_order(body, &CommandOptions::keyed(key))
-                    .await
-                    .map_err(|error| error.to_string())?;
-                match answer.status {
-                    202 => Ok(Some(answer)),
-                    503 => Ok(None),
-                    _ => Err(format!("unexpected {answer}")),
-                }
-            }
-        },
-    )
-    .await
-    .unwrap();
-    let again = foldline_testcontainers::poll_until(
-        "the other replica reconnects",
-        Deadline::secs(30),
-        || {
-            let (api, body, key) = (&api_b, &body, &fresh_key);
-            async move {
-                let answer = api
-                    .place_order(body, &CommandOptions::keyed(key))
-                    .await
-                    .map_err(|error| error.to_string())?;
-                Ok((answer.status == 202).then_some(answer))
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let options = CommandOptions::keyed(&fresh_key);
+    let first = place_keyed_once_redis_answers(&api_a, &body, &options).await;
+    assert_eq!(first.status, 202, "{first}");
+    let again = place_keyed_once_redis_answers(&api_b, &body, &options).await;
+    assert_eq!(again.status, 202, "{again}");
     assert_eq!(again.str("command_id"), first.str("command_id"));
     assert_eq!(again.str("order_id"), first.str("order_id"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_holds_across_two_gateways_sharing_one_redis() {
-    let mut redis = RedisServer::start().expect("redis-server starts");
-    let deployment = Deployment::new(binary(), "shared-rate-limit").unwrap();
-    let _registry = deployment
-        .spawn_ready(
-            "registry",
-            &["registry"],
-            "store-registry",
-            Deadline::secs(60),
-        )
-        .await
-        .unwrap();
     const LIMIT: usize = 4;
-    let env = redis_env(
-        &redis,
+    let (mut redis, _deployment, _processes, api_a, api_b) = two_replicas(
+        "shared-rate-limit",
         &[
             ("FOLDLINE__GATEWAY__RATE_LIMIT__KIND", "redis"),
             ("FOLDLINE__GATEWAY__RATE_LIMIT__REQUESTS", "4"),
@@ -225,9 +226,8 @@ async fn a_rate_limit_holds_across_two_gateways_sharing_one_redis() {
                 "x-client-id",
             ),
         ],
-    );
-    let (_a, api_a) = spawn_replica(&deployment, "gateway-a", &env).await;
-    let (_b, api_b) = spawn_replica(&deployment, "gateway-b", &env).await;
+    )
+    .await;
     let get = |api: &Api, client: &str| {
         let (api, client) = (api.clone(), client.to_owned());
         async move {
