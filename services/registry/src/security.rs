@@ -333,6 +333,44 @@ mod tests {
     }
 
     #[test]
+    fn unusable_tls_files_are_refused_naming_the_keys() {
+        let directory = tempfile::tempdir().unwrap();
+        let certificate = directory.path().join("server.pem");
+        let key = directory.path().join("server.key");
+        std::fs::write(&certificate, "not a certificate").unwrap();
+        std::fs::write(
+            &key,
+            "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let config = RegistryServerConfig {
+            certificate_file: Some(certificate.clone()),
+            key_file: Some(key),
+            ..RegistryServerConfig::default()
+        };
+        let error = ServerSecurity::from_config(&config)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("registry_server.certificate_file and registry_server.key_file")
+                && error.contains("pkcs#8"),
+            "{error}"
+        );
+        let config = RegistryServerConfig {
+            certificate_file: Some(certificate),
+            key_file: Some(directory.path().join("missing.key")),
+            ..RegistryServerConfig::default()
+        };
+        let error = ServerSecurity::from_config(&config)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("cannot read registry_server.key_file"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn the_debug_form_names_users_but_never_passwords() {
         let security = ServerSecurity {
             users: Some(Arc::new(users())),

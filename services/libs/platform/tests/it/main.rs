@@ -1,10 +1,11 @@
 //! Integration tests of the platform crate: the processor and projector
 //! against the in-process mock broker, the store contract against the
 //! embedded store and a real CQL server, the Redis cache against a real
-//! redis-server.
+//! redis-server, and the codec's caching counted at the registry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cache;
+mod codec_cache;
 mod offsets;
 mod processor;
 mod projector;
