@@ -28,40 +28,14 @@ pub struct ServerPki {
 pub fn server_pki(directory: &Path) -> anyhow::Result<ServerPki> {
     std::fs::create_dir_all(directory)
         .with_context(|| format!("create {}", directory.display()))?;
-    let openssl = |args: &[&str]| -> anyhow::Result<()> {
-        let mut command = Command::new("openssl");
-        command.args(args).current_dir(directory);
-        run_to_end(command, &directory.join("openssl.log"), Deadline::secs(30))
-            .with_context(|| format!("run openssl {}", args.join(" ")))
-    };
-    for (key, certificate, subject) in [
-        ("ca.key", "ca.pem", "/CN=foldline-test-server-ca"),
-        (
-            "untrusted-ca.key",
-            "untrusted-ca.pem",
-            "/CN=foldline-untrusted-server-ca",
-        ),
-    ] {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            certificate,
-            "-days",
-            "3",
-            "-subj",
-            subject,
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ])?;
-    }
+    let openssl = |args: &[&str]| openssl(directory, args);
+    make_ca(directory, "ca.key", "ca.pem", "/CN=foldline-test-server-ca")?;
+    make_ca(
+        directory,
+        "untrusted-ca.key",
+        "untrusted-ca.pem",
+        "/CN=foldline-untrusted-server-ca",
+    )?;
     std::fs::write(
         directory.join("server.ext"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
@@ -112,4 +86,43 @@ pub fn server_pki(directory: &Path) -> anyhow::Result<ServerPki> {
         certificate: directory.join("server.pem"),
         key: directory.join("server.key"),
     })
+}
+
+/// Runs `openssl <args>` in `directory`, its output in `openssl.log`.
+pub(crate) fn openssl(directory: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let mut command = Command::new("openssl");
+    command.args(args).current_dir(directory);
+    run_to_end(command, &directory.join("openssl.log"), Deadline::secs(30))
+        .with_context(|| format!("run openssl {}", args.join(" ")))
+}
+
+/// A self-signed CA (`key`, `certificate`) in `directory`.
+pub(crate) fn make_ca(
+    directory: &Path,
+    key: &str,
+    certificate: &str,
+    subject: &str,
+) -> anyhow::Result<()> {
+    openssl(
+        directory,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            certificate,
+            "-days",
+            "3",
+            "-subj",
+            subject,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    )
 }

@@ -518,6 +518,38 @@ mod tests {
     }
 
     #[test]
+    fn unusable_tls_files_are_refused_naming_the_key() {
+        let directory = tempfile::tempdir().unwrap();
+        let garbage = directory.path().join("garbage.pem");
+        std::fs::write(&garbage, "not pem at all").unwrap();
+        let config = RegistryClientConfig {
+            url: URL.to_owned(),
+            ca_file: Some(garbage.clone()),
+            ..RegistryClientConfig::default()
+        };
+        let error = Codec::connect(&config).unwrap_err().to_string();
+        assert!(error.starts_with("registry.ca_file"), "{error}");
+        let config = RegistryClientConfig {
+            url: URL.to_owned(),
+            certificate_file: Some(garbage.clone()),
+            key_file: Some(garbage),
+            ..RegistryClientConfig::default()
+        };
+        let error = Codec::connect(&config).unwrap_err().to_string();
+        assert!(
+            error.contains("registry.certificate_file and registry.key_file"),
+            "{error}"
+        );
+        let config = RegistryClientConfig {
+            url: URL.to_owned(),
+            ca_file: Some(directory.path().join("missing.pem")),
+            ..RegistryClientConfig::default()
+        };
+        let error = Codec::connect(&config).unwrap_err().to_string();
+        assert!(error.contains("cannot read registry.ca_file"), "{error}");
+    }
+
+    #[test]
     fn the_status_is_read_from_the_converters_message() {
         assert_eq!(
             http_status("HTTP request to schema registry failed with status 401 Unauthorized"),

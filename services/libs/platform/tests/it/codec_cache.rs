@@ -9,13 +9,12 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use foldline_contracts::orders::{OrderShipped, ShipOrder};
 use foldline_platform::codec::Codec;
-use foldline_platform::config::KafkaConfig;
-use foldline_registry::{Registry, RegistryConfig};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 use tokio::net::TcpListener;
 
-use crate::support::{increment, incremented, init_tracing, COMMAND, INCREMENTED};
+use crate::support::{
+    increment, incremented, init_tracing, start_registry, Cluster, COMMAND, INCREMENTED,
+};
 
 /// Requests per "METHOD /path-shape" (ids and subjects replaced by `*`).
 type Counts = Arc<Mutex<BTreeMap<String, usize>>>;
@@ -36,24 +35,9 @@ fn shape(method: &str, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subjects_are_registered_once_and_ids_looked_up_once_per_process() {
     init_tracing();
-    let cluster: MockCluster<'static, DefaultProducerContext> =
-        MockCluster::new(1).expect("mock cluster");
+    let cluster: Cluster = MockCluster::new(1).expect("mock cluster");
     let unique = uuid::Uuid::new_v4().simple().to_string();
-    let schemas = format!("_schemas-{unique}");
-    cluster.create_topic(&schemas, 1, 1).expect("create topic");
-    let kafka = KafkaConfig {
-        bootstrap_servers: cluster.bootstrap_servers(),
-        ..KafkaConfig::default()
-    };
-    let registry = Registry::start(
-        &kafka,
-        RegistryConfig {
-            topic: schemas,
-            client_id: format!("registry-{unique}"),
-        },
-    )
-    .await
-    .expect("registry starts");
+    let registry = start_registry(&cluster, &unique).await;
     let counts: Counts = Arc::default();
     let counted = Arc::clone(&counts);
     let router = registry.router().layer(axum::middleware::from_fn(
