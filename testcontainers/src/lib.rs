@@ -26,6 +26,8 @@
 //! - [`replay`]: reads `orders.events` from the broker and folds it through
 //!   the processor's version gate and the orders projection, so tests can
 //!   compare what the system says with what its log says.
+//! - [`tls`]: a throwaway PKI (CA, server certificate, untrusted CA) for
+//!   HTTPS servers under test, made with the `openssl` CLI.
 //! - [`wait`]: deadline-bounded polling (the only way tests wait for state).
 
 pub mod broker;
@@ -37,6 +39,7 @@ pub mod process;
 pub mod redis;
 pub mod replay;
 pub mod secured;
+pub mod tls;
 pub mod wait;
 
 pub use broker::{broker, dedicated_broker, KafkaBroker};
@@ -51,4 +54,5 @@ pub use replay::{
     PublishedOutcome, RawRecord, Replay, ReplayedRecord,
 };
 pub use secured::{secured_broker, SaslUser, SecuredKafka, TestPki};
+pub use tls::{server_pki, ServerPki};
 pub use wait::{poll_until, Deadline};

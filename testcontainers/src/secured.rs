@@ -271,25 +271,7 @@ fn make_pki(directory: &Path) -> anyhow::Result<MadePki> {
             "/CN=foldline-untrusted-ca",
         ),
     ] {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            certificate,
-            "-days",
-            "3",
-            "-subj",
-            subject,
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ])?;
+        crate::tls::make_ca(directory, key, certificate, subject)?;
     }
     // librdkafka checks the dialled host with OpenSSL's host check, which
     // matches an IP literal only against DNS names: hence DNS:127.0.0.1.

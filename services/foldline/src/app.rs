@@ -25,7 +25,7 @@ use foldline_platform::service::{DomainTopics, RoleContext};
 use foldline_platform::shutdown::{self, ShutdownTrigger};
 use foldline_platform::store::{migrations, Store};
 use foldline_platform::{projector, telemetry};
-use foldline_registry::{self as registry, Registry, RegistryConfig};
+use foldline_registry::{self as registry, Registry, RegistryConfig, ServerSecurity};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -352,6 +352,43 @@ async fn open_backend(config: &Config) -> anyhow::Result<Store> {
     }
 }
 
+/// The registry client, once the registry answered: refused credentials and
+/// an untrusted certificate stop start-up at once, an unreachable registry
+/// after `registry.startup_timeout_ms`.
+async fn connect_registry(config: &Config) -> anyhow::Result<Codec> {
+    let registry = &config.registry;
+    tracing::info!(
+        url = %registry.url,
+        username = registry.username.as_deref(),
+        ca_file = registry.ca_file.as_ref().map(|path| path.display().to_string()),
+        client_certificate = registry.certificate_file.is_some(),
+        "connecting to the schema registry"
+    );
+    let codec = Codec::connect(registry).context("configure the schema registry client")?;
+    let budget = Duration::from_millis(registry.startup_timeout_ms);
+    let deadline = tokio::time::Instant::now() + budget;
+    loop {
+        match codec.check().await {
+            Ok(()) => return Ok(codec),
+            Err(error) if error.is_misconfiguration() => {
+                return Err(error).context("connect to the schema registry")
+            }
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(%error, "waiting for the schema registry");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!(
+                        "the schema registry at {} did not answer within {budget:?} (registry.startup_timeout_ms)",
+                        registry.url
+                    )
+                })
+            }
+        }
+    }
+}
+
 /// Registers every declared schema, waiting for the registry to come up.
 async fn register_schemas(
     config: &Config,
@@ -366,7 +403,9 @@ async fn register_schemas(
                 match codec.register(&topic, &subjects.records).await {
                     Ok(()) => break,
                     Err(error)
-                        if error.is_transient() && tokio::time::Instant::now() < deadline =>
+                        if error.is_transient()
+                            && !error.is_misconfiguration()
+                            && tokio::time::Instant::now() < deadline =>
                     {
                         tracing::info!(%error, "waiting for the schema registry");
                         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -444,8 +483,18 @@ async fn serve_roles(
         .map(TcpListener::local_addr)
         .transpose()
         .context("read the gateway's address")?;
+    let registry_security = match has(Role::Registry) {
+        true => ServerSecurity::from_config(&config.registry_server)
+            .context("set up the schema registry's basic auth and tls")?,
+        false => ServerSecurity::default(),
+    };
     if let (RegistryUrl::FromListener, Some(address)) = (registry_url, registry_address) {
-        config.registry.url = format!("http://{address}");
+        let scheme = if registry_security.is_tls() {
+            "https"
+        } else {
+            "http"
+        };
+        config.registry.url = format!("{scheme}://{address}");
     }
 
     let (trigger, shutdown) = shutdown::channel();
@@ -462,13 +511,13 @@ async fn serve_roles(
         .context("start the schema registry")?;
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            registry::serve(registry, listener, stop.wait())
+            registry::serve_secured(registry, listener, registry_security, stop.wait())
                 .await
                 .context("serve the schema registry")
         });
     }
 
-    let codec = Codec::new(&config.registry.url).context("configure the schema registry client")?;
+    let codec = connect_registry(&config).await?;
     register_schemas(&config, &topology, &codec).await?;
     let runs_any_domain = domains.iter().any(|domain| {
         let name = domain.service.name();

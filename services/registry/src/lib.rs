@@ -19,6 +19,10 @@
 //! Only Avro is supported, without schema references. Errors are Confluent's
 //! `{"error_code", "message"}` bodies.
 //!
+//! Optionally, as Confluent's registry does it ([`serve_secured`],
+//! `[registry_server]`): HTTP basic auth (401 with `WWW-Authenticate:
+//! Basic` before any route) and TLS.
+//!
 //! # Storage
 //! Like Confluent's registry, all state lives in the topic, in Confluent's
 //! record format (see `record`). On [`Registry::start`] an instance replays
@@ -47,7 +51,10 @@ mod compat;
 mod http;
 mod record;
 mod schemas_topic;
+mod security;
 mod state;
+
+pub use self::security::{SecurityError, ServerSecurity};
 
 use std::fmt;
 use std::future::Future;
@@ -377,10 +384,36 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_secured(registry, listener, ServerSecurity::default(), shutdown).await
+}
+
+/// [`serve`] behind `security`'s basic auth and TLS, when they are on.
+pub async fn serve_secured(
+    registry: Registry,
+    listener: tokio::net::TcpListener,
+    security: ServerSecurity,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     if let Ok(address) = listener.local_addr() {
-        info!(%address, topic = %registry.inner.topic, "schema registry listening");
+        info!(
+            %address,
+            topic = %registry.inner.topic,
+            tls = security.is_tls(),
+            basic_auth = security.requires_auth(),
+            "schema registry listening"
+        );
     }
-    axum::serve(listener, registry.router())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let router = security.protect(registry.router());
+    match security.acceptor() {
+        Some(acceptor) => {
+            axum::serve(security::TlsListener::new(listener, acceptor)?, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }

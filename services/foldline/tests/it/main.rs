@@ -20,6 +20,9 @@
 //!   stops cleanly (exit 0, within the deadline) on SIGTERM during a second
 //!   outage.
 //! - [`poison`]: garbage on the consumed topics is parked, partitions move on.
+//! - [`registry`]: the registry role as its own process with basic auth
+//!   and TLS, the platform pointed at it by config, and every start-up
+//!   refusal (credentials, CA, unreachable, refused schema) named.
 //! - [`replaced`]: the events topic deleted and recreated under a
 //!   processor's snapshots.
 //! - [`security`]: SASL_SSL (SCRAM, PLAIN), mutual TLS, refused
@@ -48,6 +51,7 @@ mod nemesis;
 mod outage;
 mod poison;
 mod redis_outage;
+mod registry;
 mod replaced;
 mod scylla;
 mod security;

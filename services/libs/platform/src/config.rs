@@ -127,32 +127,192 @@ impl Default for KafkaConfig {
     }
 }
 
+/// `[registry]`: the schema registry every role's codec talks to, the
+/// embedded one (`foldline up`) or any Confluent-compatible one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryClientConfig {
-    /// Base URL of a Confluent-compatible schema registry.
+    /// Base URL of a Confluent-compatible schema registry (`http://` or
+    /// `https://`, a path allowed, e.g. `.../apis/ccompat/v7`).
     pub url: String,
+    /// HTTP basic auth (Confluent: the API key); both or neither.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// PEM file of the CA that signs the registry's certificate (default:
+    /// the system's trust store); `https://` only.
+    pub ca_file: Option<PathBuf>,
+    /// Mutual TLS: the client's certificate and its unencrypted PKCS#8
+    /// private key (PEM files); both or neither, `https://` only.
+    pub certificate_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Longest wait for one registry request (connect and answer).
+    pub request_timeout_ms: u64,
+    /// How long start-up waits for an unreachable registry to answer
+    /// before it stops (refused credentials or certificates stop at once).
+    pub startup_timeout_ms: u64,
 }
 
 impl Default for RegistryClientConfig {
     fn default() -> Self {
         Self {
             url: "http://127.0.0.1:8081".to_owned(),
+            username: None,
+            password: None,
+            ca_file: None,
+            certificate_file: None,
+            key_file: None,
+            request_timeout_ms: 5_000,
+            startup_timeout_ms: 60_000,
         }
     }
 }
 
+impl RegistryClientConfig {
+    /// What serde cannot check: a usable URL, pairs set together, files
+    /// that exist.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let url = &self.url;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return invalid(format!(
+                "registry.url {url:?} is not a url (expected http://host:port or https://host:port)"
+            ));
+        };
+        let https = match scheme {
+            "http" => false,
+            "https" => true,
+            _ => {
+                return invalid(format!(
+                    "registry.url {url:?} must start with http:// or https://"
+                ))
+            }
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() || authority.contains(char::is_whitespace) {
+            return invalid(format!("registry.url {url:?} names no host"));
+        }
+        if authority.contains('@') {
+            return invalid(
+                "registry.url must not hold credentials: set registry.username and registry.password (FOLDLINE__REGISTRY__PASSWORD)"
+                    .to_owned(),
+            );
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return invalid(
+                "registry.username and registry.password go together: set both or neither"
+                    .to_owned(),
+            );
+        }
+        if self.certificate_file.is_some() != self.key_file.is_some() {
+            return invalid(
+                "registry.certificate_file and registry.key_file go together: set both or neither"
+                    .to_owned(),
+            );
+        }
+        for (key, file) in [
+            ("ca_file", &self.ca_file),
+            ("certificate_file", &self.certificate_file),
+            ("key_file", &self.key_file),
+        ] {
+            let Some(file) = file else { continue };
+            if !https {
+                return invalid(format!(
+                    "registry.{key} needs an https:// registry.url (it is {url:?})"
+                ));
+            }
+            if !file.is_file() {
+                return invalid(format!(
+                    "registry.{key} {} does not exist or is not a file",
+                    file.display()
+                ));
+            }
+        }
+        if self.request_timeout_ms == 0 {
+            return invalid("registry.request_timeout_ms must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// `[registry_server]`: the registry role (`foldline run registry`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryServerConfig {
     pub listen: SocketAddr,
+    /// HTTP basic auth: user name → password. With any user (here or
+    /// `username`), every request must authenticate.
+    pub users: BTreeMap<String, Secret>,
+    /// One more user, convenient from the environment
+    /// (`FOLDLINE__REGISTRY_SERVER__PASSWORD`); both or neither.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// TLS: the server's certificate chain and its unencrypted PKCS#8
+    /// private key (PEM files); both or neither.
+    pub certificate_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for RegistryServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            users: BTreeMap::new(),
+            username: None,
+            password: None,
+            certificate_file: None,
+            key_file: None,
         }
+    }
+}
+
+impl RegistryServerConfig {
+    /// Every basic-auth user, `users` and the single pair together.
+    pub fn credentials(&self) -> BTreeMap<String, Secret> {
+        let mut users = self.users.clone();
+        if let (Some(username), Some(password)) = (&self.username, &self.password) {
+            users.insert(username.clone(), password.clone());
+        }
+        users
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if self.username.is_some() != self.password.is_some() {
+            return invalid(
+                "registry_server.username and registry_server.password go together: set both or neither"
+                    .to_owned(),
+            );
+        }
+        for (user, password) in self.credentials() {
+            if user.is_empty() || user.contains(':') {
+                return invalid(format!(
+                    "registry_server user {user:?} must be non-empty and hold no ':'"
+                ));
+            }
+            if password.expose().is_empty() {
+                return invalid(format!(
+                    "registry_server user {user:?} has an empty password"
+                ));
+            }
+        }
+        if self.certificate_file.is_some() != self.key_file.is_some() {
+            return invalid(
+                "registry_server.certificate_file and registry_server.key_file go together: set both or neither"
+                    .to_owned(),
+            );
+        }
+        for (key, file) in [
+            ("certificate_file", &self.certificate_file),
+            ("key_file", &self.key_file),
+        ] {
+            if let Some(file) = file.as_ref().filter(|file| !file.is_file()) {
+                return invalid(format!(
+                    "registry_server.{key} {} does not exist or is not a file",
+                    file.display()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -649,6 +809,7 @@ impl Config {
             // string (and never reaches a type error).
             let parsed: figment::value::Value = if key.starts_with("kafka.security.")
                 || key == "personal_data.key_encryption_key"
+                || is_registry_string(&key)
             {
                 figment::value::Value::from(value)
             } else {
@@ -668,6 +829,8 @@ impl Config {
             .map_err(|error| ConfigError::Invalid(error.to_string()))?;
         config.kafka.security.validate(&config.kafka)?;
         config.gateway.validate()?;
+        config.registry.validate()?;
+        config.registry_server.validate()?;
         if config.store.kind == StoreKind::Scylla {
             config.store.scylla.validate()?;
         }
@@ -684,6 +847,18 @@ impl Config {
     pub fn prefixed(&self, name: &str) -> String {
         format!("{}{name}", self.kafka.topic_prefix)
     }
+}
+
+/// Registry keys that are always strings (a password of digits stays one).
+fn is_registry_string(key: &str) -> bool {
+    matches!(
+        key,
+        "registry.url"
+            | "registry.username"
+            | "registry.password"
+            | "registry_server.username"
+            | "registry_server.password"
+    ) || key.starts_with("registry_server.users.")
 }
 
 /// `kafka__properties__fetch_wait_max_ms` → `("properties", "fetch.wait.max.ms")`.
@@ -1091,6 +1266,139 @@ mod tests {
         }
         // The cache's url is only checked when something uses Redis.
         assert!(load(&[("FOLDLINE__CACHE__URL", "http://cache:6379")]).is_ok());
+    }
+
+    #[test]
+    fn the_registry_client_takes_credentials_tls_files_and_a_timeout() {
+        let directory = tempfile::tempdir().unwrap();
+        let ca = directory.path().join("ca.pem");
+        std::fs::write(&ca, "not parsed here").unwrap();
+        let file = directory.path().join("foldline.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[registry]\nurl = \"https://registry.internal:8081/apis/ccompat/v7\"\nusername = \"orders\"\nca_file = \"{}\"\nrequest_timeout_ms = 2500\n",
+                ca.display()
+            ),
+        )
+        .unwrap();
+        // The password from the environment, as a string even when digits.
+        let environment = vec![(
+            "FOLDLINE__REGISTRY__PASSWORD".to_owned(),
+            "0123456789".to_owned(),
+        )];
+        let config = Config::load(Some(&file), environment).unwrap();
+        let registry = &config.registry;
+        assert_eq!(registry.username.as_deref(), Some("orders"));
+        assert_eq!(
+            registry.password.as_ref().map(Secret::expose),
+            Some("0123456789")
+        );
+        assert_eq!(registry.ca_file.as_deref(), Some(ca.as_path()));
+        assert_eq!(registry.request_timeout_ms, 2500);
+        assert!(!format!("{config:?}").contains("0123456789"));
+    }
+
+    #[test]
+    fn garbage_registry_client_values_are_refused_naming_the_key() {
+        let missing = "/nonexistent/registry-ca.pem";
+        for (pairs, expected) in [
+            (vec![("URL", "registry:8081")], "is not a url"),
+            (vec![("URL", "ftp://registry:8081")], "http:// or https://"),
+            (vec![("URL", "http://")], "names no host"),
+            (
+                vec![("URL", "http://user:pw@registry:8081")],
+                "must not hold credentials",
+            ),
+            (vec![("USERNAME", "orders")], "set both or neither"),
+            (vec![("PASSWORD", "hunter2")], "set both or neither"),
+            (
+                vec![("URL", "https://registry:8081"), ("CA_FILE", missing)],
+                "registry.ca_file /nonexistent/registry-ca.pem does not exist",
+            ),
+            (
+                vec![("URL", "http://registry:8081"), ("CA_FILE", missing)],
+                "registry.ca_file needs an https:// registry.url",
+            ),
+            (
+                vec![("URL", "https://registry:8081"), ("KEY_FILE", missing)],
+                "registry.certificate_file and registry.key_file go together",
+            ),
+            (vec![("REQUEST_TIMEOUT_MS", "0")], "request_timeout_ms"),
+            (vec![("REQUEST_TIMEOUT_MS", "soon")], "request_timeout_ms"),
+        ] {
+            let environment = pairs
+                .iter()
+                .map(|(key, value)| (format!("FOLDLINE__REGISTRY__{key}"), (*value).to_owned()))
+                .collect::<Vec<_>>();
+            let error = Config::load(None, environment).unwrap_err().to_string();
+            assert!(error.contains(expected), "{pairs:?}: {error}");
+            assert!(!error.contains("hunter2"), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_registry_server_takes_users_a_pair_and_tls_files() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("foldline.toml");
+        std::fs::write(
+            &file,
+            "[registry_server]\nusers = { alice = \"alice-pw\", bob = \"bob-pw\" }\n",
+        )
+        .unwrap();
+        let environment = vec![
+            (
+                "FOLDLINE__REGISTRY_SERVER__USERNAME".to_owned(),
+                "orders".to_owned(),
+            ),
+            (
+                "FOLDLINE__REGISTRY_SERVER__PASSWORD".to_owned(),
+                "1234".to_owned(),
+            ),
+        ];
+        let config = Config::load(Some(&file), environment).unwrap();
+        let users = config.registry_server.credentials();
+        assert_eq!(
+            users.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["alice", "bob", "orders"]
+        );
+        assert_eq!(users["orders"].expose(), "1234");
+        let printed = format!("{config:?}");
+        assert!(
+            !printed.contains("alice-pw") && !printed.contains("1234"),
+            "{printed}"
+        );
+
+        let refused = |pairs: &[(&str, &str)], expected: &str| {
+            let environment = pairs
+                .iter()
+                .map(|(key, value)| {
+                    (
+                        format!("FOLDLINE__REGISTRY_SERVER__{key}"),
+                        (*value).to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>();
+            let error = Config::load(None, environment).unwrap_err().to_string();
+            assert!(error.contains(expected), "{pairs:?}: {error}");
+        };
+        refused(&[("USERNAME", "orders")], "set both or neither");
+        refused(
+            &[("USERNAME", "a:b"), ("PASSWORD", "pw")],
+            "must be non-empty and hold no ':'",
+        );
+        refused(&[("USERS__ORDERS", "")], "has an empty password");
+        refused(
+            &[("CERTIFICATE_FILE", "/nonexistent/cert.pem")],
+            "go together",
+        );
+        refused(
+            &[
+                ("CERTIFICATE_FILE", "/nonexistent/cert.pem"),
+                ("KEY_FILE", "/nonexistent/key.pem"),
+            ],
+            "registry_server.certificate_file /nonexistent/cert.pem does not exist",
+        );
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! against the in-process mock broker, the store contract against the
 //! embedded store and a real CQL server, the Redis cache and the gateway's
 //! shared state against a real redis-server.
+//! embedded store and a real CQL server, the Redis cache against a real
+//! redis-server, and the codec's caching counted at the registry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cache;
+mod codec_cache;
 mod offsets;
 mod processor;
 mod projector;

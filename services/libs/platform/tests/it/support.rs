@@ -55,6 +55,25 @@ pub(crate) fn init_tracing() {
         .try_init();
 }
 
+/// A registry on `cluster`, its `_schemas-<unique>` topic created.
+pub(crate) async fn start_registry(cluster: &Cluster, unique: &str) -> Registry {
+    let schemas = format!("_schemas-{unique}");
+    cluster.create_topic(&schemas, 1, 1).expect("create topic");
+    let kafka = KafkaConfig {
+        bootstrap_servers: cluster.bootstrap_servers(),
+        ..KafkaConfig::default()
+    };
+    Registry::start(
+        &kafka,
+        RegistryConfig {
+            topic: schemas,
+            client_id: format!("registry-{unique}"),
+        },
+    )
+    .await
+    .expect("registry starts")
+}
+
 /// A mock cluster with a domain's topics, a registry served on it, and a
 /// codec using that registry.
 pub(crate) struct Fixture {
@@ -86,21 +105,7 @@ impl Fixture {
         cluster
             .create_topic(&topics.dlq, 1, 1)
             .expect("create topic");
-        let schemas = format!("_schemas-{unique}");
-        cluster.create_topic(&schemas, 1, 1).expect("create topic");
-        let kafka = KafkaConfig {
-            bootstrap_servers: cluster.bootstrap_servers(),
-            ..KafkaConfig::default()
-        };
-        let registry = Registry::start(
-            &kafka,
-            RegistryConfig {
-                topic: schemas,
-                client_id: format!("registry-{unique}"),
-            },
-        )
-        .await
-        .expect("registry starts");
+        let registry = start_registry(&cluster, &unique).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let (registry_stop, stopped) = oneshot::channel::<()>();
