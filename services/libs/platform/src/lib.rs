@@ -6,6 +6,7 @@
 //! - [`kafka`]: client configuration, topic creation, the embedded broker.
 //! - [`kafka_security`]: `[kafka.security]` (TLS, SASL, mutual TLS), its
 //!   start-up validation, and the connection probe naming a refusal's cause.
+//! - [`metrics`]: the counters of the fault windows, as Prometheus text.
 //! - [`codec`]: Avro values in the Confluent wire format via a schema registry.
 //! - [`store`]: the projection store interface, its embedded and CQL
 //!   implementations, and the CQL migrations.
@@ -38,6 +39,7 @@ pub mod gated;
 pub mod headers;
 pub mod kafka;
 pub mod kafka_security;
+pub mod metrics;
 pub mod outbox;
 pub mod personal_data;
 pub mod processor;
