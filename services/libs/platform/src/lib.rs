@@ -27,6 +27,8 @@
 //!   the configured key-encryption key, sealed fields, keyed lookup hashes.
 //! - [`outbox`]: follow-ups of admitted events (a projection writes them,
 //!   a relay performs them), for steps that span aggregates.
+//! - `testing` (feature `testing`): the replay harness of the domains'
+//!   property tests (Avro round trip, gate, snapshots, forged records).
 //! - [`shutdown`]: the stop signal every loop and server watches.
 
 pub mod cache;
@@ -48,6 +50,8 @@ pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 #[cfg(test)]
 mod seam_tests;
