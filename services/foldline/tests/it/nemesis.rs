@@ -1,9 +1,13 @@
 //! The nemesis run: contended commands and reads while a seeded scheduler
-//! kills (-9), stops (SIGTERM) and freezes (SIGSTOP/SIGCONT) the command
-//! processor and the front process (gateway + projector), kills the
-//! processor again while its counters show a restore under way,
-//! re-produces raw command records into `orders.commands`, produces poison
-//! records there, and appends a zombie's stale decision to `orders.events`.
+//! kills (-9), stops (SIGTERM) and freezes (SIGSTOP/SIGCONT) each role, a
+//! process of its own: the command processor, the gateway and the
+//! projector (the last two share a CQL store on Apache Cassandra; a
+//! gateway killed between reserving an `Idempotency-Key` and producing its
+//! command is one of the windows its kills land in). It kills the
+//! processor again while its counters show a restore under way, kills the
+//! broker (-9, data kept) and restarts it once per run, re-produces raw
+//! command records into `orders.commands`, produces poison records there,
+//! and appends a zombie's stale decision to `orders.events`.
 //!
 //! The services' counters (`GET /metrics`, scraped before every fault and
 //! at the end, the last scrape of every incarnation summed) must show each
@@ -45,7 +49,8 @@ use foldline_platform::codec::Codec;
 use foldline_platform::headers::{command_headers, record_headers};
 use foldline_testcontainers::replay::read_topic;
 use foldline_testcontainers::{
-    place_body, poll_until, Api, CommandOptions, Deadline, Deployment, FoldlineProcess,
+    cassandra, place_body, poll_until, unique_keyspace, Api, CommandOptions, Deadline, Deployment,
+    FoldlineProcess,
 };
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -53,6 +58,7 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
+use crate::scylla::{cql_env, migrate};
 use crate::support::{check_no_aborted_record_folded, Mode, SNAPSHOT_OFTEN};
 
 /// Order workers running at once (each races several commands on its order).
@@ -628,18 +634,10 @@ impl Role {
         name: &'static str,
         roles: &'static [&'static str],
         store: &'static str,
+        env: Vec<(String, String)>,
     ) -> Role {
         let metrics_url = format!("{}/metrics", deployment.gateway_url());
-        Role::launch(
-            deployment,
-            name,
-            roles,
-            store,
-            true,
-            Vec::new(),
-            metrics_url,
-        )
-        .await
+        Role::launch(deployment, name, roles, store, true, env, metrics_url).await
     }
 
     /// A headless role snapshotting often, with a `metrics.listen` of its own.
@@ -648,12 +646,14 @@ impl Role {
         name: &'static str,
         roles: &'static [&'static str],
         store: &'static str,
+        mut env: Vec<(String, String)>,
     ) -> Role {
         let port = foldline_testcontainers::free_port().expect("a free port");
-        let mut env: Vec<(String, String)> = SNAPSHOT_OFTEN
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect();
+        env.extend(
+            SNAPSHOT_OFTEN
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+        );
         env.push((
             "FOLDLINE__METRICS__LISTEN".to_owned(),
             format!("127.0.0.1:{port}"),
@@ -760,21 +760,29 @@ enum Fault {
     StaleWrite,
     /// A record that is no command at all, for the dead-letter topic.
     Poison,
+    /// kill -9 of the broker (its data stays), restarted after a while:
+    /// every role rides the outage out without a restart.
+    Broker,
 }
 
-/// The role index of the processor in the nemesis's roles.
+/// The role indices of the nemesis's roles: each its own process.
 const PROCESSOR: usize = 0;
+const GATEWAY: usize = 1;
+const PROJECTOR: usize = 2;
 
-const FAULT_KINDS: [Fault; 10] = [
+const FAULT_KINDS: [Fault; 13] = [
     Fault::StaleWrite,
     Fault::Poison,
     Fault::KillRestoring,
-    Fault::Kill(0),
-    Fault::Kill(1),
-    Fault::Terminate(0),
-    Fault::Terminate(1),
-    Fault::Pause(0),
-    Fault::Pause(1),
+    Fault::Kill(PROCESSOR),
+    Fault::Kill(GATEWAY),
+    Fault::Kill(PROJECTOR),
+    Fault::Terminate(PROCESSOR),
+    Fault::Terminate(GATEWAY),
+    Fault::Terminate(PROJECTOR),
+    Fault::Pause(PROCESSOR),
+    Fault::Pause(GATEWAY),
+    Fault::Pause(PROJECTOR),
     Fault::Duplicate,
 ];
 
@@ -787,13 +795,13 @@ struct Faults {
     /// Kills that landed while the processor's counters showed a restore
     /// under way (the rest found every restore done already).
     restoring_hit: usize,
-    /// Stale writes the processor was seen to resynchronise on and ignore.
+    /// Stale writes the processor was seen to resynchronise on or ignore.
     stale_seen: usize,
 }
 
 async fn nemesis(
     deployment: &Deployment,
-    roles: &mut [Role; 2],
+    roles: &mut [Role; 3],
     workload: &Workload,
     rounds: usize,
     seed: u64,
@@ -804,8 +812,13 @@ async fn nemesis(
         .timeout(Duration::from_secs(2))
         .build()
         .expect("a metrics client");
+    // The broker's restart is slow (10-30 s): once per run, in the middle.
+    let broker_round = rounds / 2;
     for round in 0..rounds {
         let mut kinds = FAULT_KINDS.to_vec();
+        if round == broker_round {
+            kinds.push(Fault::Broker);
+        }
         for i in (1..kinds.len()).rev() {
             kinds.swap(i, rng.below(i as u64 + 1) as usize);
         }
@@ -890,13 +903,39 @@ async fn nemesis(
                 }
                 Fault::StaleWrite => {
                     let role = &mut roles[PROCESSOR];
+                    // Written while the processor holds its partitions, so
+                    // its next round there is the one to find it (bounded:
+                    // after the wait it is written anyway).
+                    let settled = poll_until(
+                        "a processor with no restore under way",
+                        Deadline::secs(10),
+                        || {
+                            let client = client.clone();
+                            let url = role.metrics_url.clone();
+                            async move {
+                                let Some(now) = scrape(&client, &url).await else {
+                                    return Err("no metrics".to_owned());
+                                };
+                                let begun =
+                                    counted(&now, "foldline_processor_restores_started_total", &[]);
+                                let done = counted(&now, "foldline_processor_restores_total", &[]);
+                                Ok((done > 0 && begun == done).then_some(now))
+                            }
+                        },
+                    )
+                    .await;
+                    if let Ok(now) = settled {
+                        role.counters.current = now;
+                    }
                     let before = role.counters.current.clone();
                     inject_stale_decision(deployment, workload, &mut rng).await;
                     // The processor's next round on that partition lands one
                     // later than it assumed: it resynchronises, and its
-                    // restore's gate ignores the stale decision. Bounded: a
-                    // restore already under way folds it without a resync.
-                    let seen = poll_until("the stale write seen", Deadline::secs(8), || {
+                    // restore's gate ignores the stale decision (a restore
+                    // under way folds it without a resync). Bounded: with no
+                    // command on that partition meanwhile, the next restart
+                    // is what reads it.
+                    let seen = poll_until("the stale write seen", Deadline::secs(5), || {
                         let client = client.clone();
                         let url = role.metrics_url.clone();
                         let before = &before;
@@ -908,7 +947,7 @@ async fn nemesis(
                                 counted(&now, metric, labels) > counted(before, metric, labels)
                             };
                             let seen = grew("foldline_processor_resyncs_total", &[])
-                                && grew(
+                                || grew(
                                     "foldline_gate_ignored_total",
                                     &[r#"verdict="wrong_version""#],
                                 );
@@ -928,6 +967,24 @@ async fn nemesis(
                 Fault::Poison => {
                     inject_poison(workload, &mut rng).await;
                     "poison".to_owned()
+                }
+                Fault::Broker => {
+                    let broker = deployment.broker();
+                    let down = rng.millis(500, 3000);
+                    tokio::task::spawn_blocking(move || broker.kill9())
+                        .await
+                        .expect("the broker kill task")
+                        .expect("kill -9 the broker");
+                    workload
+                        .history
+                        .info(json!({"fault": "kill9 broker", "ms": down.as_millis() as u64}));
+                    tokio::time::sleep(down).await;
+                    tokio::task::spawn_blocking(move || broker.restart())
+                        .await
+                        .expect("the broker restart task")
+                        .expect("restart the broker");
+                    workload.history.info(json!({"fault": "broker restarted"}));
+                    "kill9 broker + restart".to_owned()
                 }
                 Fault::Duplicate => {
                     let injected = inject_duplicates(deployment, workload, &mut rng).await;
@@ -1124,9 +1181,9 @@ async fn nemesis_run(mode: Mode) {
     let python = oracle_python();
     let rounds = env_number("FOLDLINE_NEMESIS_ROUNDS").unwrap_or(
         if std::env::var_os("FOLDLINE_NEMESIS_SOAK").is_some() {
-            10
+            8
         } else {
-            5
+            4
         },
     ) as usize;
     let seed = env_number("FOLDLINE_NEMESIS_SEED").unwrap_or_else(|| {
@@ -1137,7 +1194,11 @@ async fn nemesis_run(mode: Mode) {
     });
     eprintln!("nemesis {mode:?}: seed {seed} ({rounds} rounds of {} fault kinds); replay with FOLDLINE_NEMESIS_SEED={seed}", FAULT_KINDS.len());
 
-    let deployment = mode.deployment("nemesis");
+    // A broker of its own: the nemesis kills and restarts it.
+    let deployment = mode.on(
+        Deployment::isolated(crate::support::binary(), &mode.name("nemesis"))
+            .expect("a deployment on a broker of its own"),
+    );
     let _registry = deployment
         .spawn_ready(
             "registry",
@@ -1147,21 +1208,30 @@ async fn nemesis_run(mode: Mode) {
         )
         .await
         .expect("the registry becomes ready");
-    let front = Role::launch_http(
-        &deployment,
-        "front",
-        &["gateway", "orders-projector"],
-        "store-gateway",
-    )
-    .await;
+    // The gateway and the projector are processes of their own, sharing
+    // the CQL store (the gateway reads what the projector writes); the
+    // processor keeps its snapshots in an embedded store of its own.
+    let server = cassandra().expect("the cql server starts");
+    let cql = cql_env(server.contact_point(), &unique_keyspace("nemesis"));
+    migrate(&deployment, &cql);
     let processor = Role::launch_headless(
         &deployment,
         "processor",
         &["orders-processor"],
         "store-processor",
+        Vec::new(),
     )
     .await;
-    let mut roles = [processor, front];
+    let projector = Role::launch_headless(
+        &deployment,
+        "projector",
+        &["orders-projector"],
+        "unused",
+        cql.clone(),
+    )
+    .await;
+    let gateway = Role::launch_http(&deployment, "gateway", &["gateway"], "unused", cql).await;
+    let mut roles = [processor, gateway, projector];
 
     let history_path = deployment.dir().join("history.jsonl");
     let workload = Arc::new(Workload {
@@ -1341,7 +1411,7 @@ async fn nemesis_run(mode: Mode) {
     eprintln!(
         "nemesis {mode:?}: counted: restores {restores} ({restores_logged} logged), from a snapshot {restores_from_snapshot}; \
          commands already settled {already_settled}; resyncs {resyncs}; stale decisions ignored by the processor {stale_ignored_by_processor}; \
-         poison parked {parked}; transactions failed {aborted_rounds}; kills during a restore {} of {}; stale writes seen resynchronised and ignored {} of {}; \
+         poison parked {parked}; transactions failed {aborted_rounds}; kills during a restore {} of {}; stale writes seen resynchronised or ignored {} of {}; \
          aborted records: {} events, {} outcomes; run took {:?}",
         faults.restoring_hit,
         rounds,
@@ -1366,7 +1436,12 @@ async fn nemesis_run(mode: Mode) {
         "unexpected process behaviour: {:#?}",
         faults.unexpected
     );
-    assert!(total_faults >= rounds * FAULT_KINDS.len(), "{faults:?}");
+    assert!(total_faults > rounds * FAULT_KINDS.len(), "{faults:?}");
+    assert_eq!(
+        faults.by_kind.get("kill9 broker + restart"),
+        Some(&1),
+        "{faults:?}"
+    );
     assert!(
         restores_from_snapshot > 0,
         "no processor restart restored from a snapshot: {totals:?}"

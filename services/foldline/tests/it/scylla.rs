@@ -13,7 +13,7 @@ use foldline_testcontainers::{
 use crate::support::binary;
 
 /// The environment that points a process at the CQL store.
-fn cql_env(contact_point: &str, keyspace: &str) -> Vec<(String, String)> {
+pub(crate) fn cql_env(contact_point: &str, keyspace: &str) -> Vec<(String, String)> {
     [
         ("FOLDLINE__STORE__KIND", "scylla".to_owned()),
         (
@@ -33,14 +33,14 @@ fn cql_env(contact_point: &str, keyspace: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-fn as_pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+pub(crate) fn as_pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter()
         .map(|(key, value)| (key.as_str(), value.as_str()))
         .collect()
 }
 
 /// Runs `foldline migrate` to its end; returns its output.
-fn migrate(deployment: &Deployment, env: &[(String, String)]) -> String {
+pub(crate) fn migrate(deployment: &Deployment, env: &[(String, String)]) -> String {
     let mut command = std::process::Command::new(binary());
     command.arg("migrate");
     for (key, _) in std::env::vars_os() {
