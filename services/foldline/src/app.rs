@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::cli::{Cli, Command, TopologyAction};
+use crate::metrics_server;
 use crate::roles::{cql_migrations, domains, DomainPart, Role};
 
 /// How long roles get to finish after the stop signal.
@@ -473,6 +474,10 @@ async fn serve_roles(
         ),
         false => None,
     };
+    let metrics_listener = match config.metrics.listen {
+        Some(address) => Some(bind(address, "metrics", "FOLDLINE__METRICS__LISTEN").await?),
+        None => None,
+    };
     let registry_address = registry_listener
         .as_ref()
         .map(TcpListener::local_addr)
@@ -625,7 +630,7 @@ async fn serve_roles(
                 .context("configure the rate limit")?,
         };
         let declarations: Vec<_> = domains.iter().map(|domain| domain.edge).collect();
-        let router = foldline_gateway::router(state, &declarations);
+        let router = metrics_server::with_metrics(foldline_gateway::router(state, &declarations));
         let stop = shutdown.clone();
         tasks.spawn(async move {
             foldline_gateway::serve(listener, router, stop.wait())
@@ -635,6 +640,14 @@ async fn serve_roles(
     }
     if tasks.is_empty() {
         bail!("no role to run");
+    }
+    if let Some(listener) = metrics_listener {
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            metrics_server::serve(listener, stop.wait())
+                .await
+                .context("serve the metrics")
+        });
     }
     Ok(Running {
         gateway: gateway_address,

@@ -6,7 +6,9 @@
 //! - [`cli`]: flags and subcommands.
 //! - [`roles`]: the domains compiled in, and the roles derived from them.
 //! - [`app`]: the wiring of roles onto brokers, registries and stores.
+//! - [`metrics_server`]: `GET /metrics` on the gateway and on `metrics.listen`.
 
 pub mod app;
 pub mod cli;
+pub mod metrics_server;
 pub mod roles;

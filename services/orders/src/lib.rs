@@ -19,6 +19,9 @@ pub mod projection;
 pub mod routes;
 pub mod wire;
 
+#[cfg(test)]
+mod replay_tests;
+
 use foldline_gateway::EdgeDeclaration;
 use foldline_platform::store::Migration;
 use foldline_platform::DomainService;

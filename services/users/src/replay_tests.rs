@@ -1,33 +1,30 @@
 //! Property: replay equals live, through the real path. A random stream
 //! of client requests and the follow-ups they cause is decided as the
-//! processor decides it (`decide_record` against the live partition fold),
-//! every record goes through its Avro schema to bytes and back, duplicates
-//! and stale re-decisions are appended like a zombie would, and then:
-//! - a fresh fold of the decoded log (the processor's restore) equals the
-//!   live fold, aggregate by aggregate, version by version;
+//! processor decides it (the platform's [`ReplayLog`]: `decide_record`
+//! against the live partition fold), every record goes through its Avro
+//! schema to bytes and back, duplicates, stale re-decisions and forged
+//! records are appended like a zombie or a foreign writer would, and then:
+//! - the fold of the decoded log, restored from a JSON snapshot at every
+//!   split (the processor's restore), equals the live fold, aggregate by
+//!   aggregate, version by version;
 //! - the gated projection of the decoded log shows exactly those states;
 //! - once every follow-up ran, no claim is half-done: an address is held
 //!   iff a live (not erased) user holds it as its current address.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::writer::datum::GenericDatumWriter;
-use apache_avro::Schema;
 use foldline_contracts::envelope::CommandMetadata;
-use foldline_contracts::record::{CommandRecord, EventRecord};
-use foldline_contracts::schema::by_full_name;
-use foldline_contracts::users::{self as wire, UsersCommandRecord, UsersEventRecord};
+use foldline_contracts::record::EventRecord;
+use foldline_contracts::users::{self as wire, UsersCommandRecord};
 use foldline_eventsourcing::gate::Admission;
-use foldline_platform::domain::{decide_record, LogRecord, ValidCommand};
 use foldline_platform::gated::{outcome_key, CommandOutcomeRow, GatedProjection};
 use foldline_platform::outbox::{Outbox, OUTBOX};
-use foldline_platform::processor::PartitionLog;
 use foldline_platform::projector::{apply_in_memory, MemoryTable};
+use foldline_platform::testing::ReplayLog;
 use proptest::prelude::*;
 use uuid::Uuid;
 
-use crate::domain::{ClaimKey, UserStatus, UsersState};
+use crate::domain::{ClaimKey, UserStatus};
 use crate::follow_ups::{follow_up_command, follow_ups};
 use crate::projection::{email_key, user_key, EmailRow, UserRow};
 use crate::{UsersFollowUps, UsersProjection, UsersWire};
@@ -67,6 +64,10 @@ enum Step {
     Stale {
         index: usize,
     },
+    /// Appends a forged copy of an earlier record (a foreign writer).
+    Foreign {
+        index: usize,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -85,6 +86,7 @@ fn step() -> impl Strategy<Value = Step> {
         Just(Step::FollowUp),
         any::<usize>().prop_map(|index| Step::Duplicate { index }),
         any::<usize>().prop_map(|index| Step::Stale { index }),
+        any::<usize>().prop_map(|index| Step::Foreign { index }),
     ]
 }
 
@@ -100,12 +102,12 @@ fn sealed(what: &str, counter: u128) -> String {
     format!("v1.{what}{counter}")
 }
 
-/// The whole system in one thread: the log, the processor's live fold,
+/// The whole system in one thread: the log and the processor's live fold,
 /// the relay's queue of follow-up commands.
 struct System {
-    log: Vec<LogRecord<UsersWire>>,
-    live: PartitionLog<UsersState>,
-    commands: Vec<ValidCommand<UsersCommandRecord>>,
+    log: ReplayLog<UsersWire>,
+    /// Where each injected record (copy, stale, forged) sits in the log.
+    injected: Vec<usize>,
     pending: VecDeque<UsersCommandRecord>,
     /// Every follow-up the admitted events caused, key destructions included.
     follow_ups: usize,
@@ -115,9 +117,8 @@ struct System {
 impl System {
     fn new() -> Self {
         Self {
-            log: Vec::new(),
-            live: PartitionLog::empty(0),
-            commands: Vec::new(),
+            log: ReplayLog::new(UsersWire),
+            injected: Vec::new(),
             pending: VecDeque::new(),
             follow_ups: 0,
             counter: 0,
@@ -137,34 +138,37 @@ impl System {
         }
     }
 
-    fn append(&mut self, record: LogRecord<UsersWire>) {
-        let offset = self.log.len() as i64;
-        let admission = self.live.fold(&UsersWire, &record, offset);
-        if admission == Admission::Apply {
-            if let Some(event) = &record.event {
-                let caused = follow_ups(event, record.wire.metadata());
-                self.follow_ups += caused.len();
-                for follow_up in caused {
-                    if let Some(command) = follow_up_command(&follow_up) {
-                        self.pending.push_back(command);
-                    }
+    /// The follow-ups of the last record appended, when it was applied.
+    fn appended(&mut self, admission: Option<Admission>) {
+        if admission != Some(Admission::Apply) {
+            return;
+        }
+        let Some(record) = self.log.log.last() else {
+            return;
+        };
+        if let Some(event) = &record.event {
+            let caused = follow_ups(event, record.wire.metadata());
+            self.follow_ups += caused.len();
+            for follow_up in caused {
+                if let Some(command) = follow_up_command(&follow_up) {
+                    self.pending.push_back(command);
                 }
             }
         }
-        self.log.push(record);
     }
 
+    /// A redelivered command is settled already: the processor republishes
+    /// its outcome and appends nothing.
     fn decide(&mut self, record: UsersCommandRecord) {
-        let command = ValidCommand::validate(record).expect("a valid command");
-        // A redelivered command is settled already: the processor
-        // republishes its outcome and appends nothing.
-        if self.live.settled(&command.command_id.to_string()).is_some() {
-            return;
+        let admission = self.log.decide(record);
+        self.appended(admission);
+    }
+
+    fn inject(&mut self, admission: Option<Admission>) {
+        if admission.is_some() {
+            self.injected.push(self.log.log.len() - 1);
         }
-        let slot = self.live.aggregate(command.record.aggregate_id());
-        let record = decide_record::<UsersWire>(&slot.state, slot.version, &command);
-        self.commands.push(command);
-        self.append(record);
+        self.appended(admission);
     }
 
     fn run(&mut self, step: Step) {
@@ -237,39 +241,19 @@ impl System {
                 }
             }
             Step::Duplicate { index } => {
-                if !self.log.is_empty() {
-                    let copy = self.log[index % self.log.len()].clone();
-                    self.append(copy);
-                }
+                let admission = self.log.duplicate(index);
+                self.inject(admission);
             }
             Step::Stale { index } => {
-                if !self.commands.is_empty() {
-                    let command = self.commands[index % self.commands.len()].clone();
-                    let stale = decide_record::<UsersWire>(&UsersState::Empty, 0, &command);
-                    self.append(stale);
-                }
+                let admission = self.log.redecided(index);
+                self.inject(admission);
+            }
+            Step::Foreign { index } => {
+                let admission = self.log.foreign(index);
+                self.inject(admission);
             }
         }
     }
-}
-
-/// Through the record's own `.avsc` to bytes and back, as every reader
-/// of the topic gets it.
-fn round_trip(record: &LogRecord<UsersWire>) -> LogRecord<UsersWire> {
-    let name = record.wire.record_name();
-    let schema = Schema::parse_str(by_full_name(name).expect("a schema").text).unwrap();
-    let value = record.wire.to_avro().unwrap();
-    let bytes = GenericDatumWriter::builder(&schema)
-        .build()
-        .unwrap()
-        .write_value_to_vec(value)
-        .unwrap();
-    let decoded = GenericDatumReader::builder(&schema)
-        .build()
-        .unwrap()
-        .read_value(&mut bytes.as_slice())
-        .unwrap();
-    LogRecord::from_wire(UsersEventRecord::from_avro(name, &decoded).unwrap()).unwrap()
 }
 
 fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
@@ -282,9 +266,20 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
         system.run(Step::FollowUp);
     }
 
-    let decoded: Vec<_> = system.log.iter().map(round_trip).collect();
-    prop_assert_eq!(&decoded, &system.log);
-    let mut replayed = PartitionLog::<UsersState>::empty(0);
+    let decoded = system.log.decoded();
+    prop_assert_eq!(&decoded, &system.log.log);
+    for split in 0..=decoded.len() {
+        prop_assert_eq!(
+            &system.log.restore_at(&decoded, split),
+            &system.log.live,
+            "split {}",
+            split
+        );
+    }
+    for &index in &system.injected {
+        prop_assert_ne!(system.log.admissions[index], Admission::Apply);
+    }
+    let replayed = system.log.restore_at(&decoded, 0);
     let projection = GatedProjection::new("users", UsersProjection);
     // The outbox shares the store and runs ahead of the read rows.
     let outbox = GatedProjection::secondary("users", Outbox(UsersFollowUps));
@@ -293,7 +288,6 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
         apply_in_memory(&outbox, &mut rows, record, 0, offset as i64).unwrap();
     }
     for (offset, record) in decoded.iter().enumerate() {
-        replayed.fold(&UsersWire, record, offset as i64);
         apply_in_memory(&projection, &mut rows, record, 0, offset as i64).unwrap();
     }
     let outbox_rows = rows.keys().filter(|key| key.table == OUTBOX).count();
@@ -306,7 +300,7 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let mut holders = BTreeMap::new();
     for address in 1..=ADDRESSES {
         let key = claim(address);
-        let (live, replay) = (system.live.aggregate(&key), replayed.aggregate(&key));
+        let (live, replay) = (system.log.live.aggregate(&key), replayed.aggregate(&key));
         prop_assert_eq!(&live.state, &replay.state);
         prop_assert_eq!(live.version, replay.version);
         let holder = live.state.claim().and_then(|claim| claim.holder);
@@ -320,7 +314,7 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
     }
     for user in 1..=USERS {
         let id = user_id(user);
-        let (live, replay) = (system.live.aggregate(&id), replayed.aggregate(&id));
+        let (live, replay) = (system.log.live.aggregate(&id), replayed.aggregate(&id));
         prop_assert_eq!(&live.state, &replay.state);
         prop_assert_eq!(live.version, replay.version);
         let row = rows
@@ -340,7 +334,7 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
     }
     // Every held address is some live user's current address.
     for (key, holder) in &holders {
-        let user = system.live.aggregate(&holder.to_string());
+        let user = system.log.live.aggregate(&holder.to_string());
         let current = user
             .state
             .user()
@@ -350,9 +344,10 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
             "half-claimed: {key} held by {holder}, who is {current:?}"
         );
     }
-    for command in &system.commands {
+    for command in &system.log.decided {
         let id = command.command_id.to_string();
         let settled = system
+            .log
             .live
             .settled(&id)
             .expect("every decided command is settled");
@@ -385,6 +380,7 @@ fn the_race_for_one_address_has_one_winner_in_the_log() {
     }
     let codes: Vec<_> = system
         .log
+        .log
         .iter()
         .filter_map(|record| {
             record
@@ -397,6 +393,7 @@ fn the_race_for_one_address_has_one_winner_in_the_log() {
     let registered = (1..=USERS)
         .filter(|user| {
             system
+                .log
                 .live
                 .aggregate(&user_id(*user))
                 .state

@@ -1,8 +1,20 @@
 //! The nemesis run: contended commands and reads while a seeded scheduler
-//! kills (-9), stops (SIGTERM) and freezes (SIGSTOP/SIGCONT) the command
-//! processor and the front process (gateway + projector), re-produces raw
-//! command records into `orders.commands`, and appends a zombie's stale
-//! decision to `orders.events`. Every client operation goes
+//! kills (-9), stops (SIGTERM) and freezes (SIGSTOP/SIGCONT) each role, a
+//! process of its own: the command processor, the gateway and the
+//! projector (the last two share a CQL store on Apache Cassandra; a
+//! gateway killed between reserving an `Idempotency-Key` and producing its
+//! command is one of the windows its kills land in). It kills the
+//! processor again while its counters show a restore under way, kills the
+//! broker (-9, data kept) and restarts it once per run, re-produces raw
+//! command records into `orders.commands`, produces poison records there,
+//! and appends a zombie's stale decision to `orders.events`.
+//!
+//! The services' counters (`GET /metrics`, scraped before every fault and
+//! at the end, the last scrape of every incarnation summed) must show each
+//! fault window hit: commands read again that were already settled,
+//! restores from a snapshot, resyncs, stale decisions ignored by a
+//! restore, poison parked, and in the transactional mode transactions
+//! that failed. Every client operation goes
 //! into a history file; at the end the independent checker
 //! (`tests/oracle/check_history.py`, Python on stock clients, no code shared
 //! with the system) folds the broker's topics itself and judges the history
@@ -14,10 +26,10 @@
 //! record (`support::check_no_aborted_record_folded`) and that aborted
 //! transactions were in the log at all (the window was hit).
 //!
-//! Bounded by default (2 rounds of every fault kind per mode, 16 faults, for
+//! Bounded by default (5 rounds of every fault kind per mode, 50 faults, for
 //! CI); `FOLDLINE_NEMESIS_ROUNDS=N` sets the rounds (each round is every
 //! fault kind once, in a random order), `FOLDLINE_NEMESIS_SOAK=1` runs 10
-//! rounds (80 faults per mode); `FOLDLINE_NEMESIS_SEED` replays a schedule
+//! rounds (100 faults per mode); `FOLDLINE_NEMESIS_SEED` replays a schedule
 //! (the seed is printed).
 
 use std::collections::BTreeMap;
@@ -37,7 +49,8 @@ use foldline_platform::codec::Codec;
 use foldline_platform::headers::{command_headers, record_headers};
 use foldline_testcontainers::replay::read_topic;
 use foldline_testcontainers::{
-    place_body, Api, CommandOptions, Deadline, Deployment, FoldlineProcess,
+    cassandra, place_body, poll_until, unique_keyspace, Api, CommandOptions, Deadline, Deployment,
+    FoldlineProcess,
 };
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -45,6 +58,7 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
+use crate::scylla::{cql_env, migrate};
 use crate::support::{check_no_aborted_record_folded, Mode, SNAPSHOT_OFTEN};
 
 /// Order workers running at once (each races several commands on its order).
@@ -519,6 +533,84 @@ fn rng_for(seed: u64, stream: u64) -> Rng {
     rng
 }
 
+/// A role's counters over the run: a killed incarnation's counters die
+/// with it, so the run's count is the last scrape of every incarnation,
+/// summed.
+#[derive(Debug, Default)]
+struct Counters {
+    retired: BTreeMap<String, u64>,
+    current: BTreeMap<String, u64>,
+}
+
+impl Counters {
+    fn retire(&mut self) {
+        for (series, value) in std::mem::take(&mut self.current) {
+            *self.retired.entry(series).or_default() += value;
+        }
+    }
+
+    fn total(&self) -> BTreeMap<String, u64> {
+        let mut total = self.retired.clone();
+        for (series, value) in &self.current {
+            *total.entry(series.clone()).or_default() += value;
+        }
+        total
+    }
+}
+
+/// One scrape of `GET /metrics`: series (without the `topic` label, which
+/// names this test's prefixed topics) to value; `None` when it does not
+/// answer.
+async fn scrape(client: &reqwest::Client, url: &str) -> Option<BTreeMap<String, u64>> {
+    let response = client.get(url).send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let text = response.text().await.ok()?;
+    Some(parse_prometheus(&text))
+}
+
+fn parse_prometheus(text: &str) -> BTreeMap<String, u64> {
+    let mut series = BTreeMap::new();
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let key = match name.split_once('{') {
+            Some((metric, labels)) => {
+                let kept: Vec<&str> = labels
+                    .trim_end_matches('}')
+                    .split(',')
+                    .filter(|label| !label.starts_with("topic="))
+                    .collect();
+                if kept.is_empty() {
+                    metric.to_owned()
+                } else {
+                    format!("{metric}{{{}}}", kept.join(","))
+                }
+            }
+            None => name.to_owned(),
+        };
+        *series.entry(key).or_default() += value as u64;
+    }
+    series
+}
+
+/// The sum of every series of `metric` whose labels include each of `labels`.
+fn counted(totals: &BTreeMap<String, u64>, metric: &str, labels: &[&str]) -> u64 {
+    totals
+        .iter()
+        .filter(|(series, _)| {
+            series.split('{').next() == Some(metric)
+                && labels.iter().all(|label| series.contains(label))
+        })
+        .map(|(_, value)| value)
+        .sum()
+}
+
 /// A faulted role: one process at a time, relaunched after each kill.
 struct Role {
     name: &'static str,
@@ -526,24 +618,68 @@ struct Role {
     store: &'static str,
     /// Whether a relaunch waits for the gateway's /readyz.
     serves_http: bool,
+    /// Extra environment of every incarnation.
+    env: Vec<(String, String)>,
+    /// Where this role's counters are scraped (`GET /metrics`).
+    metrics_url: String,
+    counters: Counters,
     process: FoldlineProcess,
     logs: Vec<PathBuf>,
 }
 
 impl Role {
+    /// A role serving HTTP (the gateway's listener serves `/metrics`).
+    async fn launch_http(
+        deployment: &Deployment,
+        name: &'static str,
+        roles: &'static [&'static str],
+        store: &'static str,
+        env: Vec<(String, String)>,
+    ) -> Role {
+        let metrics_url = format!("{}/metrics", deployment.gateway_url());
+        Role::launch(deployment, name, roles, store, true, env, metrics_url).await
+    }
+
+    /// A headless role snapshotting often, with a `metrics.listen` of its own.
+    async fn launch_headless(
+        deployment: &Deployment,
+        name: &'static str,
+        roles: &'static [&'static str],
+        store: &'static str,
+        mut env: Vec<(String, String)>,
+    ) -> Role {
+        let port = foldline_testcontainers::free_port().expect("a free port");
+        env.extend(
+            SNAPSHOT_OFTEN
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+        );
+        env.push((
+            "FOLDLINE__METRICS__LISTEN".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ));
+        let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+        Role::launch(deployment, name, roles, store, false, env, metrics_url).await
+    }
+
     async fn launch(
         deployment: &Deployment,
         name: &'static str,
         roles: &'static [&'static str],
         store: &'static str,
         serves_http: bool,
+        env: Vec<(String, String)>,
+        metrics_url: String,
     ) -> Role {
-        let process = Role::spawn(deployment, name, roles, store, serves_http).await;
+        let process = Role::spawn(deployment, name, roles, store, serves_http, &env).await;
         Role {
             name,
             roles,
             store,
             serves_http,
+            env,
+            metrics_url,
+            counters: Counters::default(),
             logs: vec![process.log_path().to_owned()],
             process,
         }
@@ -555,29 +691,45 @@ impl Role {
         roles: &[&str],
         store: &str,
         serves_http: bool,
+        env: &[(String, String)],
     ) -> FoldlineProcess {
+        let env: Vec<(&str, &str)> = env
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
         if serves_http {
             deployment
-                .spawn_ready(name, roles, store, Deadline::secs(90))
+                .spawn_ready_with(name, roles, store, &env, Deadline::secs(90))
                 .await
                 .unwrap_or_else(|error| panic!("relaunch {name}: {error:#}"))
         } else {
             deployment
-                .spawn_with(name, roles, store, SNAPSHOT_OFTEN)
+                .spawn_with(name, roles, store, &env)
                 .unwrap_or_else(|error| panic!("relaunch {name}: {error:#}"))
         }
     }
 
+    /// A new incarnation: the old one's last scrape is all it counted.
     async fn relaunch(&mut self, deployment: &Deployment) {
+        self.counters.retire();
         self.process = Role::spawn(
             deployment,
             self.name,
             self.roles,
             self.store,
             self.serves_http,
+            &self.env,
         )
         .await;
         self.logs.push(self.process.log_path().to_owned());
+    }
+
+    /// Scrapes the running incarnation's counters (kept when it does not
+    /// answer: a frozen or dying process keeps its last scrape).
+    async fn scrape(&mut self, client: &reqwest::Client) {
+        if let Some(current) = scrape(client, &self.metrics_url).await {
+            self.counters.current = current;
+        }
     }
 
     /// The lines of every generation's log that contain `needle`.
@@ -601,18 +753,36 @@ enum Fault {
     Kill(usize),
     Terminate(usize),
     Pause(usize),
+    /// kill -9 of the processor, relaunched, then kill -9 again while its
+    /// counters say a partition restore is under way.
+    KillRestoring,
     Duplicate,
     StaleWrite,
+    /// A record that is no command at all, for the dead-letter topic.
+    Poison,
+    /// kill -9 of the broker (its data stays), restarted after a while:
+    /// every role rides the outage out without a restart.
+    Broker,
 }
 
-const FAULT_KINDS: [Fault; 8] = [
+/// The role indices of the nemesis's roles: each its own process.
+const PROCESSOR: usize = 0;
+const GATEWAY: usize = 1;
+const PROJECTOR: usize = 2;
+
+const FAULT_KINDS: [Fault; 13] = [
     Fault::StaleWrite,
-    Fault::Kill(0),
-    Fault::Kill(1),
-    Fault::Terminate(0),
-    Fault::Terminate(1),
-    Fault::Pause(0),
-    Fault::Pause(1),
+    Fault::Poison,
+    Fault::KillRestoring,
+    Fault::Kill(PROCESSOR),
+    Fault::Kill(GATEWAY),
+    Fault::Kill(PROJECTOR),
+    Fault::Terminate(PROCESSOR),
+    Fault::Terminate(GATEWAY),
+    Fault::Terminate(PROJECTOR),
+    Fault::Pause(PROCESSOR),
+    Fault::Pause(GATEWAY),
+    Fault::Pause(PROJECTOR),
     Fault::Duplicate,
 ];
 
@@ -622,26 +792,41 @@ struct Faults {
     by_kind: BTreeMap<String, usize>,
     /// SIGTERM exits that were not clean, and processes found dead.
     unexpected: Vec<String>,
+    /// Kills that landed while the processor's counters showed a restore
+    /// under way (the rest found every restore done already).
+    restoring_hit: usize,
+    /// Stale writes the processor was seen to resynchronise on or ignore.
+    stale_seen: usize,
 }
 
 async fn nemesis(
     deployment: &Deployment,
-    roles: &mut [Role; 2],
+    roles: &mut [Role; 3],
     workload: &Workload,
     rounds: usize,
     seed: u64,
 ) -> Faults {
     let mut rng = Rng(seed);
     let mut faults = Faults::default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("a metrics client");
+    // The broker's restart is slow (10-30 s): once per run, in the middle.
+    let broker_round = rounds / 2;
     for round in 0..rounds {
         let mut kinds = FAULT_KINDS.to_vec();
+        if round == broker_round {
+            kinds.push(Fault::Broker);
+        }
         for i in (1..kinds.len()).rev() {
             kinds.swap(i, rng.below(i as u64 + 1) as usize);
         }
         for fault in kinds {
             // The scheduler's random gap between faults.
-            tokio::time::sleep(rng.millis(300, 1500)).await;
+            tokio::time::sleep(rng.millis(150, 900)).await;
             for role in roles.iter_mut() {
+                role.scrape(&client).await;
                 if !role.process.is_running() {
                     let status = role.process.exit_status();
                     faults.unexpected.push(format!(
@@ -684,9 +869,122 @@ async fn nemesis(
                     role.process.resume().expect("SIGCONT");
                     format!("pause {}", role.name)
                 }
+                Fault::KillRestoring => {
+                    let role = &mut roles[PROCESSOR];
+                    role.process.kill9().expect("kill -9");
+                    role.relaunch(deployment).await;
+                    let restoring = poll_until("a restore under way", Deadline::secs(20), || {
+                        let client = client.clone();
+                        let url = role.metrics_url.clone();
+                        async move {
+                            let Some(now) = scrape(&client, &url).await else {
+                                return Err("no metrics yet".to_owned());
+                            };
+                            let begun =
+                                counted(&now, "foldline_processor_restores_started_total", &[]);
+                            let done = counted(&now, "foldline_processor_restores_total", &[]);
+                            Ok((begun > done).then_some(now))
+                        }
+                    })
+                    .await;
+                    role.process.kill9().expect("kill -9");
+                    match restoring {
+                        Ok(now) => {
+                            role.counters.current = now;
+                            faults.restoring_hit += 1;
+                        }
+                        Err(error) => eprintln!("nemesis: kill9 while restoring: {error:#}"),
+                    }
+                    workload
+                        .history
+                        .info(json!({ "fault": "kill9 processor restoring" }));
+                    role.relaunch(deployment).await;
+                    "kill9 processor restoring".to_owned()
+                }
                 Fault::StaleWrite => {
+                    let role = &mut roles[PROCESSOR];
+                    // Written while the processor holds its partitions, so
+                    // its next round there is the one to find it (bounded:
+                    // after the wait it is written anyway).
+                    let settled = poll_until(
+                        "a processor with no restore under way",
+                        Deadline::secs(10),
+                        || {
+                            let client = client.clone();
+                            let url = role.metrics_url.clone();
+                            async move {
+                                let Some(now) = scrape(&client, &url).await else {
+                                    return Err("no metrics".to_owned());
+                                };
+                                let begun =
+                                    counted(&now, "foldline_processor_restores_started_total", &[]);
+                                let done = counted(&now, "foldline_processor_restores_total", &[]);
+                                Ok((done > 0 && begun == done).then_some(now))
+                            }
+                        },
+                    )
+                    .await;
+                    if let Ok(now) = settled {
+                        role.counters.current = now;
+                    }
+                    let before = role.counters.current.clone();
                     inject_stale_decision(deployment, workload, &mut rng).await;
+                    // The processor's next round on that partition lands one
+                    // later than it assumed: it resynchronises, and its
+                    // restore's gate ignores the stale decision (a restore
+                    // under way folds it without a resync). Bounded: with no
+                    // command on that partition meanwhile, the next restart
+                    // is what reads it.
+                    let seen = poll_until("the stale write seen", Deadline::secs(5), || {
+                        let client = client.clone();
+                        let url = role.metrics_url.clone();
+                        let before = &before;
+                        async move {
+                            let Some(now) = scrape(&client, &url).await else {
+                                return Err("no metrics".to_owned());
+                            };
+                            let grew = |metric: &str, labels: &[&str]| {
+                                counted(&now, metric, labels) > counted(before, metric, labels)
+                            };
+                            let seen = grew("foldline_processor_resyncs_total", &[])
+                                || grew(
+                                    "foldline_gate_ignored_total",
+                                    &[r#"verdict="wrong_version""#],
+                                );
+                            Ok(seen.then_some(now))
+                        }
+                    })
+                    .await;
+                    match seen {
+                        Ok(now) => {
+                            role.counters.current = now;
+                            faults.stale_seen += 1;
+                        }
+                        Err(error) => eprintln!("nemesis: stale write: {error:#}"),
+                    }
                     "stale write".to_owned()
+                }
+                Fault::Poison => {
+                    inject_poison(workload, &mut rng).await;
+                    "poison".to_owned()
+                }
+                Fault::Broker => {
+                    let broker = deployment.broker();
+                    let down = rng.millis(500, 3000);
+                    tokio::task::spawn_blocking(move || broker.kill9())
+                        .await
+                        .expect("the broker kill task")
+                        .expect("kill -9 the broker");
+                    workload
+                        .history
+                        .info(json!({"fault": "kill9 broker", "ms": down.as_millis() as u64}));
+                    tokio::time::sleep(down).await;
+                    tokio::task::spawn_blocking(move || broker.restart())
+                        .await
+                        .expect("the broker restart task")
+                        .expect("restart the broker");
+                    workload.history.info(json!({"fault": "broker restarted"}));
+                    "kill9 broker + restart".to_owned()
                 }
                 Fault::Duplicate => {
                     let injected = inject_duplicates(deployment, workload, &mut rng).await;
@@ -701,6 +999,33 @@ async fn nemesis(
         }
     }
     faults
+}
+
+/// Produces a record that is no command (no headers, not Avro) to
+/// `orders.commands`, keyed by a placed order: the processor parks it in
+/// the dead-letter topic and the partition keeps flowing.
+async fn inject_poison(workload: &Workload, rng: &mut Rng) {
+    let key = {
+        let orders = workload.placed.lock().expect("placed lock");
+        orders
+            .get(rng.below(orders.len() as u64) as usize)
+            .cloned()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    };
+    let sent = workload
+        .producer
+        .send(
+            FutureRecord::to(&workload.commands_topic)
+                .key(&key)
+                .payload("a nemesis's poison: not a command"),
+            Duration::from_secs(10),
+        )
+        .await;
+    workload.history.info(json!({
+        "fault": "poison",
+        "key": key,
+        "delivered": sent.is_ok(),
+    }));
 }
 
 /// Re-produces 1..=4 raw records of `orders.commands` exactly (partition,
@@ -856,9 +1181,9 @@ async fn nemesis_run(mode: Mode) {
     let python = oracle_python();
     let rounds = env_number("FOLDLINE_NEMESIS_ROUNDS").unwrap_or(
         if std::env::var_os("FOLDLINE_NEMESIS_SOAK").is_some() {
-            10
+            8
         } else {
-            2
+            4
         },
     ) as usize;
     let seed = env_number("FOLDLINE_NEMESIS_SEED").unwrap_or_else(|| {
@@ -869,7 +1194,11 @@ async fn nemesis_run(mode: Mode) {
     });
     eprintln!("nemesis {mode:?}: seed {seed} ({rounds} rounds of {} fault kinds); replay with FOLDLINE_NEMESIS_SEED={seed}", FAULT_KINDS.len());
 
-    let deployment = mode.deployment("nemesis");
+    // A broker of its own: the nemesis kills and restarts it.
+    let deployment = mode.on(
+        Deployment::isolated(crate::support::binary(), &mode.name("nemesis"))
+            .expect("a deployment on a broker of its own"),
+    );
     let _registry = deployment
         .spawn_ready(
             "registry",
@@ -879,23 +1208,30 @@ async fn nemesis_run(mode: Mode) {
         )
         .await
         .expect("the registry becomes ready");
-    let front = Role::launch(
-        &deployment,
-        "front",
-        &["gateway", "orders-projector"],
-        "store-gateway",
-        true,
-    )
-    .await;
-    let processor = Role::launch(
+    // The gateway and the projector are processes of their own, sharing
+    // the CQL store (the gateway reads what the projector writes); the
+    // processor keeps its snapshots in an embedded store of its own.
+    let server = cassandra().expect("the cql server starts");
+    let cql = cql_env(server.contact_point(), &unique_keyspace("nemesis"));
+    migrate(&deployment, &cql);
+    let processor = Role::launch_headless(
         &deployment,
         "processor",
         &["orders-processor"],
         "store-processor",
-        false,
+        Vec::new(),
     )
     .await;
-    let mut roles = [processor, front];
+    let projector = Role::launch_headless(
+        &deployment,
+        "projector",
+        &["orders-projector"],
+        "unused",
+        cql.clone(),
+    )
+    .await;
+    let gateway = Role::launch_http(&deployment, "gateway", &["gateway"], "unused", cql).await;
+    let mut roles = [processor, gateway, projector];
 
     let history_path = deployment.dir().join("history.jsonl");
     let workload = Arc::new(Workload {
@@ -1026,27 +1362,61 @@ async fn nemesis_run(mode: Mode) {
     workload.history.flush();
 
     let checker = run_checker(&python, &deployment, &history_path);
-    // The services' own word that the fault windows were hit.
-    let restores = roles[0].log_lines("restored partition from the event log");
-    let restores_from_snapshot = restores
-        .iter()
-        .filter(|line| !line.split_whitespace().any(|field| field == "from=0"))
-        .count();
-    let resyncs = roles[0]
-        .log_lines("events partition moved under us, resynchronising from the log")
-        .len();
-    let aborted_rounds = roles[0].log_lines("transaction aborted").len()
-        + roles[0]
-            .log_lines("transactional producer unusable, making a new one")
-            .len();
+    // The services' own word that the fault windows were hit: the last
+    // scrape of every incarnation, summed.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("a metrics client");
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    for role in roles.iter_mut() {
+        role.scrape(&client).await;
+        for (series, value) in role.counters.total() {
+            *totals.entry(series).or_default() += value;
+        }
+    }
+    eprintln!("nemesis {mode:?}: counters over the run: {totals:#?}");
+    let restores = counted(&totals, "foldline_processor_restores_total", &[]);
+    let restores_from_snapshot = counted(
+        &totals,
+        "foldline_processor_restores_total",
+        &[r#"from="snapshot""#],
+    );
+    let resyncs = counted(&totals, "foldline_processor_resyncs_total", &[]);
+    let already_settled = counted(
+        &totals,
+        "foldline_processor_commands_already_settled_total",
+        &[],
+    );
+    let stale_ignored_by_processor = counted(
+        &totals,
+        "foldline_gate_ignored_total",
+        &[r#"verdict="wrong_version""#],
+    );
+    let parked = counted(
+        &totals,
+        "foldline_dead_lettered_total",
+        &[r#"cause="poison""#],
+    );
+    let aborted_rounds = counted(&totals, "foldline_processor_transactions_failed_total", &[]);
+    // The logs say the same (a check of the counters themselves: a restore
+    // logs one line and counts one).
+    let restores_logged = roles[PROCESSOR]
+        .log_lines("restored partition from the event log")
+        .len() as u64;
     // Every reader's fold against the committed log; in the transactional
     // mode, what aborted rounds left in the log.
     let replay = deployment.replay().await.expect("replay orders.events");
     let aborted = check_no_aborted_record_folded(&deployment, &replay).await;
     eprintln!(
-        "nemesis {mode:?}: processor restores: {}, from a snapshot: {restores_from_snapshot}; resyncs: {resyncs}; \
-         aborted rounds: {aborted_rounds}; aborted records: {} events, {} outcomes; run took {:?}",
-        restores.len(),
+        "nemesis {mode:?}: counted: restores {restores} ({restores_logged} logged), from a snapshot {restores_from_snapshot}; \
+         commands already settled {already_settled}; resyncs {resyncs}; stale decisions ignored by the processor {stale_ignored_by_processor}; \
+         poison parked {parked}; transactions failed {aborted_rounds}; kills during a restore {} of {}; stale writes seen resynchronised or ignored {} of {}; \
+         aborted records: {} events, {} outcomes; run took {:?}",
+        faults.restoring_hit,
+        rounds,
+        faults.stale_seen,
+        rounds,
         aborted.events.len(),
         aborted.outcomes.len(),
         started.elapsed()
@@ -1066,10 +1436,38 @@ async fn nemesis_run(mode: Mode) {
         "unexpected process behaviour: {:#?}",
         faults.unexpected
     );
-    assert!(total_faults >= rounds * FAULT_KINDS.len(), "{faults:?}");
+    assert!(total_faults > rounds * FAULT_KINDS.len(), "{faults:?}");
+    assert_eq!(
+        faults.by_kind.get("kill9 broker + restart"),
+        Some(&1),
+        "{faults:?}"
+    );
     assert!(
         restores_from_snapshot > 0,
-        "no processor restart restored from a snapshot"
+        "no processor restart restored from a snapshot: {totals:?}"
+    );
+    // Every scrape is a lower bound (what an incarnation counted after its
+    // last scrape died with it), so the counter never exceeds the log.
+    assert!(
+        restores > 0 && restores <= restores_logged,
+        "restores counted {restores}, logged {restores_logged}"
+    );
+    assert!(
+        already_settled > 0,
+        "the processor never read a command its log had settled: {totals:?}"
+    );
+    assert!(
+        resyncs > 0,
+        "the processor never resynchronised: {totals:?}"
+    );
+    assert!(
+        stale_ignored_by_processor > 0,
+        "no restore ignored a stale decision: {totals:?}"
+    );
+    assert!(parked > 0, "no poison record was parked: {totals:?}");
+    assert!(
+        faults.restoring_hit > 0,
+        "no kill landed while a restore was under way"
     );
     let summary = checker.summary;
     let ignored_copies = summary["log"]["ignored: command already settled"]
@@ -1096,13 +1494,20 @@ async fn nemesis_run(mode: Mode) {
     );
     match mode {
         Mode::Idempotent => {
+            assert_eq!(
+                aborted_rounds, 0,
+                "transactions failed without transactions"
+            );
             assert!(
                 aborted.events.is_empty() && aborted.outcomes.is_empty() && hidden == 0,
                 "aborted records without transactions: {aborted:?}, the checker saw {hidden}"
             );
         }
         Mode::Transactional => {
-            assert!(aborted_rounds > 0, "no transaction was ever aborted");
+            assert!(
+                aborted_rounds > 0,
+                "no transaction was ever aborted: {totals:?}"
+            );
             assert!(
                 !aborted.events.is_empty(),
                 "no aborted record in orders.events: the abort window was never hit"

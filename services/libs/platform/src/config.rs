@@ -54,6 +54,16 @@ pub struct Config {
     pub processor: ProcessorConfig,
     pub telemetry: TelemetryConfig,
     pub personal_data: PersonalDataConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: where a process serves its counters (`crate::metrics`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A listener serving only `GET /metrics`, for processes without the
+    /// gateway (whose own listener serves `/metrics` too). Unset: none.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Crypto-shredding of personal data (`crate::personal_data`).
@@ -930,6 +940,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.telemetry.filter, "warn");
+    }
+
+    #[test]
+    fn the_metrics_listener_is_off_by_default_and_garbage_is_refused_with_its_key() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(config.metrics.listen, None);
+        let config = Config::load(
+            None,
+            vec![(
+                "FOLDLINE__METRICS__LISTEN".to_owned(),
+                "127.0.0.1:9464".to_owned(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            config.metrics.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        let error = Config::load(
+            None,
+            vec![(
+                "FOLDLINE__METRICS__LISTEN".to_owned(),
+                "everywhere".to_owned(),
+            )],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("metrics.listen"), "{error}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
 
 use crate::codec::{Codec, CodecError, Decoded};
+use crate::metrics::metrics;
 use crate::processor::retry;
 use crate::shutdown::Shutdown;
 
@@ -195,6 +196,10 @@ impl DeadLetters {
         match sent {
             None => Ok(Parked::Stopped),
             Some(Ok(_)) => {
+                metrics()
+                    .dead_lettered
+                    .with_label_values(&[message.topic(), cause.as_str()])
+                    .inc();
                 match cause {
                     Cause::Poison => tracing::warn!(
                         topic = message.topic(),

@@ -6,6 +6,7 @@
 //! - [`kafka`]: client configuration, topic creation, the embedded broker.
 //! - [`kafka_security`]: `[kafka.security]` (TLS, SASL, mutual TLS), its
 //!   start-up validation, and the connection probe naming a refusal's cause.
+//! - [`metrics`]: the counters of the fault windows, as Prometheus text.
 //! - [`codec`]: Avro values in the Confluent wire format via a schema registry.
 //! - [`store`]: the projection store interface, its embedded and CQL
 //!   implementations, and the CQL migrations.
@@ -28,6 +29,8 @@
 //!   the configured key-encryption key, sealed fields, keyed lookup hashes.
 //! - [`outbox`]: follow-ups of admitted events (a projection writes them,
 //!   a relay performs them), for steps that span aggregates.
+//! - `testing` (feature `testing`): the replay harness of the domains'
+//!   property tests (Avro round trip, gate, snapshots, forged records).
 //! - [`shutdown`]: the stop signal every loop and server watches.
 
 pub mod cache;
@@ -40,6 +43,7 @@ pub mod gated;
 pub mod headers;
 pub mod kafka;
 pub mod kafka_security;
+pub mod metrics;
 pub mod outbox;
 pub mod personal_data;
 pub mod processor;
@@ -49,6 +53,8 @@ pub mod shared_state;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 #[cfg(test)]
 mod seam_tests;

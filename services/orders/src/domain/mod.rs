@@ -13,8 +13,6 @@ mod state;
 mod values;
 
 #[cfg(test)]
-mod replay_tests;
-#[cfg(test)]
 mod tests;
 
 pub use commands::{CancelOrder, MarkPaid, MarkPaymentFailed, OrderCommand, PlaceOrder, ShipOrder};

@@ -17,6 +17,7 @@ use super::{
 use crate::codec::{Codec, CodecError};
 use crate::config::KafkaConfig;
 use crate::kafka::{reader_config, with_overrides, EndOfPartitionReader};
+use crate::metrics::{count_ignored, metrics};
 use crate::shutdown::Shutdown;
 use crate::store::{RowKey, Store, StoreError, StoredRow};
 
@@ -92,6 +93,10 @@ impl<D: CommandDomain> Restorer<D> {
         shutdown: &Shutdown,
     ) -> Result<Option<PartitionState<D::State>>, ProcessorError> {
         let started = Instant::now();
+        metrics()
+            .restores_started
+            .with_label_values(&[self.events.as_str()])
+            .inc();
         let key = self.snapshot_key(partition);
         let snapshot = retry::until_settled(
             "read snapshot",
@@ -167,6 +172,13 @@ impl<D: CommandDomain> Restorer<D> {
             },
             "restored partition from the event log"
         );
+        metrics()
+            .restores
+            .with_label_values(&[
+                self.events.as_str(),
+                if from > 0 { "snapshot" } else { "scratch" },
+            ])
+            .inc();
         Ok(Some(PartitionState {
             log,
             settled_since_snapshot: 0,
@@ -340,7 +352,8 @@ impl<D: CommandDomain> Restorer<D> {
             };
             match record {
                 Some(record) => {
-                    log.fold(self.domain.as_ref(), &record, offset);
+                    let admission = log.fold(self.domain.as_ref(), &record, offset);
+                    count_ignored(&self.events, "restore", admission);
                 }
                 None => {
                     // Not something any decision wrote: every reader skips it alike.
@@ -542,7 +555,13 @@ impl<D: CommandDomain> Processor<D> {
         };
         // A failed snapshot only lengthens the next restore: log, go on.
         match self.store.put(key, row).await {
-            Ok(()) => tracing::debug!(offset = newest, "wrote aggregate snapshot"),
+            Ok(()) => {
+                metrics()
+                    .snapshots_written
+                    .with_label_values(&[self.restorer.events.as_str()])
+                    .inc();
+                tracing::debug!(offset = newest, "wrote aggregate snapshot")
+            }
             Err(error) => tracing::warn!(%error, "cannot write snapshot"),
         }
     }

@@ -22,6 +22,7 @@ use crate::codec::{Codec, CodecError};
 use crate::dlq::{Cause, Parked, Screened};
 use crate::headers::{outcome_headers, record_headers};
 use crate::kafka::store_next_offset;
+use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
 
 /// A command ready to decide, with the record that carried it (to park it
@@ -187,6 +188,10 @@ impl<D: CommandDomain> Processor<D> {
             .nth(self.resync_attempts)
             .unwrap_or(Duration::from_secs(1));
         self.resync_attempts = self.resync_attempts.saturating_add(1);
+        metrics()
+            .resyncs
+            .with_label_values(&[self.topics.events.as_str()])
+            .inc();
         tracing::warn!(
             partitions = ?unsettled,
             retry_in_ms = delay.as_millis() as u64,
@@ -435,9 +440,17 @@ impl<D: CommandDomain> Processor<D> {
         match finished {
             Finished::Committed => {}
             Finished::Aborted(reason) => {
+                metrics()
+                    .transactions_failed
+                    .with_label_values(&[self.topics.events.as_str(), "aborted"])
+                    .inc();
                 tracing::warn!(%reason, %written, "transaction aborted");
             }
             Finished::Fatal(reason) => {
+                metrics()
+                    .transactions_failed
+                    .with_label_values(&[self.topics.events.as_str(), "renewed"])
+                    .inc();
                 tracing::warn!(%reason, %written, "transactional producer unusable, making a new one (which aborts its open transaction)");
                 if let WriteMode::Transactional(producer) = &mut self.writes {
                     match producer.renew(shutdown).await {
@@ -511,6 +524,10 @@ impl<D: CommandDomain> Processor<D> {
             if state.log.settled(&envelope.command_id).is_some()
                 || decided_here.contains(envelope.command_id.as_str())
             {
+                metrics()
+                    .commands_already_settled
+                    .with_label_values(&[self.topics.commands.as_str()])
+                    .inc();
                 continue;
             }
             let slot = state.log.aggregate(&envelope.aggregate_id);
@@ -546,6 +563,10 @@ impl<D: CommandDomain> Processor<D> {
             let record_name = self.domain.record_name(&record);
             let metadata = self.domain.record_metadata(&record);
             decided_here.insert(envelope.command_id.as_str());
+            metrics()
+                .decisions_appended
+                .with_label_values(&[self.topics.events.as_str()])
+                .inc();
             decided.appended.push(Appended {
                 expected_offset,
                 key: envelope.aggregate_id.clone(),
