@@ -240,6 +240,7 @@ async fn create_keyspace(endpoints: &Endpoints, keyspace: &str) -> anyhow::Resul
 mod tests {
     use super::*;
     use crate::CqlServer;
+    use foldline_platform::config::{CacheKind, StoreKind};
 
     #[test]
     fn the_platform_env_configures_every_role_for_scylla_redis_and_kafka() {
@@ -253,9 +254,11 @@ mod tests {
         let config = Config::load(None, env).expect("the env is a valid configuration");
         assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:9092");
         assert!(config.kafka.topic_prefix.starts_with("flow"));
+        assert_eq!(config.store.kind, StoreKind::Scylla);
         assert_eq!(config.store.scylla.contact_points, vec!["127.0.0.1:9042"]);
         assert_eq!(config.store.scylla.keyspace, "flow_1");
         assert_eq!(config.store.scylla.consistency, CqlConsistency::One);
+        assert_eq!(config.cache.kind, CacheKind::Redis);
         assert_eq!(config.cache.url.expose(), "redis://127.0.0.1:6379");
         assert_eq!(
             config.registry.url,

@@ -78,7 +78,10 @@ macro_rules! contract {
         #[test]
         fn every_shared_case_runs_on_every_backend_here() {
             let declared = [$(stringify!($name)),*];
-            let shared: Vec<&str> = contract::CASES.iter().map(|case| case.name).collect();
+            let shared: Vec<&str> = foldline_testcontainers::store_contract::CASES
+                .iter()
+                .map(|case| case.name)
+                .collect();
             assert_eq!(declared.to_vec(), shared, "declare every case of the harness's store contract below");
         }
         mod embedded_in_memory {
