@@ -17,6 +17,8 @@
 //!   Maven jars, standing in for ScyllaDB), started lazily like the broker.
 //! - [`redis`]: a real `redis-server` per test, which the test may stop
 //!   and start again.
+//! - [`store_contract`]: the cases every [`foldline_platform::store::Store`]
+//!   backend must pass, shared by the platform's tests and `foldline-containers`.
 //! - [`ports`]: free loopback ports.
 //! - [`process`]: [`FoldlineProcess`], one `foldline run <role>...` child
 //!   (kill -9, SIGSTOP/SIGCONT, readiness, log tail).
@@ -40,6 +42,7 @@ pub mod redis;
 pub mod replay;
 pub mod secured;
 pub mod tls;
+pub mod store_contract;
 pub mod wait;
 
 pub use broker::{broker, dedicated_broker, KafkaBroker};

@@ -1,33 +1,27 @@
-//! The store contract: one set of test functions, run against the embedded
+//! The store contract (its cases are in the harness,
+//! `foldline_testcontainers::store_contract`, shared with
+//! `foldline-containers`), run here once per case against the embedded
 //! store (in memory and on disk) and against a real CQL server (Apache
 //! Cassandra 5, started by the harness; a server that does not start fails
-//! these tests). Whatever a projector, the processor or the gateway relies
-//! on is here, so a backend that passes can replace another.
+//! these tests); then what only the CQL store has: its schema, migrations
+//! and their lock.
 //!
 //! The CQL tests share one keyspace, migrated once by the first test (the
-//! platform's migrations plus this suite's own table); each test writes
+//! platform's migrations plus the suite's own table); each case writes
 //! under partitions and checkpoint names of its own.
 
 use std::sync::OnceLock;
 
 use foldline_platform::config::{CqlConsistency, ScyllaConfig};
 use foldline_platform::store::migrations::{self, Migration};
-use foldline_platform::store::{Checkpoint, RowKey, Store, StoreError, StoredRow, WriteBatch};
+use foldline_platform::store::{RowKey, Store, StoreError};
+use foldline_testcontainers::store_contract::{
+    row, unique, upsert, CONTRACT_MIGRATION, CONTRACT_TABLE, CQL_PAGE_SIZE,
+};
 use foldline_testcontainers::{cassandra, unique_keyspace};
 
-/// The suite's own table, in the store's one row shape.
-const CONTRACT_TABLE: &str = "contract_rows";
-const CONTRACT_MIGRATION: Migration = Migration {
-    id: "9000_contract_rows",
-    cql: "CREATE TABLE IF NOT EXISTS contract_rows (partition blob, clustering blob, position bigint, value blob, PRIMARY KEY ((partition), clustering)) WITH CLUSTERING ORDER BY (clustering ASC);",
-};
-/// Small pages, so a scan of a few rows crosses page boundaries.
-const CQL_PAGE_SIZE: u32 = 2;
-
 fn all_migrations() -> Vec<Migration> {
-    let mut all = migrations::PLATFORM.to_vec();
-    all.push(CONTRACT_MIGRATION);
-    all
+    foldline_testcontainers::store_contract::migrations()
 }
 
 /// The configuration of the suite's keyspace on the harness's server:
@@ -77,270 +71,35 @@ async fn cql_store() -> Store {
         .expect("connect to the migrated cql store")
 }
 
-fn row(position: i64, value: &str) -> StoredRow {
-    StoredRow {
-        position,
-        value: value.as_bytes().to_vec(),
-    }
-}
-
-/// A partition no other test (or run) writes.
-fn unique(name: &str) -> Vec<u8> {
-    format!("{name}-{}", uuid::Uuid::new_v4().simple()).into_bytes()
-}
-
-fn upsert(key: &RowKey, row: StoredRow) -> WriteBatch {
-    WriteBatch {
-        upserts: vec![(key.clone(), row)],
-        checkpoints: vec![],
-    }
-}
-
-async fn an_older_or_equal_position_never_overwrites_a_newer_row(store: Store) {
-    let key = RowKey::new(CONTRACT_TABLE, unique("guard"), Vec::new());
-    assert_eq!(store.get(key.clone()).await.unwrap(), None);
-    store.write(upsert(&key, row(5, "v5"))).await.unwrap();
-    store.write(upsert(&key, row(3, "v3"))).await.unwrap();
-    assert_eq!(store.get(key.clone()).await.unwrap(), Some(row(5, "v5")));
-    // A replay at the same position carries the same bytes: no change.
-    store.write(upsert(&key, row(5, "v5"))).await.unwrap();
-    assert_eq!(store.get(key.clone()).await.unwrap(), Some(row(5, "v5")));
-    store.write(upsert(&key, row(6, "v6"))).await.unwrap();
-    store.write(upsert(&key, row(0, "v0"))).await.unwrap();
-    assert_eq!(store.get(key).await.unwrap(), Some(row(6, "v6")));
-}
-
-async fn two_writers_racing_converge_on_the_newest_position(store: Store) {
-    // Two projector replicas during a rebalance: each writes the positions
-    // it folded, in its own order; the newest wins whoever writes last.
-    let key = RowKey::new(CONTRACT_TABLE, unique("race"), Vec::new());
-    let writer = |positions: Vec<i64>| {
-        let store = store.clone();
-        let key = key.clone();
-        tokio::spawn(async move {
-            for position in positions {
-                store
-                    .write(upsert(&key, row(position, &format!("at {position}"))))
-                    .await
-                    .unwrap();
-            }
-        })
-    };
-    let old_owner = writer((0..40).collect());
-    let new_owner = writer((20..60).rev().collect());
-    old_owner.await.unwrap();
-    new_owner.await.unwrap();
-    assert_eq!(store.get(key).await.unwrap(), Some(row(59, "at 59")));
-}
-
-async fn scans_stay_in_one_partition_in_unsigned_byte_order_with_paging(store: Store) {
-    let partition = unique("scan");
-    let mut neighbour = partition.clone();
-    neighbour.push(b'x');
-    let clusterings: [&[u8]; 6] = [b"\xff", b"\x00", b"\x80", b"\x7f", b"\x00\x01", b"b"];
-    let mut batch = WriteBatch::default();
-    for clustering in clusterings {
-        batch.upserts.push((
-            RowKey::new(CONTRACT_TABLE, partition.clone(), clustering.to_vec()),
-            row(1, "in"),
-        ));
-    }
-    batch.upserts.push((
-        RowKey::new(CONTRACT_TABLE, neighbour.clone(), b"\x00".to_vec()),
-        row(1, "neighbour"),
-    ));
-    store.write(batch).await.unwrap();
-
-    let everything = store
-        .scan(CONTRACT_TABLE, partition.clone(), None, 100)
-        .await
-        .unwrap();
-    let order: Vec<Vec<u8>> = everything.iter().map(|(key, _)| key.clone()).collect();
-    let expected: Vec<Vec<u8>> = [&b"\x00"[..], b"\x00\x01", b"b", b"\x7f", b"\x80", b"\xff"]
-        .iter()
-        .map(|bytes| bytes.to_vec())
-        .collect();
-    assert_eq!(order, expected, "unsigned byte order, one partition only");
-    assert!(everything.iter().all(|(_, row)| row.value == b"in"));
-
-    // Pages: `limit` rows strictly after the cursor, across server pages.
-    let first = store
-        .scan(CONTRACT_TABLE, partition.clone(), None, 3)
-        .await
-        .unwrap();
-    assert_eq!(first.len(), 3);
-    let cursor = first[2].0.clone();
-    let rest = store
-        .scan(CONTRACT_TABLE, partition.clone(), Some(cursor), 10)
-        .await
-        .unwrap();
-    let rest: Vec<Vec<u8>> = rest.into_iter().map(|(key, _)| key).collect();
-    assert_eq!(rest, expected[3..].to_vec());
-    assert!(store
-        .scan(CONTRACT_TABLE, partition.clone(), None, 0)
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(store
-        .scan(CONTRACT_TABLE, unique("empty"), None, 10)
-        .await
-        .unwrap()
-        .is_empty());
-}
-
-async fn a_batch_writes_every_row_and_its_checkpoints(store: Store) {
-    let projector = format!("p-{}", uuid::Uuid::new_v4().simple());
-    let topic = "orders.events";
-    assert_eq!(store.checkpoint(&projector, topic, 0).await.unwrap(), None);
-    let keys: Vec<RowKey> = (0..20)
-        .map(|index| RowKey::new(CONTRACT_TABLE, unique("batch"), vec![index]))
-        .collect();
-    let checkpoint = |partition, next_offset| Checkpoint {
-        projector: projector.clone(),
-        topic: topic.to_owned(),
-        partition,
-        next_offset,
-    };
-    store
-        .write(WriteBatch {
-            upserts: keys
-                .iter()
-                .enumerate()
-                .map(|(offset, key)| (key.clone(), row(offset as i64, "batched")))
-                .collect(),
-            checkpoints: vec![checkpoint(0, 20), checkpoint(3, 7)],
-        })
-        .await
-        .unwrap();
-    for (offset, key) in keys.iter().enumerate() {
-        assert_eq!(
-            store.get(key.clone()).await.unwrap(),
-            Some(row(offset as i64, "batched"))
-        );
-    }
-    assert_eq!(
-        store.checkpoint(&projector, topic, 0).await.unwrap(),
-        Some(20)
-    );
-    assert_eq!(
-        store.checkpoint(&projector, topic, 3).await.unwrap(),
-        Some(7)
-    );
-    assert_eq!(store.checkpoint(&projector, topic, 1).await.unwrap(), None);
-    assert_eq!(
-        store
-            .checkpoint(&projector, "other.events", 0)
-            .await
-            .unwrap(),
-        None
-    );
-    // The latest checkpoint write is the checkpoint, forwards or back.
-    store
-        .write(WriteBatch {
-            upserts: vec![],
-            checkpoints: vec![checkpoint(0, 25)],
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        store.checkpoint(&projector, topic, 0).await.unwrap(),
-        Some(25)
-    );
-    store.write(WriteBatch::default()).await.unwrap();
-}
-
-async fn insert_if_absent_keeps_the_first_row(store: Store) {
-    let key = RowKey::new(CONTRACT_TABLE, unique("lwt"), Vec::new());
-    assert_eq!(
-        store
-            .insert_if_absent(key.clone(), row(0, "first"))
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .insert_if_absent(key.clone(), row(0, "second"))
-            .await
-            .unwrap(),
-        Some(row(0, "first"))
-    );
-    assert_eq!(store.get(key).await.unwrap(), Some(row(0, "first")));
-}
-
-async fn racing_inserts_if_absent_agree_on_one_winner(store: Store) {
-    let key = RowKey::new(CONTRACT_TABLE, unique("lwt-race"), Vec::new());
-    let attempts: Vec<_> = (0..4)
-        .map(|attempt| {
-            let store = store.clone();
-            let key = key.clone();
-            tokio::spawn(async move {
-                let mine = row(0, &format!("gateway {attempt}"));
-                let existing = store.insert_if_absent(key, mine.clone()).await.unwrap();
-                existing.unwrap_or(mine)
-            })
-        })
-        .collect();
-    let mut seen = Vec::new();
-    for attempt in attempts {
-        seen.push(attempt.await.unwrap());
-    }
-    assert!(seen.windows(2).all(|pair| pair[0] == pair[1]), "{seen:?}");
-    assert_eq!(store.get(key).await.unwrap(), Some(seen[0].clone()));
-}
-
-async fn put_overwrites_unconditionally(store: Store) {
-    let key = RowKey::new(CONTRACT_TABLE, unique("put"), 7_i32.to_be_bytes().to_vec());
-    store
-        .put(key.clone(), row(9, "snapshot at 9"))
-        .await
-        .unwrap();
-    store
-        .put(key.clone(), row(4, "snapshot at 4"))
-        .await
-        .unwrap();
-    assert_eq!(store.get(key).await.unwrap(), Some(row(4, "snapshot at 4")));
-}
-
-async fn empty_values_and_binary_keys_round_trip(store: Store) {
-    let key = RowKey::new(CONTRACT_TABLE, vec![0, 0xff, 0], vec![0xff, 0]);
-    let empty = StoredRow {
-        position: 2,
-        value: Vec::new(),
-    };
-    store
-        .write(upsert(
-            &key,
-            StoredRow {
-                position: 1,
-                value: vec![0; 3],
-            },
-        ))
-        .await
-        .unwrap();
-    store.write(upsert(&key, empty.clone())).await.unwrap();
-    assert_eq!(store.get(key.clone()).await.unwrap(), Some(empty));
-    let missing = RowKey::new(CONTRACT_TABLE, unique("missing"), vec![1]);
-    assert_eq!(store.get(missing).await.unwrap(), None);
-}
-
-/// Declares each contract test once per backend.
+/// Declares each contract case as a test once per backend, and checks that
+/// the list names every shared case.
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
+        #[test]
+        fn every_shared_case_runs_on_every_backend_here() {
+            let declared = [$(stringify!($name)),*];
+            let shared: Vec<&str> = foldline_testcontainers::store_contract::CASES
+                .iter()
+                .map(|case| case.name)
+                .collect();
+            assert_eq!(declared.to_vec(), shared, "declare every case of the harness's store contract below");
+        }
         mod embedded_in_memory {
+            use foldline_testcontainers::store_contract as contract;
             $(
                 #[tokio::test]
                 async fn $name() {
-                    super::$name(foldline_platform::store::Store::in_memory().unwrap()).await;
+                    contract::$name(foldline_platform::store::Store::in_memory().unwrap()).await;
                 }
             )*
         }
         mod embedded_on_disk {
+            use foldline_testcontainers::store_contract as contract;
             $(
                 #[tokio::test]
                 async fn $name() {
                     let directory = tempfile::tempdir().unwrap();
-                    super::$name(
+                    contract::$name(
                         foldline_platform::store::Store::open_embedded(directory.path()).unwrap(),
                     )
                     .await;
@@ -348,10 +107,11 @@ macro_rules! contract {
             )*
         }
         mod cql {
+            use foldline_testcontainers::store_contract as contract;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::cql_store().await).await;
+                    contract::$name(super::cql_store().await).await;
                 }
             )*
         }
