@@ -41,8 +41,8 @@ pub mod process;
 pub mod redis;
 pub mod replay;
 pub mod secured;
-pub mod tls;
 pub mod store_contract;
+pub mod tls;
 pub mod wait;
 
 pub use broker::{broker, dedicated_broker, KafkaBroker};

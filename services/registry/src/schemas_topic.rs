@@ -19,8 +19,12 @@ use super::{RegistryConfig, RegistryError};
 /// How long start-up waits for cluster metadata before calling the brokers
 /// unreachable.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long start-up waits for the schemas topic to be listed and led.
-const TOPIC_GRACE: Duration = Duration::from_secs(5);
+/// How long start-up waits for the schemas topic to be listed and led. A
+/// broker that has just started or restarted answers "not leader" for its
+/// partitions until the election settles, which on a loaded machine takes
+/// well over five seconds; waiting is right, failing would only make the
+/// supervisor restart us into the same wait.
+const TOPIC_GRACE: Duration = Duration::from_secs(30);
 /// The pause between two looks at a topic that is not ready.
 const TOPIC_RETRY: Duration = Duration::from_millis(100);
 /// How long start-up may spend replaying the topic.
@@ -127,9 +131,8 @@ impl Log {
                         check_topic(&consumer, &topic, &bootstrap_servers).and_then(|()| {
                             consumer
                                 .fetch_watermarks(&topic, PARTITION, METADATA_TIMEOUT)
-                                .map_err(|source| RegistryError::Unreachable {
-                                    bootstrap_servers: bootstrap_servers.clone(),
-                                    source,
+                                .map_err(|source| {
+                                    watermarks_error(source, &topic, &bootstrap_servers)
                                 })
                         });
                     match attempt {
@@ -250,6 +253,26 @@ impl Log {
         let mut receiver = self.progress.clone();
         receiver.borrow_and_update();
         Changes(receiver)
+    }
+}
+
+/// A partition without a leader yet is a topic not ready, not brokers out
+/// of reach: the brokers answered.
+fn watermarks_error(source: KafkaError, topic: &str, bootstrap_servers: &str) -> RegistryError {
+    match source.rdkafka_error_code() {
+        Some(
+            code @ (RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::UnknownLeaderEpoch
+            | RDKafkaErrorCode::FencedLeaderEpoch),
+        ) => RegistryError::TopicUnavailable {
+            topic: topic.to_owned(),
+            reason: code.to_string().to_lowercase(),
+        },
+        _ => RegistryError::Unreachable {
+            bootstrap_servers: bootstrap_servers.to_owned(),
+            source,
+        },
     }
 }
 
@@ -391,5 +414,33 @@ fn report(topic: &str, offset: i64, applied: &Applied) {
             "skipping undecodable _schemas record"
         ),
         other => debug!(topic, offset, applied = ?other, "schemas record applied"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_without_a_leader_is_a_topic_not_ready_and_is_waited_for() {
+        for code in [
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::LeaderNotAvailable,
+        ] {
+            let error = watermarks_error(KafkaError::MetadataFetch(code), "_schemas", "b:9092");
+            assert!(
+                matches!(error, RegistryError::TopicUnavailable { .. }),
+                "{code:?}: {error}"
+            );
+        }
+        let error = watermarks_error(
+            KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure),
+            "_schemas",
+            "b:9092",
+        );
+        assert!(
+            matches!(error, RegistryError::Unreachable { .. }),
+            "{error}"
+        );
     }
 }
