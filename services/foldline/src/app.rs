@@ -44,14 +44,23 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
     let topology = Topology::embedded().context("read the topology")?;
     match cli.command.unwrap_or(Command::Up) {
         Command::Up => {
-            let running = start_embedded(config, topology).await?;
+            let mut stop = StopSignals::listen().context("listen for stop signals")?;
+            let Some(running) = stop
+                .unless_stopped(start_embedded(config, topology))
+                .await?
+            else {
+                return Ok(());
+            };
             println!("{}", running.banner());
-            running.run_until(wait_for_signal()).await
+            running.run_until(stop.received()).await
         }
         Command::Run { roles } => {
-            let running = start(config, topology, &roles).await?;
+            let mut stop = StopSignals::listen().context("listen for stop signals")?;
+            let Some(running) = stop.unless_stopped(start(config, topology, &roles)).await? else {
+                return Ok(());
+            };
             tracing::info!(roles = ?roles.iter().map(Role::to_string).collect::<Vec<_>>(), "foldline started");
-            running.run_until(wait_for_signal()).await
+            running.run_until(stop.received()).await
         }
         Command::Migrate => migrate_command(&config).await,
         Command::Topology { action } => {
@@ -664,26 +673,65 @@ fn flatten(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow
     result.context("join a role task")?
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGINT (Ctrl-C) and SIGTERM, listened to from before start-up: a stop
+/// signal that arrives while roles are still starting (a pod deleted during
+/// a rollout, a supervisor's restart) ends the process cleanly with exit 0,
+/// instead of meeting the default disposition and dying of the signal.
+#[derive(Debug)]
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            () = terminate => {}
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers; from here on a stop signal is queued, not fatal.
+    pub fn listen() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+
+    /// Resolves on the first stop signal.
+    pub async fn received(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => {}
+                _ = self.terminate.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Runs `starting` unless a stop signal comes first, in which case the
+    /// half-started roles are dropped (nothing of theirs is committed) and
+    /// the answer is `None`.
+    pub async fn unless_stopped<T>(
+        &mut self,
+        starting: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<Option<T>> {
+        tokio::select! {
+            started = starting => started.map(Some),
+            () = self.received() => {
+                tracing::info!("stopped on request during start-up");
+                Ok(None)
+            }
+        }
     }
 }

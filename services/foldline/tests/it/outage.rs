@@ -14,7 +14,9 @@
 
 use std::time::{Duration, Instant};
 
-use foldline_testcontainers::{place_body, ApiResponse, CommandOptions, Deadline, Deployment};
+use foldline_testcontainers::{
+    place_body, ApiResponse, CommandOptions, Deadline, Deployment, FoldlineProcess,
+};
 
 use crate::support::{binary, spawn_platform};
 
@@ -190,5 +192,43 @@ async fn a_process_rides_out_a_broker_outage_recovers_unrestarted_and_stops_clea
         "outage test took {:?} (SIGTERM to exit: {:?})",
         started.elapsed(),
         terminated.elapsed()
+    );
+}
+
+/// A stop signal while the roles are still starting ends the process with
+/// exit 0 (a pod deleted mid-rollout is not a crash): here start-up waits on
+/// a "broker" that accepts connections and never answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_during_start_up_exits_cleanly() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a silent listener");
+    let address = silent.local_addr().expect("its address");
+    let directory = tempfile::tempdir().expect("a working directory");
+    let mut process = FoldlineProcess::spawn(
+        std::path::Path::new(binary()),
+        "starting",
+        &["orders-processor"],
+        &[(
+            "FOLDLINE__KAFKA__BOOTSTRAP_SERVERS".to_owned(),
+            address.to_string(),
+        )],
+        directory.path(),
+        directory.path().join("starting.log"),
+    )
+    .expect("spawn foldline");
+    process
+        .wait_for_log("connecting to kafka", 1, Deadline::secs(60))
+        .await
+        .expect("start-up reaches the brokers");
+    process.send_terminate().expect("SIGTERM");
+    let status = process
+        .wait_exit(Deadline::secs(30))
+        .await
+        .expect("the process exits");
+    assert!(status.success(), "{status:?}\n{}", process.report(30));
+    assert_eq!(
+        process.log_count("stopped on request during start-up"),
+        1,
+        "{}",
+        process.report(30)
     );
 }
