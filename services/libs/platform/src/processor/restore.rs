@@ -23,10 +23,12 @@ use crate::store::{RowKey, Store, StoreError, StoredRow};
 
 const SNAPSHOT_TABLE: &str = "processor_snapshots";
 
-/// Watermark fetches block on the broker: at most this many attempts of
-/// `WATERMARK_TIMEOUT` each before the restore gives up.
+/// Watermark fetches block on the broker: a restore gives up after this
+/// many `WATERMARK_TIMEOUT`s of failed attempts.
 const WATERMARK_ATTEMPTS: u32 = 10;
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The pause after a refused watermark fetch before the next one.
+const WATERMARK_RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// How long a restore waits for the next record of a log it knows is there.
 const RECORD_WAIT: Duration = Duration::from_secs(30);
@@ -242,13 +244,21 @@ impl<D: CommandDomain> Restorer<D> {
         let stop = shutdown.clone();
         let fetch = tokio::task::spawn_blocking(move || {
             let mut last_error = String::from("no attempt made");
-            for _ in 0..WATERMARK_ATTEMPTS {
+            // Bounded by time, not attempts: a partition whose leader is
+            // not elected yet (a topic just created, a broker just
+            // restarted) answers "not leader" at once, and ten instant
+            // refusals are no wait at all.
+            let deadline = std::time::Instant::now() + WATERMARK_TIMEOUT * WATERMARK_ATTEMPTS;
+            while std::time::Instant::now() < deadline {
                 if stop.is_triggered() {
                     return Ok(None);
                 }
                 match reader.fetch_watermarks(&topic, partition, WATERMARK_TIMEOUT) {
                     Ok(watermarks) => return Ok(Some(watermarks)),
-                    Err(error) => last_error = error.to_string(),
+                    Err(error) => {
+                        last_error = error.to_string();
+                        std::thread::sleep(WATERMARK_RETRY_PAUSE);
+                    }
                 }
             }
             Err(last_error)
