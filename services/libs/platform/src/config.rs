@@ -54,6 +54,7 @@ pub struct Config {
     pub processor: ProcessorConfig,
     pub telemetry: TelemetryConfig,
     pub personal_data: PersonalDataConfig,
+    pub payments: crate::payments_config::PaymentsConfig,
 }
 
 /// Crypto-shredding of personal data (`crate::personal_data`).
@@ -530,6 +531,7 @@ impl Config {
             .map_err(|error| ConfigError::Invalid(error.to_string()))?;
         config.kafka.security.validate(&config.kafka)?;
         config.gateway.validate()?;
+        config.payments.validate()?;
         if config.store.kind == StoreKind::Scylla {
             config.store.scylla.validate()?;
         }

@@ -26,6 +26,8 @@
 //!   the configured key-encryption key, sealed fields, keyed lookup hashes.
 //! - [`outbox`]: follow-ups of admitted events (a projection writes them,
 //!   a relay performs them), for steps that span aggregates.
+//! - [`payments_config`]: the `[payments]` configuration section (the
+//!   payment provider's client and its simulator).
 //! - [`shutdown`]: the stop signal every loop and server watches.
 
 pub mod cache;
@@ -39,6 +41,7 @@ pub mod headers;
 pub mod kafka;
 pub mod kafka_security;
 pub mod outbox;
+pub mod payments_config;
 pub mod personal_data;
 pub mod processor;
 pub mod projector;
