@@ -33,6 +33,9 @@
 //!   retried `Idempotency-Key` and share one rate limit through Redis.
 //! - [`redis_outage`]: Redis killed under two gateways on the CQL store:
 //!   reads answer from the store, keyed commands get 503, hits return.
+//! - [`payments`]: authorize, declines, capture, refunds and void against
+//!   the provider simulator; an outage, the deadline, and kill -9 of the
+//!   provider worker with no double charge by the simulator's count.
 //! - [`users`]: the race for one address, kill -9 mid-registration, and
 //!   erasure read back from raw topics, store files and a replay.
 //!
@@ -49,6 +52,7 @@ mod idempotency;
 mod in_process;
 mod nemesis;
 mod outage;
+mod payments;
 mod poison;
 mod redis_outage;
 mod registry;

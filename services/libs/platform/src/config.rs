@@ -55,6 +55,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub personal_data: PersonalDataConfig,
     pub metrics: MetricsConfig,
+    pub payments: crate::payments_config::PaymentsConfig,
 }
 
 /// `[metrics]`: where a process serves its counters (`crate::metrics`).
@@ -841,6 +842,7 @@ impl Config {
         config.gateway.validate()?;
         config.registry.validate()?;
         config.registry_server.validate()?;
+        config.payments.validate()?;
         if config.store.kind == StoreKind::Scylla {
             config.store.scylla.validate()?;
         }

@@ -31,6 +31,8 @@
 //!   a relay performs them), for steps that span aggregates.
 //! - `testing` (feature `testing`): the replay harness of the domains'
 //!   property tests (Avro round trip, gate, snapshots, forged records).
+//! - [`payments_config`]: the `[payments]` configuration section (the
+//!   payment provider's client and its simulator).
 //! - [`shutdown`]: the stop signal every loop and server watches.
 
 pub mod cache;
@@ -45,6 +47,7 @@ pub mod kafka;
 pub mod kafka_security;
 pub mod metrics;
 pub mod outbox;
+pub mod payments_config;
 pub mod personal_data;
 pub mod processor;
 pub mod projector;
