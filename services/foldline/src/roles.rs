@@ -1,6 +1,8 @@
 //! Roles: what one process runs. Derived from the compiled domains, so a
 //! new domain brings its roles (`<domain>`, `<domain>-processor`,
-//! `<domain>-projector`) with it and this file does not change.
+//! `<domain>-projector`) with it and this file does not change; beside
+//! them, `gateway`, `registry` and `analytics` (the read side of every
+//! domain).
 
 use std::fmt;
 use std::str::FromStr;
@@ -41,6 +43,7 @@ pub fn cql_migrations() -> Vec<Migration> {
     for domain in domains() {
         all.extend_from_slice(domain.cql_migrations);
     }
+    all.extend_from_slice(foldline_analytics::CQL_MIGRATIONS);
     all
 }
 
@@ -59,6 +62,8 @@ pub enum Role {
     Gateway,
     /// The schema registry (Confluent-compatible REST API on `_schemas`).
     Registry,
+    /// Every domain's events and dead letters folded into figures.
+    Analytics,
     Domain {
         name: String,
         part: DomainPart,
@@ -72,13 +77,17 @@ impl Role {
             Role::Domain { name, part: mine } => {
                 name == domain && (*mine == DomainPart::All || *mine == part)
             }
-            Role::Gateway | Role::Registry => false,
+            Role::Gateway | Role::Registry | Role::Analytics => false,
         }
     }
 
     /// Every role name this binary accepts, for help and errors.
     pub fn names() -> Vec<String> {
-        let mut names = vec!["gateway".to_owned(), "registry".to_owned()];
+        let mut names = vec![
+            "gateway".to_owned(),
+            "registry".to_owned(),
+            "analytics".to_owned(),
+        ];
         for domain in domains() {
             let name = domain.service.name();
             names.push(name.to_owned());
@@ -94,6 +103,7 @@ impl fmt::Display for Role {
         match self {
             Role::Gateway => formatter.write_str("gateway"),
             Role::Registry => formatter.write_str("registry"),
+            Role::Analytics => formatter.write_str("analytics"),
             Role::Domain { name, part } => match part {
                 DomainPart::All => formatter.write_str(name),
                 DomainPart::Processor => write!(formatter, "{name}-processor"),
@@ -117,6 +127,7 @@ impl FromStr for Role {
         match text {
             "gateway" => return Ok(Role::Gateway),
             "registry" => return Ok(Role::Registry),
+            "analytics" => return Ok(Role::Analytics),
             _ => {}
         }
         let (name, part) = match text.rsplit_once('-') {
@@ -147,6 +158,7 @@ mod tests {
     #[test]
     fn roles_are_derived_from_the_domains() {
         assert_eq!("gateway".parse(), Ok(Role::Gateway));
+        assert_eq!("analytics".parse(), Ok(Role::Analytics));
         assert_eq!(
             "orders-processor".parse(),
             Ok(Role::Domain {
