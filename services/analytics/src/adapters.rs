@@ -4,6 +4,7 @@
 //! folded by adding its adapter and one line in `crate::sources`.
 
 use foldline_contracts::orders::OrdersEventRecord;
+use foldline_contracts::payments::PaymentsEventRecord;
 use foldline_contracts::record::EventRecord;
 use foldline_contracts::users::UsersEventRecord;
 
@@ -25,6 +26,21 @@ pub const PAYMENTS_APPROVED: &str = "orders.payment_approved";
 pub const PAYMENTS_DECLINED: &str = "orders.payment_declined";
 /// Order placed → payment outcome recorded on the order, event time to event time.
 pub const ORDER_TO_PAYMENT_MS: &str = "orders.order_to_payment_ms";
+
+pub const PAYMENTS_REQUESTED: &str = "payments.requested";
+/// Authorized by the provider, as the payments log records it.
+pub const PAYMENTS_AUTHORIZED: &str = "payments.authorized";
+/// Declined by the provider; `payments.declined.<code>` splits it.
+pub const PAYMENTS_PROVIDER_DECLINED: &str = "payments.declined";
+/// Amounts by currency, minor units: `payments.captured_amount.EUR`.
+pub const PAYMENTS_AUTHORIZED_AMOUNT: &str = "payments.authorized_amount";
+pub const PAYMENTS_CAPTURED_AMOUNT: &str = "payments.captured_amount";
+pub const PAYMENTS_REFUNDED_AMOUNT: &str = "payments.refunded_amount";
+pub const PAYMENTS_CAPTURE_FAILED: &str = "payments.capture_failed";
+pub const PAYMENTS_REFUND_FAILED: &str = "payments.refund_failed";
+pub const PAYMENTS_VOIDED: &str = "payments.voided";
+/// Payment requested → authorized or declined, event time to event time.
+pub const PAYMENT_REQUEST_TO_OUTCOME_MS: &str = "payments.request_to_outcome_ms";
 
 pub const USERS_REGISTERED: &str = "users.registered";
 pub const USERS_REGISTRATION_REFUSED: &str = "users.registration_refused";
@@ -123,6 +139,75 @@ impl EventsAdapter for UsersAdapter {
             | UsersEventRecord::EmailChanged(_)
             | UsersEventRecord::EmailChangeRefused(_)
             | UsersEventRecord::CommandRejected(_) => {}
+        }
+    }
+}
+
+/// `payments.events`: one payment aggregate per payment, so its request
+/// time joins its outcome in the payment's gate row.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PaymentsAdapter;
+
+impl EventsAdapter for PaymentsAdapter {
+    type Events = PaymentsEventRecord;
+    const DOMAIN: &'static str = "payments";
+    const METRICS: &'static [&'static str] = &[
+        PAYMENTS_REQUESTED,
+        PAYMENTS_AUTHORIZED,
+        PAYMENTS_PROVIDER_DECLINED,
+        "payments.declined.*",
+        "payments.authorized_amount.*",
+        "payments.captured_amount.*",
+        "payments.refunded_amount.*",
+        PAYMENTS_CAPTURE_FAILED,
+        PAYMENTS_REFUND_FAILED,
+        PAYMENTS_VOIDED,
+        PAYMENT_REQUEST_TO_OUTCOME_MS,
+        "payments.commands_rejected",
+    ];
+
+    fn fold(&self, event: &PaymentsEventRecord, join: &mut JoinState, figures: &mut Figures) {
+        let at = event.metadata().occurred_at;
+        let outcome_latency = |join: &JoinState, figures: &mut Figures| {
+            if let Some(requested_at) = join.started_at {
+                figures.record_latency(PAYMENT_REQUEST_TO_OUTCOME_MS, at - requested_at);
+            }
+        };
+        match event {
+            PaymentsEventRecord::Requested(requested) => {
+                figures.count(PAYMENTS_REQUESTED);
+                join.started_at = Some(at);
+                join.currency = Some(requested.currency.clone());
+            }
+            PaymentsEventRecord::Authorized(authorized) => {
+                figures.count(PAYMENTS_AUTHORIZED);
+                figures.add(
+                    format!("{PAYMENTS_AUTHORIZED_AMOUNT}.{}", authorized.currency),
+                    authorized.amount,
+                );
+                outcome_latency(join, figures);
+            }
+            PaymentsEventRecord::Declined(declined) => {
+                figures.count(PAYMENTS_PROVIDER_DECLINED);
+                figures.count(format!("{PAYMENTS_PROVIDER_DECLINED}.{}", declined.code));
+                outcome_latency(join, figures);
+            }
+            PaymentsEventRecord::Captured(captured) => figures.add(
+                format!("{PAYMENTS_CAPTURED_AMOUNT}.{}", captured.currency),
+                captured.amount,
+            ),
+            PaymentsEventRecord::CaptureFailed(_) => figures.count(PAYMENTS_CAPTURE_FAILED),
+            PaymentsEventRecord::RefundIssued(refund) => figures.add(
+                format!("{PAYMENTS_REFUNDED_AMOUNT}.{}", refund.currency),
+                refund.amount,
+            ),
+            PaymentsEventRecord::RefundFailed(_) => figures.count(PAYMENTS_REFUND_FAILED),
+            PaymentsEventRecord::Voided(_) => figures.count(PAYMENTS_VOIDED),
+            PaymentsEventRecord::CaptureRequested(_)
+            | PaymentsEventRecord::RefundRequested(_)
+            | PaymentsEventRecord::VoidRequested(_)
+            | PaymentsEventRecord::VoidFailed(_)
+            | PaymentsEventRecord::CommandRejected(_) => {}
         }
     }
 }

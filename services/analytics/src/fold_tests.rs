@@ -11,6 +11,9 @@ use foldline_contracts::envelope::{CommandRejected, EventMetadata};
 use foldline_contracts::orders::{
     OrderCancelled, OrderConfirmed, OrderPaymentRejected, OrderPlaced, OrdersEventRecord,
 };
+use foldline_contracts::payments::{
+    PaymentAuthorized, PaymentDeclined, PaymentRequested, PaymentsEventRecord,
+};
 use foldline_contracts::users::{UserDeactivated, UserRegistered, UsersEventRecord};
 use foldline_platform::dlq::headers as dlq_headers;
 use foldline_platform::projector::{apply_in_memory, MemoryTable, Projection};
@@ -275,6 +278,52 @@ fn registrations_deactivations_and_erasures_are_counted() {
     assert_eq!(figures.sum(USERS_REGISTERED), 1);
     assert_eq!(figures.sum(USERS_DEACTIVATED), 1);
     assert_eq!(figures.sum(USERS_ERASED), 0);
+}
+
+#[test]
+fn payment_requests_and_provider_answers_become_figures() {
+    let requested = |payment: u128, at: i64| {
+        PaymentsEventRecord::Requested(PaymentRequested {
+            metadata: metadata(payment, 1, payment * 10 + 1, at),
+            payment_id: id(payment),
+            order_id: id(payment + 500),
+            customer_id: id(7),
+            amount: 2_500,
+            currency: "EUR".to_owned(),
+            card_token: "tok".to_owned(),
+        })
+    };
+    let log = vec![
+        requested(1, T0),
+        requested(2, T0 + 10),
+        PaymentsEventRecord::Authorized(PaymentAuthorized {
+            metadata: metadata(1, 2, 12, T0 + 120),
+            payment_id: id(1),
+            order_id: id(501),
+            amount: 2_500,
+            currency: "EUR".to_owned(),
+            provider_reference: "auth-1".to_owned(),
+        }),
+        PaymentsEventRecord::Declined(PaymentDeclined {
+            metadata: metadata(2, 2, 22, T0 + 40),
+            payment_id: id(2),
+            order_id: id(502),
+            code: "card_declined".to_owned(),
+            reason: "declined".to_owned(),
+            provider_reference: None,
+        }),
+    ];
+    let mut table = MemoryTable::new();
+    let fold = EventsFold::new("payments.events", PaymentsAdapter);
+    fold_partition(&fold, &mut table, 0, &log);
+    fold_partition(&fold, &mut table, 0, &log);
+    let figures = totals(&table);
+    assert_eq!(figures.sum(PAYMENTS_REQUESTED), 2);
+    assert_eq!(figures.sum(PAYMENTS_AUTHORIZED), 1);
+    assert_eq!(figures.sum("payments.authorized_amount.EUR"), 2_500);
+    assert_eq!(figures.sum("payments.declined.card_declined"), 1);
+    let latency = figures.latencies[PAYMENT_REQUEST_TO_OUTCOME_MS].summary();
+    assert_eq!((latency.count, latency.p50), (2, 30));
 }
 
 fn dead_letter(origin_offset: Option<i64>, cause: &str, at: i64, offset: i64) -> OwnedMessage {

@@ -12,7 +12,8 @@
 //! - [`fold`]: the exactly-once fold of one source into rows
 //!   ([`EventsFold`](fold::EventsFold) behind the version gate,
 //!   [`DlqFold`](fold::DlqFold) by origin), the row keys.
-//! - [`adapters`]: each domain's events → figures, one pure type per domain.
+//! - [`adapters`]: each domain's events → figures, one pure type per domain
+//!   (orders, users, payments).
 //! - [`sources`]: the sources from the topology, and running their folds.
 //! - [`read`]: merging the partitions' rows back into figures.
 //! - [`routes`]: `GET /v1/analytics/summary` and `GET /v1/analytics/series`.
@@ -33,6 +34,6 @@ pub use crate::sources::{folds, AnalyticsError};
 
 /// The analytics tables (`schemas/cql/`), applied by `foldline migrate`.
 pub const CQL_MIGRATIONS: &[Migration] = &[Migration {
-    id: "0005_analytics",
-    cql: include_str!("../../../schemas/cql/0005_analytics.cql"),
+    id: "0006_analytics",
+    cql: include_str!("../../../schemas/cql/0006_analytics.cql"),
 }];

@@ -20,7 +20,10 @@ use foldline_gateway::time::rfc3339_millis;
 use foldline_gateway::GatewayState;
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::{ORDERS_REVENUE, PAYMENTS_APPROVED, PAYMENTS_DECLINED};
+use crate::adapters::{
+    ORDERS_REVENUE, PAYMENTS_APPROVED, PAYMENTS_AUTHORIZED, PAYMENTS_DECLINED,
+    PAYMENTS_PROVIDER_DECLINED,
+};
 use crate::figures::{Figures, LatencySummary, Resolution};
 use crate::read::{self, MAX_BUCKETS};
 use crate::sources::Catalog;
@@ -62,9 +65,9 @@ struct Approval {
 }
 
 impl Approval {
-    fn of(figures: &Figures) -> Approval {
-        let approved = figures.sum(PAYMENTS_APPROVED);
-        let declined = figures.sum(PAYMENTS_DECLINED);
+    fn of(figures: &Figures, approved: &str, declined: &str) -> Approval {
+        let approved = figures.sum(approved);
+        let declined = figures.sum(declined);
         let outcomes = approved.saturating_add(declined);
         Approval {
             approved,
@@ -80,7 +83,10 @@ struct SummaryView {
     sums: BTreeMap<String, i64>,
     /// Revenue (confirmed orders) by currency, minor units.
     revenue: BTreeMap<String, i64>,
+    /// Payment outcomes as the orders log records them.
     payment_approval: Approval,
+    /// The provider's answers as the payments log records them.
+    provider_approval: Approval,
     /// Latency percentiles by metric, milliseconds.
     latencies_ms: BTreeMap<String, LatencySummary>,
     /// What `GET /v1/analytics/series?metric=` accepts.
@@ -101,7 +107,12 @@ impl SummaryView {
                         .map(|currency| (currency.to_owned(), *amount))
                 })
                 .collect(),
-            payment_approval: Approval::of(totals),
+            payment_approval: Approval::of(totals, PAYMENTS_APPROVED, PAYMENTS_DECLINED),
+            provider_approval: Approval::of(
+                totals,
+                PAYMENTS_AUTHORIZED,
+                PAYMENTS_PROVIDER_DECLINED,
+            ),
             latencies_ms: totals
                 .latencies
                 .iter()
@@ -351,10 +362,13 @@ mod tests {
 
     #[test]
     fn the_approval_rate_is_integer_basis_points() {
+        let rate = |figures: &Figures| {
+            Approval::of(figures, PAYMENTS_APPROVED, PAYMENTS_DECLINED).rate_basis_points
+        };
         let mut figures = Figures::default();
-        assert_eq!(Approval::of(&figures).rate_basis_points, None);
+        assert_eq!(rate(&figures), None);
         figures.add(PAYMENTS_APPROVED, 2);
         figures.add(PAYMENTS_DECLINED, 1);
-        assert_eq!(Approval::of(&figures).rate_basis_points, Some(6_666));
+        assert_eq!(rate(&figures), Some(6_666));
     }
 }

@@ -7,7 +7,7 @@ use foldline_contracts::topology::{TopicKind, Topology, TopologyError};
 use foldline_platform::projector::{self, Projection, ProjectorOptions};
 use foldline_platform::service::{RoleContext, RoleFuture, ServiceError};
 
-use crate::adapters::{OrdersAdapter, UsersAdapter};
+use crate::adapters::{OrdersAdapter, PaymentsAdapter, UsersAdapter};
 use crate::fold::{dlq_metric, DlqFold, EventsAdapter, EventsFold};
 
 /// Records one projector of a fold reads and writes per batch.
@@ -147,10 +147,14 @@ fn entry<A: EventsAdapter + Default>() -> (&'static str, AdapterEntry) {
 
 /// The events adapter of `domain`: one line per domain.
 fn adapter(domain: &str) -> Option<AdapterEntry> {
-    [entry::<OrdersAdapter>(), entry::<UsersAdapter>()]
-        .into_iter()
-        .find(|(name, _)| *name == domain)
-        .map(|(_, entry)| entry)
+    [
+        entry::<OrdersAdapter>(),
+        entry::<UsersAdapter>(),
+        entry::<PaymentsAdapter>(),
+    ]
+    .into_iter()
+    .find(|(name, _)| *name == domain)
+    .map(|(_, entry)| entry)
 }
 
 /// One projector per source, each named by its group, ready to spawn.
@@ -213,7 +217,14 @@ mod tests {
         let topics: Vec<_> = sources.iter().map(|source| source.topic.as_str()).collect();
         assert_eq!(
             topics,
-            ["orders.events", "orders.dlq", "users.events", "users.dlq"]
+            [
+                "orders.events",
+                "orders.dlq",
+                "users.events",
+                "users.dlq",
+                "payments.events",
+                "payments.dlq"
+            ]
         );
         assert_eq!(sources[1].kind, SourceKind::DeadLetters);
         assert_eq!(sources[0].group, "orders-analytics-events");
@@ -229,6 +240,8 @@ mod tests {
             "users.erased",
             "dlq.orders",
             "dlq.users.poison",
+            "payments.declined.card_declined",
+            "payments.request_to_outcome_ms",
         ] {
             assert!(catalog.knows(known), "{known}");
         }
@@ -239,6 +252,7 @@ mod tests {
             "orders.revenue.EUR.x",
             "orders.revenue.€",
             "payments.approved",
+            "notify.sent",
         ] {
             assert!(!catalog.knows(unknown), "{unknown}");
         }
