@@ -35,6 +35,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(15);
 
 /// The binary's entry: load configuration once, then run the command.
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
+    let stop = wait_for_signal();
     let config =
         Config::load(cli.config.as_deref(), std::env::vars()).context("load configuration")?;
     telemetry::init(&config.telemetry).context("initialise telemetry")?;
@@ -43,12 +44,12 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Up => {
             let running = start_embedded(config, topology).await?;
             println!("{}", running.banner());
-            running.run_until(wait_for_signal()).await
+            running.run_until(stop).await
         }
         Command::Run { roles } => {
             let running = start(config, topology, &roles).await?;
             tracing::info!(roles = ?roles.iter().map(Role::to_string).collect::<Vec<_>>(), "foldline started");
-            running.run_until(wait_for_signal()).await
+            running.run_until(stop).await
         }
         Command::Migrate => migrate_command(&config).await,
         Command::Topology { action } => {
@@ -610,26 +611,39 @@ fn flatten(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow
     result.context("join a role task")?
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when
+/// this is called, not when the future is first polled: called first thing
+/// in [`main`], a SIGTERM that arrives while the roles are still starting
+/// (connecting, registering schemas) stops them in order once they are up,
+/// instead of killing the process by the signal's default action.
+pub fn wait_for_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
+        use tokio::signal::unix::{signal, SignalKind};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            let received = |stream: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match stream {
+                    Ok(mut stream) => {
+                        stream.recv().await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot listen for a stop signal");
+                        std::future::pending::<()>().await
+                    }
                 }
-                Err(_) => std::future::pending::<()>().await,
+            };
+            tokio::select! {
+                () = received(interrupt) => {}
+                () = received(terminate) => {}
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            () = terminate => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
