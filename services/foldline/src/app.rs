@@ -255,7 +255,12 @@ pub async fn start_embedded(mut config: Config, topology: Topology) -> anyhow::R
         tracing::warn!("no key-encryption key is configured: personal data is sealed under a DEVELOPMENT key generated at start; set FOLDLINE__PERSONAL_DATA__KEY_ENCRYPTION_KEY in any deployment");
         config.personal_data.key_encryption_key = Some(key.to_hex());
     }
-    let mut roles = vec![Role::Registry, Role::Gateway, Role::ProviderSimulator];
+    let mut roles = vec![
+        Role::Registry,
+        Role::Gateway,
+        Role::ProviderSimulator,
+        Role::Analytics,
+    ];
     roles.extend(domains().iter().map(|domain| Role::Domain {
         name: domain.service.name().to_owned(),
         part: DomainPart::All,
@@ -584,7 +589,7 @@ async fn serve_roles(
         let name = domain.service.name();
         runs(name, DomainPart::Processor) || runs(name, DomainPart::Projectors)
     });
-    let store = match has(Role::Gateway) || runs_any_domain {
+    let store = match has(Role::Gateway) || has(Role::Analytics) || runs_any_domain {
         true => Some(open_store(&config).await?),
         false => None,
     };
@@ -650,6 +655,16 @@ async fn serve_roles(
                 },
             );
         }
+        if has(Role::Analytics) {
+            let folds =
+                foldline_analytics::folds(&context).context("declare the analytics folds")?;
+            for (group, fold) in folds {
+                tasks.spawn(async move {
+                    fold.await
+                        .with_context(|| format!("run the analytics fold {group}"))
+                });
+            }
+        }
     }
     if let (Some(listener), Some(store)) = (gateway_listener, &store) {
         let admission = Admission::new(
@@ -686,7 +701,11 @@ async fn serve_roles(
                 .context("configure the rate limit")?,
         };
         let declarations: Vec<_> = domains.iter().map(|domain| domain.edge).collect();
-        let router = metrics_server::with_metrics(foldline_gateway::router(state, &declarations));
+        let router = metrics_server::with_metrics(foldline_gateway::router_with_reads(
+            state,
+            &declarations,
+            &[foldline_analytics::routes::router],
+        ));
         let stop = shutdown.clone();
         tasks.spawn(async move {
             foldline_gateway::serve(listener, router, stop.wait())

@@ -1,6 +1,8 @@
 //! Roles: what one process runs. Derived from the compiled domains, so a
 //! new domain brings its roles (`<domain>`, `<domain>-processor`,
-//! `<domain>-projector`) with it and this file does not change.
+//! `<domain>-projector`) with it and this file does not change; beside
+//! them, `gateway`, `registry` and `analytics` (the read side of every
+//! domain).
 
 use std::fmt;
 use std::str::FromStr;
@@ -46,6 +48,7 @@ pub fn cql_migrations() -> Vec<Migration> {
     for domain in domains() {
         all.extend_from_slice(domain.cql_migrations);
     }
+    all.extend_from_slice(foldline_analytics::CQL_MIGRATIONS);
     all
 }
 
@@ -69,6 +72,8 @@ pub enum Role {
     /// The payment provider simulator (a card processor's API, for the
     /// embedded default and tests).
     ProviderSimulator,
+    /// Every domain's events and dead letters folded into figures.
+    Analytics,
     Domain {
         name: String,
         part: DomainPart,
@@ -82,7 +87,7 @@ impl Role {
             Role::Domain { name, part: mine } => {
                 name == domain && (*mine == DomainPart::All || *mine == part)
             }
-            Role::Gateway | Role::Registry | Role::ProviderSimulator => false,
+            Role::Gateway | Role::Registry | Role::ProviderSimulator | Role::Analytics => false,
         }
     }
 
@@ -92,6 +97,7 @@ impl Role {
             "gateway".to_owned(),
             "registry".to_owned(),
             PROVIDER_SIMULATOR.to_owned(),
+            "analytics".to_owned(),
         ];
         for domain in domains() {
             let name = domain.service.name();
@@ -109,6 +115,7 @@ impl fmt::Display for Role {
             Role::Gateway => formatter.write_str("gateway"),
             Role::Registry => formatter.write_str("registry"),
             Role::ProviderSimulator => formatter.write_str(PROVIDER_SIMULATOR),
+            Role::Analytics => formatter.write_str("analytics"),
             Role::Domain { name, part } => match part {
                 DomainPart::All => formatter.write_str(name),
                 DomainPart::Processor => write!(formatter, "{name}-processor"),
@@ -133,6 +140,7 @@ impl FromStr for Role {
             "gateway" => return Ok(Role::Gateway),
             "registry" => return Ok(Role::Registry),
             PROVIDER_SIMULATOR => return Ok(Role::ProviderSimulator),
+            "analytics" => return Ok(Role::Analytics),
             _ => {}
         }
         let (name, part) = match text.rsplit_once('-') {
@@ -163,6 +171,7 @@ mod tests {
     #[test]
     fn roles_are_derived_from_the_domains() {
         assert_eq!("gateway".parse(), Ok(Role::Gateway));
+        assert_eq!("analytics".parse(), Ok(Role::Analytics));
         assert_eq!(
             "orders-processor".parse(),
             Ok(Role::Domain {

@@ -145,6 +145,16 @@ impl std::fmt::Debug for GatewayState {
 
 /// The whole HTTP API: the shared routes plus every declared domain's.
 pub fn router(state: GatewayState, declarations: &[EdgeDeclaration]) -> Router {
+    router_with_reads(state, declarations, &[])
+}
+
+/// [`router`] plus read-only routes that belong to no domain (analytics),
+/// behind the same limits.
+pub fn router_with_reads(
+    state: GatewayState,
+    declarations: &[EdgeDeclaration],
+    reads: &[fn() -> Router<GatewayState>],
+) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let mut routes = Router::new()
         .route("/v1/commands/{command_id}", get(commands::get_command))
@@ -152,6 +162,9 @@ pub fn router(state: GatewayState, declarations: &[EdgeDeclaration]) -> Router {
         .route("/readyz", get(readyz));
     for declaration in declarations {
         routes = routes.merge((declaration.routes)());
+    }
+    for read in reads {
+        routes = routes.merge(read());
     }
     routes
         .fallback(not_found)

@@ -4,6 +4,8 @@
 //! stores and logs; a failing test prints its processes' log tails and keeps
 //! its temp dir.
 //!
+//! - [`analytics`]: the figures equal the sums of the events read back
+//!   from the topics; a fresh replay serves identical figures.
 //! - [`admission`]: past the bound of unsettled commands, 503; every
 //!   admitted command settles.
 //! - [`flow`]: the HTTP API end to end, and the log read by a stock client.
@@ -45,6 +47,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admission;
+mod analytics;
 mod broker_crash;
 mod crash;
 mod flow;

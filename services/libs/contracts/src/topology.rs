@@ -87,6 +87,9 @@ pub enum GroupKind {
     Processor,
     /// Folds the domain's events into one projection.
     Projector,
+    /// Folds one of the domain's events or dead-letter topics into the
+    /// analytics read model (`services/analytics`).
+    Analytics,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -222,6 +225,14 @@ impl DomainTopology {
             })
     }
 
+    /// The domain's analytics groups: each folds one of its topics into
+    /// the analytics read model.
+    pub fn analytics_groups(&self) -> impl Iterator<Item = &ConsumerGroup> + '_ {
+        self.consumer_groups
+            .iter()
+            .filter(|group| group.kind == GroupKind::Analytics)
+    }
+
     fn validate_groups(&self) -> Result<(), TopologyError> {
         let inconsistent = |reason: String| Err(TopologyError::Inconsistent(reason));
         let processors = self
@@ -237,14 +248,23 @@ impl DomainTopology {
         }
         let mut projections = std::collections::BTreeSet::new();
         for group in &self.consumer_groups {
-            let (expected_topic, projection_allowed) = match group.kind {
-                GroupKind::Processor => (self.topic(TopicKind::Commands), false),
-                GroupKind::Projector => (self.topic(TopicKind::Events), true),
+            let (expected_topics, projection_allowed) = match group.kind {
+                GroupKind::Processor => (vec![self.topic(TopicKind::Commands)], false),
+                GroupKind::Projector => (vec![self.topic(TopicKind::Events)], true),
+                GroupKind::Analytics => (
+                    vec![self.topic(TopicKind::Events), self.topic(TopicKind::Dlq)],
+                    true,
+                ),
             };
-            if group.reads != [expected_topic.clone()] {
+            let reads_one_expected = match group.reads.as_slice() {
+                [topic] => expected_topics.contains(topic),
+                _ => false,
+            };
+            if !reads_one_expected {
                 return inconsistent(format!(
-                    "group {} must read exactly {expected_topic}",
-                    group.name
+                    "group {} must read exactly one of {}",
+                    group.name,
+                    expected_topics.join(", ")
                 ));
             }
             match (&group.projection, projection_allowed) {
@@ -342,6 +362,11 @@ mod tests {
             "orders-projector-orders"
         );
         assert!(orders.projector_group("nope").is_err());
+        let analytics: Vec<_> = orders
+            .analytics_groups()
+            .map(|group| group.reads[0].as_str())
+            .collect();
+        assert_eq!(analytics, ["orders.events", "orders.dlq"]);
     }
 
     #[test]
@@ -357,6 +382,11 @@ mod tests {
         assert!(Topology::parse(&wrong_topic).is_err());
         let unnamed = TOPOLOGY_TOML.replace(r#"projection = "orders""#, "");
         assert!(Topology::parse(&unnamed).is_err());
+        let analytics_of_commands = TOPOLOGY_TOML.replace(
+            r#"reads = ["orders.dlq"]"#,
+            r#"reads = ["orders.commands"]"#,
+        );
+        assert!(Topology::parse(&analytics_of_commands).is_err());
         let unknown_kind = TOPOLOGY_TOML.replace(r#"kind = "projector""#, r#"kind = "watcher""#);
         assert!(matches!(
             Topology::parse(&unknown_kind),

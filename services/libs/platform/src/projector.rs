@@ -54,8 +54,23 @@ pub trait Projection: Send + Sync + 'static {
     type Record: Send + Sync + 'static;
 
     fn parse_record(&self, decoded: Decoded) -> Result<Self::Record, WireError>;
+    /// Reads a record off the message itself, its value left undecoded:
+    /// for folds of topics whose values are not ours to decode (a
+    /// dead-letter topic holds poison by definition). `None`, the default,
+    /// means decode the value and call [`Projection::parse_record`]; an
+    /// error parks the record like any other poison.
+    fn parse_raw(&self, _message: &OwnedMessage) -> Option<Result<Self::Record, WireError>> {
+        None
+    }
     /// The rows `project` needs to see for `record`.
     fn rows_to_read(&self, record: &Self::Record) -> Vec<RowKey>;
+    /// The rows `project` needs to see for `record` read from `partition`:
+    /// by default [`Projection::rows_to_read`]. Rows keyed by an aggregate
+    /// need no partition (an aggregate lives in one); rows that a partition
+    /// of the topic owns, such as counters summing many aggregates, do.
+    fn rows_to_read_at(&self, record: &Self::Record, _partition: i32) -> Vec<RowKey> {
+        self.rows_to_read(record)
+    }
     /// The upserts `record` at `partition`/`offset` causes. Pure.
     fn project(
         &self,
@@ -81,7 +96,7 @@ pub fn apply_in_memory<P: Projection>(
     offset: i64,
 ) -> Result<(), ProjectionError> {
     let current: CurrentRows = projection
-        .rows_to_read(record)
+        .rows_to_read_at(record, partition)
         .into_iter()
         .map(|key| {
             let row = table.get(&key).cloned();
@@ -410,23 +425,35 @@ impl<P: Projection> Projector<P> {
         overlay: &CurrentRows,
         shutdown: &Shutdown,
     ) -> Result<Option<Vec<(RowKey, StoredRow)>>, ProjectorError> {
-        let screened = self
-            .dead_letters
-            .screen(
-                &self.codec,
-                message,
-                "event",
-                |decoded| self.projection.parse_record(decoded),
-                shutdown,
-            )
-            .await?;
+        let screened = match self.projection.parse_raw(message) {
+            Some(Ok(record)) => Screened::Admitted(record),
+            Some(Err(error)) => {
+                self.dead_letters
+                    .reject(message, &error.to_string(), shutdown)
+                    .await?
+            }
+            None => {
+                self.dead_letters
+                    .screen(
+                        &self.codec,
+                        message,
+                        "event",
+                        |decoded| self.projection.parse_record(decoded),
+                        shutdown,
+                    )
+                    .await?
+            }
+        };
         let record = match screened {
             Screened::Admitted(record) => record,
             Screened::Parked => return Ok(Some(Vec::new())),
             Screened::Stopped => return Ok(None),
         };
         let mut current = CurrentRows::new();
-        for key in self.projection.rows_to_read(&record) {
+        for key in self
+            .projection
+            .rows_to_read_at(&record, message.partition())
+        {
             let row = match overlay.get(&key) {
                 Some(row) => row.clone(),
                 None => {
