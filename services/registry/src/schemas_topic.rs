@@ -19,12 +19,16 @@ use super::{RegistryConfig, RegistryError};
 /// How long start-up waits for cluster metadata before calling the brokers
 /// unreachable.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long start-up waits for the schemas topic to be listed and led. A
+/// How long start-up waits for the schemas topic's partition to be led. A
 /// broker that has just started or restarted answers "not leader" for its
 /// partitions until the election settles, which on a loaded machine takes
 /// well over five seconds; waiting is right, failing would only make the
 /// supervisor restart us into the same wait.
 const TOPIC_GRACE: Duration = Duration::from_secs(30);
+/// How long start-up keeps trying brokers that do not answer at all, or a
+/// topic they do not list: a wrong address or a missing topic should fail
+/// start-up quickly and say so.
+const BROKER_GRACE: Duration = Duration::from_secs(5);
 /// The pause between two looks at a topic that is not ready.
 const TOPIC_RETRY: Duration = Duration::from_millis(100);
 /// How long start-up may spend replaying the topic.
@@ -125,7 +129,7 @@ impl Log {
                 // A topic created a moment ago (by this very process, say)
                 // may not be in the broker's metadata yet, or its leader
                 // not elected: a real broker applies a creation in steps.
-                let deadline = std::time::Instant::now() + TOPIC_GRACE;
+                let started = std::time::Instant::now();
                 loop {
                     let attempt =
                         check_topic(&consumer, &topic, &bootstrap_servers).and_then(|()| {
@@ -137,11 +141,16 @@ impl Log {
                         });
                     match attempt {
                         Ok((_, high)) => return Ok::<_, RegistryError>((consumer, high)),
+                        Err(error @ RegistryError::TopicUnavailable { .. })
+                            if started.elapsed() < TOPIC_GRACE =>
+                        {
+                            debug!(%error, "schemas topic has no leader yet, retrying");
+                            std::thread::sleep(TOPIC_RETRY);
+                        }
                         Err(
                             error @ (RegistryError::TopicMissing { .. }
-                            | RegistryError::TopicUnavailable { .. }
                             | RegistryError::Unreachable { .. }),
-                        ) if std::time::Instant::now() < deadline => {
+                        ) if started.elapsed() < BROKER_GRACE => {
                             debug!(%error, "schemas topic not ready yet, retrying");
                             std::thread::sleep(TOPIC_RETRY);
                         }
