@@ -31,6 +31,11 @@ pub fn domains() -> Vec<Domain> {
             edge: foldline_users::edge(),
             cql_migrations: foldline_users::CQL_MIGRATIONS,
         },
+        Domain {
+            service: foldline_notify::service(),
+            edge: foldline_notify::edge(),
+            cql_migrations: foldline_notify::CQL_MIGRATIONS,
+        },
     ]
 }
 

@@ -41,6 +41,7 @@ mod flow;
 mod idempotency;
 mod in_process;
 mod nemesis;
+mod notify;
 mod outage;
 mod poison;
 mod replaced;

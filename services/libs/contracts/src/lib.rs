@@ -19,6 +19,7 @@
 //! type's derived Avro schema equals its `.avsc` file.
 
 pub mod envelope;
+pub mod notify;
 pub mod orders;
 pub mod record;
 pub mod schema;

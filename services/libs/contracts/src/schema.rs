@@ -84,6 +84,50 @@ pub const ALL: &[RecordSchema] = &[
         "foldline.users.PersonalDataErased",
         "users/PersonalDataErased.avsc"
     ),
+    avsc!(
+        "foldline.notify.SendNotification",
+        "notify/SendNotification.avsc"
+    ),
+    avsc!(
+        "foldline.notify.RecordProviderFailover",
+        "notify/RecordProviderFailover.avsc"
+    ),
+    avsc!(
+        "foldline.notify.RecordNotificationSent",
+        "notify/RecordNotificationSent.avsc"
+    ),
+    avsc!(
+        "foldline.notify.RecordAttemptFailed",
+        "notify/RecordAttemptFailed.avsc"
+    ),
+    avsc!(
+        "foldline.notify.RecordNotificationFailed",
+        "notify/RecordNotificationFailed.avsc"
+    ),
+    avsc!(
+        "foldline.notify.NotificationQueued",
+        "notify/NotificationQueued.avsc"
+    ),
+    avsc!(
+        "foldline.notify.ProviderFailedOver",
+        "notify/ProviderFailedOver.avsc"
+    ),
+    avsc!(
+        "foldline.notify.NotificationSent",
+        "notify/NotificationSent.avsc"
+    ),
+    avsc!(
+        "foldline.notify.NotificationAttemptFailed",
+        "notify/NotificationAttemptFailed.avsc"
+    ),
+    avsc!(
+        "foldline.notify.NotificationFailed",
+        "notify/NotificationFailed.avsc"
+    ),
+    avsc!(
+        "foldline.notify.NotificationRetry",
+        "notify/NotificationRetry.avsc"
+    ),
 ];
 
 /// Envelope parts inlined in every record; published for reference.
@@ -176,6 +220,25 @@ mod tests {
         );
         assert_bound::<crate::users::UserDeactivated>("foldline.users.UserDeactivated");
         assert_bound::<crate::users::PersonalDataErased>("foldline.users.PersonalDataErased");
+        assert_bound::<crate::notify::SendNotification>("foldline.notify.SendNotification");
+        assert_bound::<crate::notify::RecordProviderFailover>(
+            "foldline.notify.RecordProviderFailover",
+        );
+        assert_bound::<crate::notify::RecordNotificationSent>(
+            "foldline.notify.RecordNotificationSent",
+        );
+        assert_bound::<crate::notify::RecordAttemptFailed>("foldline.notify.RecordAttemptFailed");
+        assert_bound::<crate::notify::RecordNotificationFailed>(
+            "foldline.notify.RecordNotificationFailed",
+        );
+        assert_bound::<crate::notify::NotificationQueued>("foldline.notify.NotificationQueued");
+        assert_bound::<crate::notify::ProviderFailedOver>("foldline.notify.ProviderFailedOver");
+        assert_bound::<crate::notify::NotificationSent>("foldline.notify.NotificationSent");
+        assert_bound::<crate::notify::NotificationAttemptFailed>(
+            "foldline.notify.NotificationAttemptFailed",
+        );
+        assert_bound::<crate::notify::NotificationFailed>("foldline.notify.NotificationFailed");
+        assert_bound::<crate::notify::NotificationRetry>("foldline.notify.NotificationRetry");
     }
 
     #[test]
@@ -185,6 +248,8 @@ mod tests {
             .chain(OrdersEventRecord::RECORD_NAMES)
             .chain(crate::users::UsersCommandRecord::RECORD_NAMES)
             .chain(crate::users::UsersEventRecord::RECORD_NAMES)
+            .chain(crate::notify::NotifyCommandRecord::RECORD_NAMES)
+            .chain(crate::notify::NotifyEventRecord::RECORD_NAMES)
         {
             assert!(by_full_name(name).is_some(), "{name} has no .avsc");
         }
