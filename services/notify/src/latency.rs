@@ -1,7 +1,6 @@
 //! Delivery latency per channel and provider, against the seed's SLA
-//! (P99 of request → provider accepted under 150 ms). A row keeps an
-//! HdrHistogram's recorded buckets (value, count), so it folds exactly and
-//! the route computes quantiles from the same histogram.
+//! (P99 of request → provider accepted under 150 ms): the samples of the
+//! projection folded into HdrHistograms.
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -12,30 +11,20 @@ pub const SLA_P99_MS: u64 = 150;
 const MAX_TRACKED_MS: u64 = 3_600_000;
 const MAX_TRACKED_US: u64 = 3_600_000_000;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LatencyRow {
-    /// Request → provider accepted, milliseconds: (value, count) buckets.
-    pub end_to_end_ms: Vec<(u64, u64)>,
+/// `notify_latency_samples` row: one delivery's figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Request → provider accepted, milliseconds.
+    pub latency_ms: u64,
     /// The accepting provider call alone, microseconds.
-    pub provider_call_us: Vec<(u64, u64)>,
+    pub provider_call_us: u64,
 }
 
-fn histogram(buckets: &[(u64, u64)], max: u64) -> Histogram<u64> {
+fn histogram(max: u64) -> Histogram<u64> {
     // Bounds are constants that satisfy hdrhistogram's rules.
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, max, 3).unwrap_or_else(|_| {
+    Histogram::<u64>::new_with_bounds(1, max, 3).unwrap_or_else(|_| {
         Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"))
-    });
-    for (value, count) in buckets {
-        histogram.saturating_record_n(*value, *count);
-    }
-    histogram
-}
-
-fn buckets(histogram: &Histogram<u64>) -> Vec<(u64, u64)> {
-    histogram
-        .iter_recorded()
-        .map(|bucket| (bucket.value_iterated_to(), bucket.count_at_value()))
-        .collect()
+    })
 }
 
 /// A histogram's summary as the route shows it.
@@ -47,22 +36,36 @@ pub struct Quantiles {
     pub max: u64,
 }
 
-impl LatencyRow {
-    pub fn record(&mut self, end_to_end_ms: u64, provider_call_us: u64) {
-        let mut end_to_end = histogram(&self.end_to_end_ms, MAX_TRACKED_MS);
-        end_to_end.saturating_record(end_to_end_ms.clamp(1, MAX_TRACKED_MS));
-        self.end_to_end_ms = buckets(&end_to_end);
-        let mut call = histogram(&self.provider_call_us, MAX_TRACKED_US);
-        call.saturating_record(provider_call_us.clamp(1, MAX_TRACKED_US));
-        self.provider_call_us = buckets(&call);
+/// One provider's histograms.
+#[derive(Debug)]
+pub struct Latencies {
+    end_to_end_ms: Histogram<u64>,
+    provider_call_us: Histogram<u64>,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self {
+            end_to_end_ms: histogram(MAX_TRACKED_MS),
+            provider_call_us: histogram(MAX_TRACKED_US),
+        }
+    }
+}
+
+impl Latencies {
+    pub fn record(&mut self, sample: &Sample) {
+        self.end_to_end_ms
+            .saturating_record(sample.latency_ms.clamp(1, MAX_TRACKED_MS));
+        self.provider_call_us
+            .saturating_record(sample.provider_call_us.clamp(1, MAX_TRACKED_US));
     }
 
     pub fn end_to_end(&self) -> Quantiles {
-        quantiles(&histogram(&self.end_to_end_ms, MAX_TRACKED_MS))
+        quantiles(&self.end_to_end_ms)
     }
 
     pub fn provider_call(&self) -> Quantiles {
-        quantiles(&histogram(&self.provider_call_us, MAX_TRACKED_US))
+        quantiles(&self.provider_call_us)
     }
 }
 
@@ -80,21 +83,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_row_folds_into_the_same_quantiles_as_one_histogram() {
-        let mut row = LatencyRow::default();
+    fn samples_fold_into_quantiles() {
+        let mut latencies = Latencies::default();
         for value in 1..=100u64 {
-            row.record(value, value * 1_000);
+            latencies.record(&Sample {
+                latency_ms: value,
+                provider_call_us: value * 1_000,
+            });
         }
-        let end_to_end = row.end_to_end();
+        let end_to_end = latencies.end_to_end();
         assert_eq!(end_to_end.count, 100);
         assert_eq!(end_to_end.p50, 50);
         assert_eq!(end_to_end.p99, 99);
         assert_eq!(end_to_end.max, 100);
-        // Folding through JSON (the stored row) changes nothing.
-        let stored: LatencyRow =
-            serde_json::from_slice(&serde_json::to_vec(&row).unwrap()).unwrap();
-        assert_eq!(stored.end_to_end(), end_to_end);
-        assert_eq!(stored.provider_call().count, 100);
-        assert!(row.provider_call().p99 >= 98_000);
+        assert_eq!(latencies.provider_call().count, 100);
+        assert!(latencies.provider_call().p99 >= 98_000);
+        // A zero and an absurd value are clamped, not refused.
+        latencies.record(&Sample {
+            latency_ms: 0,
+            provider_call_us: u64::MAX,
+        });
+        assert_eq!(latencies.end_to_end().count, 101);
     }
 }

@@ -6,13 +6,13 @@
 //! - [`wire`]: the field mapping to the Avro records of `foldline-contracts`,
 //!   declared to the platform as [`NotifyWire`].
 //! - [`projection`]: `notification_by_id`, `notifications_by_recipient` and
-//!   the latency histograms of `notify_latency`.
+//!   the latency samples the latency route folds into histograms.
 //! - [`follow_ups`]: the pure reaction (a queued notification is delivered).
 //! - [`providers`]: the configured provider chains and their adapters
 //!   (HTTP provider APIs, the local sink).
 //! - [`delivery`]: one attempt through a chain of breakers, and what it
 //!   records; [`retry`]: the `notify.retry` consumer.
-//! - [`latency`]: HdrHistogram rows against the 150 ms P99 SLA.
+//! - [`latency`]: HdrHistograms against the 150 ms P99 SLA.
 //! - [`routes`]: the HTTP routes.
 //!
 //! What delivery guarantees, and why: `src/design.md`.
@@ -136,7 +136,10 @@ fn run_delivery(domain: &'static str, context: RoleContext) -> RoleFuture {
 mod cql_tests {
     use super::CQL_MIGRATIONS;
     use crate::delivery::NOTIFY_DELIVERIES;
-    use crate::projection::{NOTIFICATIONS_BY_RECIPIENT, NOTIFICATION_BY_ID, NOTIFY_LATENCY};
+    use crate::projection::{
+        NOTIFICATIONS_BY_RECIPIENT, NOTIFICATION_BY_ID, NOTIFY_LATENCY_PROVIDERS,
+        NOTIFY_LATENCY_SAMPLES,
+    };
     use crate::providers::NOTIFICATION_SINK;
 
     #[test]
@@ -146,7 +149,8 @@ mod cql_tests {
         for table in [
             NOTIFICATION_BY_ID,
             NOTIFICATIONS_BY_RECIPIENT,
-            NOTIFY_LATENCY,
+            NOTIFY_LATENCY_SAMPLES,
+            NOTIFY_LATENCY_PROVIDERS,
             NOTIFY_DELIVERIES,
             NOTIFICATION_SINK,
         ] {

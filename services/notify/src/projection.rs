@@ -5,10 +5,15 @@
 //!   made it, with its attempts, failovers and delivery;
 //! - `notifications_by_recipient` (recipient, newest first): the
 //!   notification ids sent to one address;
-//! - `notify_latency` (channel + provider, —): request → provider accepted
-//!   latencies as an HdrHistogram's recorded buckets, folded from
-//!   `NotificationSent`, so the figures survive restarts and replay to the
-//!   same values.
+//! - `notify_latency_samples` (channel + provider, notification id): the
+//!   request → provider accepted latency of each delivery, from
+//!   `NotificationSent`; the latency route folds them into HdrHistograms,
+//!   so the figures survive restarts and replay to the same values. One row
+//!   per notification, because a row may only ever be written from one log
+//!   partition (the store's position guard keeps the highest offset's write:
+//!   a running total fed by six partitions would drop increments);
+//! - `notify_latency_providers` (channel, provider): which providers have
+//!   samples (its value never changes, so the guard cannot lose anything).
 
 use foldline_contracts::envelope::EventMetadata;
 use foldline_eventsourcing::Decider;
@@ -18,12 +23,13 @@ use foldline_platform::store::{RowKey, StoredRow};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Channel, Notification, NotificationEvent, NotificationState, Notifications};
-use crate::latency::LatencyRow;
+use crate::latency::Sample;
 use crate::wire::NotifyWire;
 
 pub const NOTIFICATION_BY_ID: &str = "notification_by_id";
 pub const NOTIFICATIONS_BY_RECIPIENT: &str = "notifications_by_recipient";
-pub const NOTIFY_LATENCY: &str = "notify_latency";
+pub const NOTIFY_LATENCY_SAMPLES: &str = "notify_latency_samples";
+pub const NOTIFY_LATENCY_PROVIDERS: &str = "notify_latency_providers";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NotificationRow {
@@ -60,15 +66,30 @@ pub fn recipient_key(recipient: &str, queued_at: i64, notification_id: &str) -> 
     )
 }
 
-pub fn latency_partition(channel: Channel) -> Vec<u8> {
+pub fn providers_partition(channel: Channel) -> Vec<u8> {
     channel.as_str().as_bytes().to_vec()
 }
 
-pub fn latency_key(channel: Channel, provider: &str) -> RowKey {
+pub fn provider_key(channel: Channel, provider: &str) -> RowKey {
     RowKey::new(
-        NOTIFY_LATENCY,
-        latency_partition(channel),
+        NOTIFY_LATENCY_PROVIDERS,
+        providers_partition(channel),
         provider.as_bytes().to_vec(),
+    )
+}
+
+pub fn samples_partition(channel: Channel, provider: &str) -> Vec<u8> {
+    let mut partition = channel.as_str().as_bytes().to_vec();
+    partition.push(0);
+    partition.extend_from_slice(provider.as_bytes());
+    partition
+}
+
+pub fn sample_key(channel: Channel, provider: &str, notification_id: &str) -> RowKey {
+    RowKey::new(
+        NOTIFY_LATENCY_SAMPLES,
+        samples_partition(channel, provider),
+        notification_id.as_bytes().to_vec(),
     )
 }
 
@@ -79,16 +100,8 @@ impl DomainProjection for NotifyProjection {
     type Wire = NotifyWire;
     const NAME: &'static str = "notify";
 
-    fn rows_to_read(&self, event: &NotificationEvent, metadata: &EventMetadata) -> Vec<RowKey> {
-        let mut keys = vec![notification_key(&metadata.aggregate_id)];
-        if let NotificationEvent::Sent { delivery, .. } = event {
-            // The channel is in the notification row; both channels' rows
-            // of this provider are read, only the right one is written.
-            for channel in Channel::ALL {
-                keys.push(latency_key(channel, delivery.provider.as_str()));
-            }
-        }
-        keys
+    fn rows_to_read(&self, _event: &NotificationEvent, metadata: &EventMetadata) -> Vec<RowKey> {
+        vec![notification_key(&metadata.aggregate_id)]
     }
 
     fn project(
@@ -122,10 +135,23 @@ impl DomainProjection for NotifyProjection {
             ));
         }
         if let NotificationEvent::Sent { delivery, .. } = admitted.event {
-            let key = latency_key(notification.channel, delivery.provider.as_str());
-            let mut latency = read_json_row::<LatencyRow>(&key, current)?.unwrap_or_default();
-            latency.record(delivery.latency_ms, delivery.provider_call_us);
-            rows.push((key, json_row(NOTIFY_LATENCY, admitted.offset, &latency)?));
+            let provider = delivery.provider.as_str();
+            let sample = Sample {
+                latency_ms: delivery.latency_ms,
+                provider_call_us: delivery.provider_call_us,
+            };
+            rows.push((
+                sample_key(
+                    notification.channel,
+                    provider,
+                    &admitted.metadata.aggregate_id,
+                ),
+                json_row(NOTIFY_LATENCY_SAMPLES, admitted.offset, &sample)?,
+            ));
+            rows.push((
+                provider_key(notification.channel, provider),
+                json_row(NOTIFY_LATENCY_PROVIDERS, admitted.offset, &())?,
+            ));
         }
         let row = NotificationRow {
             version: admitted.version,

@@ -28,8 +28,9 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use crate::domain::{Channel, NotificationEvent, NotificationState};
-use crate::latency::LatencyRow;
-use crate::projection::{latency_key, notification_key, NotificationRow};
+use crate::projection::{
+    notification_key, samples_partition, NotificationRow, NOTIFY_LATENCY_SAMPLES,
+};
 use crate::{NotifyFollowUps, NotifyProjection, NotifyWire};
 
 const NOTIFICATIONS: u128 = 3;
@@ -312,15 +313,11 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
         );
     }
     for provider in PROVIDERS {
+        let partition = samples_partition(Channel::Sms, provider);
         let counted = rows
-            .get(&latency_key(Channel::Sms, provider))
-            .map(|row| {
-                serde_json::from_slice::<LatencyRow>(&row.value)
-                    .unwrap()
-                    .end_to_end()
-                    .count
-            })
-            .unwrap_or(0);
+            .keys()
+            .filter(|key| key.table == NOTIFY_LATENCY_SAMPLES && key.partition == partition)
+            .count() as u64;
         prop_assert_eq!(
             counted,
             sent_by_provider.get(provider).copied().unwrap_or(0)

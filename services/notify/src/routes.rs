@@ -28,10 +28,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{Channel, Notification, NotificationId, Parameters, Recipient, Template};
-use crate::latency::{LatencyRow, Quantiles, SLA_P99_MS};
+use crate::latency::{Latencies, Quantiles, Sample, SLA_P99_MS};
 use crate::projection::{
-    latency_partition, notification_key, recipient_partition, NotificationRow, RecipientRow,
-    NOTIFICATIONS_BY_RECIPIENT, NOTIFICATION_BY_ID, NOTIFY_LATENCY,
+    notification_key, providers_partition, recipient_partition, samples_partition, NotificationRow,
+    RecipientRow, NOTIFICATIONS_BY_RECIPIENT, NOTIFICATION_BY_ID, NOTIFY_LATENCY_PROVIDERS,
+    NOTIFY_LATENCY_SAMPLES,
 };
 use crate::providers::{SinkRow, NOTIFICATION_SINK};
 use crate::wire::parameters_to_wire;
@@ -412,29 +413,54 @@ struct LatencyView {
 
 /// Most providers a channel's latency listing reads.
 const MAX_PROVIDERS: usize = 64;
+/// Samples read per store round trip.
+const SAMPLE_PAGE: usize = 1_000;
 
 async fn latency(State(state): State<GatewayState>) -> Result<Response, Problem> {
     let mut views = Vec::new();
     for channel in Channel::ALL {
-        let rows = state
+        let providers = state
             .store
             .scan(
-                NOTIFY_LATENCY,
-                latency_partition(channel),
+                NOTIFY_LATENCY_PROVIDERS,
+                providers_partition(channel),
                 None,
                 MAX_PROVIDERS,
             )
             .await
             .map_err(GatewayError::from)?;
-        for (provider, row) in rows {
-            let latency: LatencyRow = decode_row(NOTIFY_LATENCY, &row.value)?;
-            let end_to_end = latency.end_to_end();
+        for (provider, _) in providers {
+            let provider = String::from_utf8_lossy(&provider).into_owned();
+            let mut latencies = Latencies::default();
+            let mut after = None;
+            loop {
+                let samples = state
+                    .store
+                    .scan(
+                        NOTIFY_LATENCY_SAMPLES,
+                        samples_partition(channel, &provider),
+                        after.clone(),
+                        SAMPLE_PAGE,
+                    )
+                    .await
+                    .map_err(GatewayError::from)?;
+                let full = samples.len() == SAMPLE_PAGE;
+                for (clustering, row) in samples {
+                    let sample: Sample = decode_row(NOTIFY_LATENCY_SAMPLES, &row.value)?;
+                    latencies.record(&sample);
+                    after = Some(clustering);
+                }
+                if !full {
+                    break;
+                }
+            }
+            let end_to_end = latencies.end_to_end();
             views.push(LatencyView {
                 channel: channel.as_str(),
-                provider: String::from_utf8_lossy(&provider).into_owned(),
+                provider,
                 p99_breaches_sla: end_to_end.p99 > SLA_P99_MS,
                 end_to_end_ms: end_to_end,
-                provider_call_us: latency.provider_call(),
+                provider_call_us: latencies.provider_call(),
                 sla_p99_ms: SLA_P99_MS,
             });
         }

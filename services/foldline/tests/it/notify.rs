@@ -65,6 +65,10 @@ async fn spawn_front(deployment: &Deployment, env: &[(String, String)]) -> Foldl
 /// it: the gateway dies with the front process); returns the notification
 /// ids, in key order.
 async fn send_all(api: &Api, keys: Vec<String>, recipient: &str) -> Vec<String> {
+    send_all_on(api, "sms", keys, recipient).await
+}
+
+async fn send_all_on(api: &Api, channel: &str, keys: Vec<String>, recipient: &str) -> Vec<String> {
     let mut requests = JoinSet::new();
     let mut ids = BTreeMap::new();
     for (index, key) in keys.into_iter().enumerate() {
@@ -72,10 +76,10 @@ async fn send_all(api: &Api, keys: Vec<String>, recipient: &str) -> Vec<String> 
             let (index, id) = requests.join_next().await.unwrap().unwrap();
             ids.insert(index, id);
         }
-        let (api, recipient) = (api.clone(), recipient.to_owned());
+        let (api, recipient, channel) = (api.clone(), recipient.to_owned(), channel.to_owned());
         requests.spawn(async move {
             let body = json!({
-                "channel": "sms",
+                "channel": channel,
                 "recipient": recipient,
                 "template": "order.confirmed",
                 "parameters": {"order": key},
@@ -180,6 +184,46 @@ async fn the_breaker_moves_sms_to_the_backup_and_back_and_nothing_is_lost_or_dou
     let prefix = deployment.prefix().to_owned();
     let recipient = "+447700900123";
     let mut all = Vec::new();
+
+    // Warm-up on the email channel (its local sink): consumer groups joined
+    // and schemas registered, so the healthy figures are steady state. The
+    // sink is read back through the API.
+    let warm_up = send_all_on(
+        &api,
+        "email",
+        keys(&prefix, "warm-up", 5),
+        "ada@example.org",
+    )
+    .await;
+    wait_status(&api, &warm_up, "sent", Deadline::secs(60)).await;
+    let sunk = api
+        .get("/v1/notifications/sink?recipient=Ada@Example.org")
+        .await
+        .unwrap();
+    assert_eq!(
+        sunk.body["items"].as_array().map(Vec::len),
+        Some(5),
+        "{sunk}"
+    );
+    let listed = api
+        .get("/v1/notifications?recipient=ada@example.org")
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.body["items"].as_array().map(Vec::len),
+        Some(5),
+        "{listed}"
+    );
+    let refused = api
+        .command(
+            "/v1/notifications",
+            json!({"channel": "sms", "recipient": "not a phone", "template": "x"}).to_string(),
+            &CommandOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 422, "{refused}");
+    assert!(refused.is_problem(), "{refused}");
 
     // Healthy: everything through the primary.
     let healthy = send_all(&api, keys(&prefix, "healthy", 20), recipient).await;
