@@ -35,6 +35,7 @@
 pub mod broker;
 pub mod cassandra;
 pub mod deployment;
+pub mod fake_provider;
 pub mod http;
 pub mod ports;
 pub mod process;
@@ -48,6 +49,7 @@ pub mod wait;
 pub use broker::{broker, dedicated_broker, KafkaBroker};
 pub use cassandra::{cassandra, unique_keyspace, CassandraServer};
 pub use deployment::Deployment;
+pub use fake_provider::{Behaviour, FakeProvider, REFUSED_RECIPIENT};
 pub use http::{place_body, Api, ApiResponse, CommandOptions};
 pub use ports::free_port;
 pub use process::FoldlineProcess;

@@ -38,6 +38,11 @@ pub fn domains() -> Vec<Domain> {
             edge: foldline_payments::edge(),
             cql_migrations: foldline_payments::CQL_MIGRATIONS,
         },
+        Domain {
+            service: foldline_notify::service(),
+            edge: foldline_notify::edge(),
+            cql_migrations: foldline_notify::CQL_MIGRATIONS,
+        },
     ]
 }
 

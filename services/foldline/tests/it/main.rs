@@ -54,6 +54,7 @@ mod flow;
 mod idempotency;
 mod in_process;
 mod nemesis;
+mod notify;
 mod outage;
 mod payments;
 mod poison;

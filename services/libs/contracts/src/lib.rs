@@ -21,6 +21,7 @@
 //! type's derived Avro schema equals its `.avsc` file.
 
 pub mod envelope;
+pub mod notify;
 pub mod orders;
 pub mod payments;
 pub mod record;

@@ -85,6 +85,50 @@ pub const ALL: &[RecordSchema] = &[
         "users/PersonalDataErased.avsc"
     ),
     avsc!(
+        "foldline.notify.SendNotification",
+        "notify/SendNotification.avsc"
+    ),
+    avsc!(
+        "foldline.notify.RecordProviderFailover",
+        "notify/RecordProviderFailover.avsc"
+    ),
+    avsc!(
+        "foldline.notify.RecordNotificationSent",
+        "notify/RecordNotificationSent.avsc"
+    ),
+    avsc!(
+        "foldline.notify.RecordAttemptFailed",
+        "notify/RecordAttemptFailed.avsc"
+    ),
+    avsc!(
+        "foldline.notify.RecordNotificationFailed",
+        "notify/RecordNotificationFailed.avsc"
+    ),
+    avsc!(
+        "foldline.notify.NotificationQueued",
+        "notify/NotificationQueued.avsc"
+    ),
+    avsc!(
+        "foldline.notify.ProviderFailedOver",
+        "notify/ProviderFailedOver.avsc"
+    ),
+    avsc!(
+        "foldline.notify.NotificationSent",
+        "notify/NotificationSent.avsc"
+    ),
+    avsc!(
+        "foldline.notify.NotificationAttemptFailed",
+        "notify/NotificationAttemptFailed.avsc"
+    ),
+    avsc!(
+        "foldline.notify.NotificationFailed",
+        "notify/NotificationFailed.avsc"
+    ),
+    avsc!(
+        "foldline.notify.NotificationRetry",
+        "notify/NotificationRetry.avsc"
+    ),
+    avsc!(
         "foldline.payments.AuthorizePayment",
         "payments/AuthorizePayment.avsc"
     ),
@@ -298,6 +342,25 @@ mod tests {
             "foldline.payments.AuthorizationVoided",
         );
         assert_bound::<crate::payments::VoidFailed>("foldline.payments.VoidFailed");
+        assert_bound::<crate::notify::SendNotification>("foldline.notify.SendNotification");
+        assert_bound::<crate::notify::RecordProviderFailover>(
+            "foldline.notify.RecordProviderFailover",
+        );
+        assert_bound::<crate::notify::RecordNotificationSent>(
+            "foldline.notify.RecordNotificationSent",
+        );
+        assert_bound::<crate::notify::RecordAttemptFailed>("foldline.notify.RecordAttemptFailed");
+        assert_bound::<crate::notify::RecordNotificationFailed>(
+            "foldline.notify.RecordNotificationFailed",
+        );
+        assert_bound::<crate::notify::NotificationQueued>("foldline.notify.NotificationQueued");
+        assert_bound::<crate::notify::ProviderFailedOver>("foldline.notify.ProviderFailedOver");
+        assert_bound::<crate::notify::NotificationSent>("foldline.notify.NotificationSent");
+        assert_bound::<crate::notify::NotificationAttemptFailed>(
+            "foldline.notify.NotificationAttemptFailed",
+        );
+        assert_bound::<crate::notify::NotificationFailed>("foldline.notify.NotificationFailed");
+        assert_bound::<crate::notify::NotificationRetry>("foldline.notify.NotificationRetry");
     }
 
     #[test]
@@ -309,6 +372,8 @@ mod tests {
             .chain(crate::users::UsersEventRecord::RECORD_NAMES)
             .chain(crate::payments::PaymentsCommandRecord::RECORD_NAMES)
             .chain(crate::payments::PaymentsEventRecord::RECORD_NAMES)
+            .chain(crate::notify::NotifyCommandRecord::RECORD_NAMES)
+            .chain(crate::notify::NotifyEventRecord::RECORD_NAMES)
         {
             assert!(by_full_name(name).is_some(), "{name} has no .avsc");
         }

@@ -48,6 +48,9 @@ pub enum TopicKind {
     Events,
     Outcomes,
     Dlq,
+    /// Delayed attempts of an external effect (optional): a failed attempt
+    /// waits here, off the partition that caused it.
+    Retry,
 }
 
 impl TopicKind {
@@ -57,6 +60,7 @@ impl TopicKind {
             Self::Events => "events",
             Self::Outcomes => "outcomes",
             Self::Dlq => "dlq",
+            Self::Retry => "retry",
         }
     }
 }
@@ -90,6 +94,8 @@ pub enum GroupKind {
     /// Folds one of the domain's events or dead-letter topics into the
     /// analytics read model (`services/analytics`).
     Analytics,
+    /// Makes the delayed attempts of the domain's retry topic.
+    Retry,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -209,6 +215,13 @@ impl DomainTopology {
             })
     }
 
+    /// The domain's retry group, if it declares one.
+    pub fn retry_group(&self) -> Option<&ConsumerGroup> {
+        self.consumer_groups
+            .iter()
+            .find(|group| group.kind == GroupKind::Retry)
+    }
+
     /// The projector group of one of the domain's projections.
     pub fn projector_group(&self, projection: &str) -> Result<&ConsumerGroup, TopologyError> {
         self.consumer_groups
@@ -235,6 +248,8 @@ impl DomainTopology {
 
     fn validate_groups(&self) -> Result<(), TopologyError> {
         let inconsistent = |reason: String| Err(TopologyError::Inconsistent(reason));
+        let retry_topic = self.topic(TopicKind::Retry);
+        let retries_declared = self.topics.contains_key(&TopicKind::Retry);
         let processors = self
             .consumer_groups
             .iter()
@@ -255,6 +270,13 @@ impl DomainTopology {
                     vec![self.topic(TopicKind::Events), self.topic(TopicKind::Dlq)],
                     true,
                 ),
+                GroupKind::Retry if !retries_declared => {
+                    return inconsistent(format!(
+                        "retry group {} of domain {} needs its {retry_topic} topic",
+                        group.name, self.name
+                    ))
+                }
+                GroupKind::Retry => (vec![retry_topic.clone()], false),
             };
             let reads_one_expected = match group.reads.as_slice() {
                 [topic] => expected_topics.contains(topic),
@@ -270,7 +292,7 @@ impl DomainTopology {
             match (&group.projection, projection_allowed) {
                 (Some(_), false) => {
                     return inconsistent(format!(
-                        "processor group {} names a projection",
+                        "group {} names a projection; only projector groups do",
                         group.name
                     ))
                 }

@@ -56,6 +56,7 @@ pub struct Config {
     pub personal_data: PersonalDataConfig,
     pub metrics: MetricsConfig,
     pub payments: crate::payments_config::PaymentsConfig,
+    pub notify: NotifyConfig,
 }
 
 /// `[metrics]`: where a process serves its counters (`crate::metrics`).
@@ -755,6 +756,54 @@ impl Default for ProcessorConfig {
     }
 }
 
+/// The notify domain's delivery: each channel's ordered provider chain,
+/// the circuit breaker every provider sits behind, and the retry schedule.
+/// Chains are `name=target` pairs, comma separated, tried in order:
+/// `target` is an `http://` or `https://` provider API base url, or `sink`
+/// (the local sink, read back through the API). Parsed and checked by the
+/// notify crate at start-up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    pub email_providers: String,
+    pub sms_providers: String,
+    pub webhook_providers: String,
+    /// How long one provider call may take before it counts as failed.
+    pub provider_timeout_ms: u64,
+    /// Failure rate (0 to 1] over the breaker's window that opens it.
+    pub breaker_error_rate: f32,
+    /// Calls a closed breaker observes before judging the failure rate.
+    pub breaker_closed_len: usize,
+    /// Trial calls a half-open breaker lets through before judging again.
+    pub breaker_half_open_len: usize,
+    /// How long an open breaker refuses calls before going half-open.
+    pub breaker_open_wait_ms: u64,
+    /// Attempts per notification (each tries the whole chain) before it
+    /// goes to the dead-letter topic.
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubles per attempt up to the max.
+    pub retry_backoff_ms: u64,
+    pub retry_backoff_max_ms: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            email_providers: "email-sink=sink".to_owned(),
+            sms_providers: "sms-sink=sink".to_owned(),
+            webhook_providers: "webhook-sink=sink".to_owned(),
+            provider_timeout_ms: 2_000,
+            breaker_error_rate: 0.5,
+            breaker_closed_len: 10,
+            breaker_half_open_len: 3,
+            breaker_open_wait_ms: 5_000,
+            max_attempts: 5,
+            retry_backoff_ms: 500,
+            retry_backoff_max_ms: 30_000,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
@@ -821,6 +870,7 @@ impl Config {
             let parsed: figment::value::Value = if key.starts_with("kafka.security.")
                 || key == "personal_data.key_encryption_key"
                 || is_registry_string(&key)
+                || (key.starts_with("notify.") && key.ends_with("_providers"))
             {
                 figment::value::Value::from(value)
             } else {

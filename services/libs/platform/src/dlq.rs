@@ -35,6 +35,10 @@ pub enum Cause {
     /// domain's wire mapping fails, the record is not in the contracts, the
     /// value does not fit its schema): a bug of ours to fix, then replay.
     Undecidable,
+    /// The record is fine but the effect it asks for could not be done in
+    /// the attempts allowed (a notification no provider took): an operator
+    /// decides whether to replay it.
+    Exhausted,
 }
 
 impl Cause {
@@ -42,6 +46,7 @@ impl Cause {
         match self {
             Cause::Poison => "poison",
             Cause::Undecidable => "undecidable",
+            Cause::Exhausted => "exhausted",
         }
     }
 }
@@ -207,6 +212,13 @@ impl DeadLetters {
                         offset = message.offset(),
                         reason,
                         "parked a poison record in the dead-letter topic"
+                    ),
+                    Cause::Exhausted => tracing::warn!(
+                        topic = message.topic(),
+                        partition = message.partition(),
+                        offset = message.offset(),
+                        reason,
+                        "parked a record whose effect could not be performed in the attempts allowed"
                     ),
                     Cause::Undecidable => tracing::error!(
                         topic = message.topic(),

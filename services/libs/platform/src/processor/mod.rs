@@ -6,7 +6,7 @@
 pub(crate) mod assignment;
 mod log;
 mod restore;
-pub(crate) mod retry;
+pub mod retry;
 mod run;
 mod settle;
 mod transaction;

@@ -43,7 +43,7 @@ pub(crate) fn delays() -> impl Iterator<Item = Duration> + Send {
 /// whoever reads the record next does the work again (and every step it
 /// repeats is idempotent: re-decisions are identical, rows are
 /// position-guarded, outcomes and dead letters may be repeated).
-pub(crate) async fn until_settled<T, E, Fut>(
+pub async fn until_settled<T, E, Fut>(
     what: &'static str,
     shutdown: &Shutdown,
     attempt: impl FnMut() -> Fut,
@@ -70,7 +70,7 @@ where
 /// codes are the record's or the topic's fault (too large, refused by
 /// policy or authorisation); everything else (timeouts, a full queue, a
 /// leader moving, a broker down) passes.
-pub(crate) fn produce_is_transient(error: &KafkaError) -> bool {
+pub fn produce_is_transient(error: &KafkaError) -> bool {
     !matches!(
         error.rdkafka_error_code(),
         Some(

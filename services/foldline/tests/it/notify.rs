@@ -1,0 +1,432 @@
+//! The notify domain on the real broker, against fake provider servers on
+//! loopback: the primary SMS provider fails, then stalls, then recovers
+//! (its breaker opens, traffic moves to the backup and returns), poison
+//! goes to `notify.dlq` while the partition keeps flowing, and the process
+//! running the delivery worker is killed with -9 mid-stream. Every
+//! notification is counted at the fakes: none lost, none sent twice beyond
+//! what `services/notify/src/design.md` allows.
+//!
+//! The primary fake honours `Idempotency-Key`; the backup does not, so a
+//! second delivery would show there.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use foldline_testcontainers::replay::read_topic;
+use foldline_testcontainers::wait::poll_until;
+use foldline_testcontainers::{
+    Api, Behaviour, CommandOptions, Deadline, Deployment, FakeProvider, FoldlineProcess,
+    REFUSED_RECIPIENT,
+};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+use crate::support::binary;
+
+const CONCURRENCY: usize = 8;
+
+fn provider_env(primary: &FakeProvider, backup: &FakeProvider) -> Vec<(String, String)> {
+    [
+        (
+            "FOLDLINE__NOTIFY__SMS_PROVIDERS",
+            format!("primary={},backup={}", primary.url(), backup.url()),
+        ),
+        ("FOLDLINE__NOTIFY__PROVIDER_TIMEOUT_MS", "250".to_owned()),
+        ("FOLDLINE__NOTIFY__BREAKER_ERROR_RATE", "0.5".to_owned()),
+        ("FOLDLINE__NOTIFY__BREAKER_CLOSED_LEN", "4".to_owned()),
+        ("FOLDLINE__NOTIFY__BREAKER_HALF_OPEN_LEN", "2".to_owned()),
+        ("FOLDLINE__NOTIFY__BREAKER_OPEN_WAIT_MS", "1000".to_owned()),
+        ("FOLDLINE__NOTIFY__MAX_ATTEMPTS", "3".to_owned()),
+        ("FOLDLINE__NOTIFY__RETRY_BACKOFF_MS", "200".to_owned()),
+        ("FOLDLINE__NOTIFY__RETRY_BACKOFF_MAX_MS", "800".to_owned()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect()
+}
+
+async fn spawn_front(deployment: &Deployment, env: &[(String, String)]) -> FoldlineProcess {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    deployment
+        .spawn_ready_with(
+            "front",
+            &["registry", "gateway", "notify-projector"],
+            "store-front",
+            &env,
+            Deadline::secs(60),
+        )
+        .await
+        .expect("the front process becomes ready")
+}
+
+/// Queues one SMS per key (each request retried until the gateway takes
+/// it: the gateway dies with the front process); returns the notification
+/// ids, in key order.
+async fn send_all(api: &Api, keys: Vec<String>, recipient: &str) -> Vec<String> {
+    send_all_on(api, "sms", keys, recipient).await
+}
+
+async fn send_all_on(api: &Api, channel: &str, keys: Vec<String>, recipient: &str) -> Vec<String> {
+    let mut requests = JoinSet::new();
+    let mut ids = BTreeMap::new();
+    for (index, key) in keys.into_iter().enumerate() {
+        if requests.len() >= CONCURRENCY {
+            let (index, id) = requests.join_next().await.unwrap().unwrap();
+            ids.insert(index, id);
+        }
+        let (api, recipient, channel) = (api.clone(), recipient.to_owned(), channel.to_owned());
+        requests.spawn(async move {
+            let body = json!({
+                "channel": channel,
+                "recipient": recipient,
+                "template": "order.confirmed",
+                "parameters": {"order": key},
+            })
+            .to_string();
+            let id = poll_until(&format!("queue {key}"), Deadline::secs(90), || async {
+                let answer = api
+                    .command(
+                        "/v1/notifications",
+                        body.clone(),
+                        &CommandOptions::keyed(&key),
+                    )
+                    .await
+                    .map_err(|error| error.to_string())?;
+                match answer.status {
+                    202 => Ok(answer.str("notification_id").map(str::to_owned)),
+                    _ => Err(answer.to_string()),
+                }
+            })
+            .await
+            .expect("the gateway queues the notification");
+            (index, id)
+        });
+    }
+    while let Some(done) = requests.join_next().await {
+        let (index, id) = done.unwrap();
+        ids.insert(index, id);
+    }
+    ids.into_values().collect()
+}
+
+/// Waits until every notification reached `status`; returns their views.
+async fn wait_status(api: &Api, ids: &[String], status: &str, deadline: Deadline) -> Vec<Value> {
+    let mut views = Vec::new();
+    for id in ids {
+        let view = poll_until(&format!("notification {id} {status}"), deadline, || async {
+            let answer = api
+                .get(&format!("/v1/notifications/{id}"))
+                .await
+                .map_err(|error| error.to_string())?;
+            match answer.str("status") {
+                Some(seen) if seen == status => Ok(Some(answer.body)),
+                _ => Err(answer.to_string()),
+            }
+        })
+        .await
+        .expect("the notification settles");
+        views.push(view);
+    }
+    views
+}
+
+fn keys(prefix: &str, phase: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|index| format!("{prefix}{phase}-{index}"))
+        .collect()
+}
+
+fn delivered_by(view: &Value) -> String {
+    view["delivery"]["provider"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn latency(api: &Api) -> Value {
+    api.get("/v1/notifications/latency")
+        .await
+        .expect("latency")
+        .body
+}
+
+fn report_latency(label: &str, figures: &Value) {
+    for provider in figures["providers"].as_array().into_iter().flatten() {
+        eprintln!(
+            "notify latency [{label}] {}/{}: n={} p50={}ms p99={}ms max={}ms (call p50={}us p99={}us) breaches {}ms SLA: {}",
+            provider["channel"].as_str().unwrap_or_default(),
+            provider["provider"].as_str().unwrap_or_default(),
+            provider["end_to_end_ms"]["count"],
+            provider["end_to_end_ms"]["p50"],
+            provider["end_to_end_ms"]["p99"],
+            provider["end_to_end_ms"]["max"],
+            provider["provider_call_us"]["p50"],
+            provider["provider_call_us"]["p99"],
+            provider["sla_p99_ms"],
+            provider["p99_breaches_sla"],
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_moves_sms_to_the_backup_and_back_and_nothing_is_lost_or_doubled() {
+    let primary = FakeProvider::start(true).await.unwrap();
+    let backup = FakeProvider::start(false).await.unwrap();
+    let deployment = Deployment::new(binary(), "notify-failover").unwrap();
+    let env = provider_env(&primary, &backup);
+    let mut front = spawn_front(&deployment, &env).await;
+    let _processor = deployment
+        .spawn("processor", &["notify-processor"], "store-processor")
+        .unwrap();
+    let api = deployment.api().unwrap();
+    let prefix = deployment.prefix().to_owned();
+    let recipient = "+447700900123";
+    let mut all = Vec::new();
+
+    // Warm-up on the email channel (its local sink): consumer groups joined
+    // and schemas registered, so the healthy figures are steady state. The
+    // sink is read back through the API.
+    let warm_up = send_all_on(
+        &api,
+        "email",
+        keys(&prefix, "warm-up", 5),
+        "ada@example.org",
+    )
+    .await;
+    wait_status(&api, &warm_up, "sent", Deadline::secs(60)).await;
+    let sunk = api
+        .get("/v1/notifications/sink?recipient=Ada@Example.org")
+        .await
+        .unwrap();
+    assert_eq!(
+        sunk.body["items"].as_array().map(Vec::len),
+        Some(5),
+        "{sunk}"
+    );
+    let listed = api
+        .get("/v1/notifications?recipient=ada@example.org")
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.body["items"].as_array().map(Vec::len),
+        Some(5),
+        "{listed}"
+    );
+    let refused = api
+        .command(
+            "/v1/notifications",
+            json!({"channel": "sms", "recipient": "not a phone", "template": "x"}).to_string(),
+            &CommandOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 422, "{refused}");
+    assert!(refused.is_problem(), "{refused}");
+
+    // Healthy: everything through the primary.
+    let healthy = send_all(&api, keys(&prefix, "healthy", 20), recipient).await;
+    let views = wait_status(&api, &healthy, "sent", Deadline::secs(60)).await;
+    assert!(
+        views.iter().all(|view| delivered_by(view) == "primary"),
+        "{views:?}"
+    );
+    let healthy_latency = latency(&api).await;
+    report_latency("primary healthy", &healthy_latency);
+    all.extend(healthy);
+
+    // The primary fails: the breaker opens, the backup takes everything.
+    let primary_calls_before = primary.calls();
+    let failed_at = Instant::now();
+    primary.set(Behaviour::Fail);
+    let failing = send_all(&api, keys(&prefix, "failing", 30), recipient).await;
+    let views = wait_status(&api, &failing, "sent", Deadline::secs(60)).await;
+    assert!(
+        views.iter().all(|view| delivered_by(view) == "backup"),
+        "{views:?}"
+    );
+    let primary_calls = primary.calls() - primary_calls_before;
+    assert!(
+        primary_calls < failing.len(),
+        "the open breaker spares the primary: {primary_calls} calls for {} notifications",
+        failing.len()
+    );
+    let failovers: usize = views
+        .iter()
+        .map(|view| view["failovers"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(
+        failovers,
+        failing.len(),
+        "every move to the backup is in the log"
+    );
+    let first_backup = backup
+        .accepted_since(failed_at)
+        .first()
+        .map(|(at, _)| at.duration_since(failed_at))
+        .expect("the backup took traffic");
+    eprintln!(
+        "notify failover: primary failing → first backup acceptance {} ms; {primary_calls} primary calls for {} notifications",
+        first_backup.as_millis(),
+        failing.len()
+    );
+    all.extend(failing);
+
+    // The primary stalls: calls time out, the breaker keeps it open.
+    let stalled_at = Instant::now();
+    primary.set(Behaviour::Stall);
+    let stalling = send_all(&api, keys(&prefix, "stalling", 20), recipient).await;
+    let views = wait_status(&api, &stalling, "sent", Deadline::secs(90)).await;
+    assert!(
+        views.iter().all(|view| delivered_by(view) == "backup"),
+        "{views:?}"
+    );
+    eprintln!(
+        "notify stall: {} notifications through the backup in {} ms",
+        stalling.len(),
+        stalled_at.elapsed().as_millis()
+    );
+    all.extend(stalling);
+    report_latency("primary degraded", &latency(&api).await);
+
+    // The primary recovers: the half-open breaker's trials succeed and
+    // traffic returns.
+    let recovered_at = Instant::now();
+    primary.set(Behaviour::Accept);
+    let mut round = 0;
+    let returned = loop {
+        let batch = send_all(
+            &api,
+            keys(&prefix, &format!("recovered-{round}"), 5),
+            recipient,
+        )
+        .await;
+        let views = wait_status(&api, &batch, "sent", Deadline::secs(60)).await;
+        all.extend(batch);
+        if views.iter().any(|view| delivered_by(view) == "primary") {
+            break recovered_at.elapsed();
+        }
+        assert!(round < 40, "traffic never returned to the primary");
+        round += 1;
+    };
+    eprintln!(
+        "notify recovery: traffic back on the primary {} ms after it recovered",
+        returned.as_millis()
+    );
+
+    // Poison: a recipient every provider refuses goes to notify.dlq with its
+    // reason; garbage on notify.commands is parked; the partition flows on.
+    let poison = send_all(&api, keys(&prefix, "poison", 1), REFUSED_RECIPIENT).await;
+    let failed = wait_status(&api, &poison, "failed", Deadline::secs(60)).await;
+    assert!(
+        failed[0]["last_failure"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused"),
+        "{failed:?}"
+    );
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", deployment.bootstrap_servers())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::<[u8], [u8]>::to(&deployment.topic("notify.commands"))
+                .key(b"garbage")
+                .payload(b"not avro"),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(error, _)| error)
+        .unwrap();
+    let after_poison = send_all(&api, keys(&prefix, "after-poison", 10), recipient).await;
+    wait_status(&api, &after_poison, "sent", Deadline::secs(60)).await;
+    all.extend(after_poison);
+    let dlq_topic = deployment.topic("notify.dlq");
+    let parked = poll_until("two dead letters", Deadline::secs(30), || async {
+        let records = read_topic(deployment.bootstrap_servers(), &dlq_topic)
+            .await
+            .map_err(|error| error.to_string())?;
+        let causes: BTreeSet<String> = records
+            .iter()
+            .filter_map(|record| record.header("dlq-cause"))
+            .map(|cause| String::from_utf8_lossy(cause).into_owned())
+            .collect();
+        match causes.contains("exhausted") && causes.contains("poison") {
+            true => Ok(Some(records)),
+            false => Err(format!("causes so far: {causes:?}")),
+        }
+    })
+    .await
+    .unwrap();
+    let exhausted = parked
+        .iter()
+        .find(|record| record.header("dlq-cause") == Some(b"exhausted".as_slice()))
+        .unwrap();
+    let reason =
+        String::from_utf8_lossy(exhausted.header("dlq-error").unwrap_or_default()).into_owned();
+    assert!(reason.contains("refused"), "{reason}");
+
+    // kill -9 of the process running the delivery worker (and the gateway)
+    // mid-stream, while notifications are still being queued and sent.
+    let before = primary.accepted().len();
+    let sender = {
+        let (api, crash_keys) = (api.clone(), keys(&prefix, "crash", 60));
+        tokio::spawn(async move { send_all(&api, crash_keys, recipient).await })
+    };
+    poll_until(
+        "some crash-phase deliveries",
+        Deadline::secs(60),
+        || async { Ok::<_, String>((primary.accepted().len() >= before + 5).then_some(())) },
+    )
+    .await
+    .unwrap();
+    front.kill9().unwrap();
+    front = spawn_front(&deployment, &env).await;
+    let crash = sender.await.unwrap();
+    wait_status(&api, &crash, "sent", Deadline::secs(90)).await;
+    all.extend(crash);
+
+    // Counted at the fakes: every notification accepted, none twice beyond
+    // the one crash window.
+    let (at_primary, at_backup) = (primary.accepted(), backup.accepted());
+    let mut lost = Vec::new();
+    let mut doubled = Vec::new();
+    for id in &all {
+        let times =
+            at_primary.get(id).copied().unwrap_or(0) + at_backup.get(id).copied().unwrap_or(0);
+        match times {
+            0 => lost.push(id.clone()),
+            1 => {}
+            _ => doubled.push(id.clone()),
+        }
+    }
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert!(
+        at_primary.values().all(|times| *times == 1),
+        "the primary honours its key"
+    );
+    // The primary was healthy at the kill: a repeated call went to it again
+    // and its key absorbed it, so nothing is delivered twice.
+    assert!(doubled.is_empty(), "sent twice: {doubled:?}");
+    let unknown: Vec<_> = at_primary
+        .keys()
+        .chain(at_backup.keys())
+        .filter(|id| !all.contains(id))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "accepted but never asked for: {unknown:?}"
+    );
+    eprintln!(
+        "notify delivery: {} notifications, primary accepted {}, backup accepted {}, sent twice {}, repeats absorbed by the primary's key {}",
+        all.len(),
+        at_primary.len(),
+        at_backup.len(),
+        doubled.len(),
+        primary.absorbed_repeats()
+    );
+    report_latency("final", &latency(&api).await);
+    drop(front);
+}

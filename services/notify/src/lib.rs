@@ -1,0 +1,163 @@
+//! The notify domain service (notify-service).
+//!
+//! # Layout
+//! - [`domain`]: the pure notification decider: values, commands, events,
+//!   state, rejections. No I/O.
+//! - [`wire`]: the field mapping to the Avro records of `foldline-contracts`,
+//!   declared to the platform as [`NotifyWire`].
+//! - [`projection`]: `notification_by_id`, `notifications_by_recipient` and
+//!   the latency samples the latency route folds into histograms.
+//! - [`follow_ups`]: the pure reaction (a queued notification is delivered).
+//! - [`providers`]: the configured provider chains and their adapters
+//!   (HTTP provider APIs, the local sink).
+//! - [`delivery`]: one attempt through a chain of breakers, and what it
+//!   records; [`retry`]: the `notify.retry` consumer.
+//! - [`latency`]: HdrHistograms against the 150 ms P99 SLA.
+//! - [`routes`]: the HTTP routes.
+//!
+//! What delivery guarantees, and why: `src/design.md`.
+
+pub mod delivery;
+pub mod domain;
+pub mod follow_ups;
+pub mod latency;
+pub mod projection;
+pub mod providers;
+pub mod retry;
+pub mod routes;
+pub mod wire;
+
+#[cfg(test)]
+mod replay_tests;
+
+use std::sync::Arc;
+
+use foldline_contracts::topology::TopicKind;
+use foldline_gateway::EdgeDeclaration;
+use foldline_platform::dlq::DeadLetters;
+use foldline_platform::kafka;
+use foldline_platform::outbox::{self, Outbox};
+use foldline_platform::service::{DomainTopics, RoleContext, RoleFuture, ServiceError};
+use foldline_platform::store::Migration;
+use foldline_platform::DomainService;
+
+pub use crate::follow_ups::NotifyFollowUps;
+pub use crate::projection::NotifyProjection;
+pub use crate::wire::NotifyWire;
+
+/// The domain's name in `topology/topology.toml`.
+pub const DOMAIN: &str = "notify";
+
+/// The CQL tables of this domain, for `foldline migrate`.
+pub const CQL_MIGRATIONS: &[Migration] = &[Migration {
+    id: "0007_notify",
+    cql: include_str!("../../../schemas/cql/0007_notify.cql"),
+}];
+const DELIVERY_WORKER: &str = "delivery worker";
+
+/// The notify processor, projections and delivery worker, runnable by name.
+pub fn service() -> DomainService {
+    DomainService::new::<NotifyWire>(DOMAIN)
+        .with_projection::<NotifyProjection>()
+        .with_projection::<Outbox<NotifyFollowUps>>()
+        .with_worker(DELIVERY_WORKER, run_delivery)
+}
+
+/// The notify routes and how clients name a notification.
+pub fn edge() -> EdgeDeclaration {
+    EdgeDeclaration {
+        domain: DOMAIN,
+        noun: "notification",
+        collection: "/v1/notifications",
+        routes: routes::router,
+        personal_data: false,
+    }
+}
+
+fn start_error(reason: impl ToString) -> ServiceError {
+    ServiceError::WorkerStart {
+        worker: DELIVERY_WORKER,
+        reason: reason.to_string(),
+    }
+}
+
+/// The outbox relay (first attempts) and the retry consumer (later ones),
+/// sharing one set of provider breakers.
+fn run_delivery(domain: &'static str, context: RoleContext) -> RoleFuture {
+    Box::pin(async move {
+        let topics = DomainTopics::resolve(&context.config, &context.topology, domain)?;
+        let declared = context.topology.domain(domain)?;
+        let retry_topic = context.config.prefixed(&declared.topic(TopicKind::Retry));
+        let retry_group = declared
+            .retry_group()
+            .map(|group| context.config.prefixed(&group.name))
+            .ok_or_else(|| start_error("the topology declares no retry group for notify"))?;
+        let notify = &context.config.notify;
+        let chains = delivery::ProviderChains::new(notify, &context.store).map_err(start_error)?;
+        let producer: rdkafka::producer::FutureProducer =
+            kafka::producer_config(&context.config.kafka, "foldline-notify-delivery")
+                .create()
+                .map_err(start_error)?;
+        let deliverer = Arc::new(delivery::Deliverer {
+            chains: Arc::new(chains),
+            schedule: delivery::RetrySchedule::new(notify),
+            store: context.store.clone(),
+            producer: producer.clone(),
+            codec: context.codec.clone(),
+            commands_topic: topics.commands.clone(),
+            retry_topic,
+        });
+        let dead_letters = DeadLetters::new(producer, topics.dlq.clone(), retry_group.clone());
+        let consumer_config = kafka::group_consumer_config(
+            &context.config.kafka,
+            "foldline-notify-retry",
+            &retry_group,
+        );
+        let relay = outbox::relay::<NotifyFollowUps, _>(
+            delivery::FirstAttempts(Arc::clone(&deliverer)),
+            context.store.clone(),
+            topics.partitions,
+            context.shutdown.clone(),
+        );
+        let retries = retry::run(
+            deliverer,
+            consumer_config,
+            dead_letters,
+            context.shutdown.clone(),
+        );
+        let (relayed, retried) = tokio::join!(relay, retries);
+        relayed?;
+        retried.map_err(start_error)?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod cql_tests {
+    use super::CQL_MIGRATIONS;
+    use crate::delivery::NOTIFY_DELIVERIES;
+    use crate::projection::{
+        NOTIFICATIONS_BY_RECIPIENT, NOTIFICATION_BY_ID, NOTIFY_LATENCY_PROVIDERS,
+        NOTIFY_LATENCY_SAMPLES,
+    };
+    use crate::providers::NOTIFICATION_SINK;
+
+    #[test]
+    fn the_cql_migration_creates_every_table() {
+        let cql =
+            foldline_platform::store::migrations::statements(CQL_MIGRATIONS[0].cql).join("\n");
+        for table in [
+            NOTIFICATION_BY_ID,
+            NOTIFICATIONS_BY_RECIPIENT,
+            NOTIFY_LATENCY_SAMPLES,
+            NOTIFY_LATENCY_PROVIDERS,
+            NOTIFY_DELIVERIES,
+            NOTIFICATION_SINK,
+        ] {
+            assert!(
+                cql.contains(&format!("CREATE TABLE IF NOT EXISTS {table} (")),
+                "{table}"
+            );
+        }
+    }
+}
