@@ -50,6 +50,9 @@ struct PlaceOrderRequest {
     customer_id: String,
     currency: String,
     lines: Vec<LineRequest>,
+    /// The payment provider's card token; absent: its default test card.
+    #[serde(default)]
+    card_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +93,18 @@ struct OrderView {
     cancel_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payment_id: Option<String>,
+    /// Why a payment was declined (`payment_rejected`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_rejection_reason: Option<String>,
+    /// Why the order was rejected (`rejected`): `code` and `reason`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejection: Option<RejectionView>,
+}
+
+#[derive(Debug, Serialize)]
+struct RejectionView {
+    code: String,
+    reason: String,
 }
 
 fn order_view(row: &OrderRow) -> Option<OrderView> {
@@ -115,6 +130,14 @@ fn order_view(row: &OrderRow) -> Option<OrderView> {
         updated_at: rfc3339_millis(details.updated_at.millis()),
         cancel_reason: details.cancel_reason.clone(),
         payment_id: details.payment_id.map(|id| id.to_string()),
+        payment_rejection_reason: details.payment_rejection_reason.clone(),
+        rejection: details
+            .rejection
+            .as_ref()
+            .map(|(code, reason)| RejectionView {
+                code: code.clone(),
+                reason: reason.clone(),
+            }),
     })
 }
 
@@ -218,6 +241,7 @@ fn validate_place(request: PlaceOrderRequest, order_id: OrderId) -> Result<Place
         customer_id,
         currency,
         lines,
+        card_token: request.card_token,
     };
     // The order rules (line count, duplicates, prices, total) are the
     // domain's: ask the pure decider instead of restating them here.
@@ -277,6 +301,7 @@ async fn place_order(
                 unit_price: line.unit_price,
             })
             .collect(),
+        card_token: place.card_token.clone(),
     });
     commands::submit(
         &state,
@@ -373,6 +398,7 @@ mod tests {
                 quantity: -1,
                 unit_price: 100,
             }],
+            card_token: None,
         };
         let problem = validate_place(request, OrderId(Uuid::nil())).unwrap_err();
         assert_eq!(problem.status, 422);
@@ -398,6 +424,7 @@ mod tests {
             customer_id: Uuid::nil().to_string(),
             currency: "EUR".to_owned(),
             lines: vec![],
+            card_token: None,
         };
         let problem = validate_place(request, OrderId(Uuid::nil())).unwrap_err();
         assert_eq!(problem.code, "no_lines");

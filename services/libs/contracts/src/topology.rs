@@ -138,7 +138,7 @@ impl Topology {
                     )));
                 }
             }
-            domain.validate_groups()?;
+            domain.validate_groups(&self.domains)?;
             for subjects in &domain.subjects {
                 for record in &subjects.records {
                     if crate::schema::by_full_name(record).is_none() {
@@ -222,7 +222,17 @@ impl DomainTopology {
             })
     }
 
-    fn validate_groups(&self) -> Result<(), TopologyError> {
+    /// The events topic a projector group reads: its own domain's, or
+    /// (a process manager, a read model of another domain) another
+    /// declared domain's.
+    pub fn projector_source(&self, group: &ConsumerGroup) -> Option<String> {
+        match (group.kind, group.reads.as_slice()) {
+            (GroupKind::Projector, [topic]) => Some(topic.clone()),
+            _ => None,
+        }
+    }
+
+    fn validate_groups(&self, domains: &[DomainTopology]) -> Result<(), TopologyError> {
         let inconsistent = |reason: String| Err(TopologyError::Inconsistent(reason));
         let processors = self
             .consumer_groups
@@ -241,10 +251,18 @@ impl DomainTopology {
                 GroupKind::Processor => (self.topic(TopicKind::Commands), false),
                 GroupKind::Projector => (self.topic(TopicKind::Events), true),
             };
-            if group.reads != [expected_topic.clone()] {
+            let reads_another_domains_events = group.kind == GroupKind::Projector
+                && matches!(group.reads.as_slice(), [topic] if domains
+                    .iter()
+                    .any(|domain| domain.topic(TopicKind::Events) == *topic));
+            if group.reads != [expected_topic.clone()] && !reads_another_domains_events {
                 return inconsistent(format!(
-                    "group {} must read exactly {expected_topic}",
-                    group.name
+                    "group {} must read exactly {expected_topic}{}",
+                    group.name,
+                    match group.kind {
+                        GroupKind::Projector => " or another declared domain's events topic",
+                        GroupKind::Processor => "",
+                    }
                 ));
             }
             match (&group.projection, projection_allowed) {
@@ -355,6 +373,22 @@ mod tests {
             r#"reads = ["orders.commands"]"#,
         );
         assert!(Topology::parse(&wrong_topic).is_err());
+        let undeclared_events = TOPOLOGY_TOML.replace(
+            r#"reads = ["orders.events"]"#,
+            r#"reads = ["nowhere.events"]"#,
+        );
+        assert!(Topology::parse(&undeclared_events).is_err());
+        let foreign_events = TOPOLOGY_TOML.replace(
+            r#"reads = ["orders.events"]"#,
+            r#"reads = ["users.events"]"#,
+        );
+        let topology = Topology::parse(&foreign_events).expect("another domain's events");
+        let orders = topology.domain("orders").unwrap();
+        let group = orders.projector_group("orders").unwrap();
+        assert_eq!(
+            orders.projector_source(group).as_deref(),
+            Some("users.events")
+        );
         let unnamed = TOPOLOGY_TOML.replace(r#"projection = "orders""#, "");
         assert!(Topology::parse(&unnamed).is_err());
         let unknown_kind = TOPOLOGY_TOML.replace(r#"kind = "projector""#, r#"kind = "watcher""#);

@@ -26,6 +26,9 @@
 //!   the configured key-encryption key, sealed fields, keyed lookup hashes.
 //! - [`outbox`]: follow-ups of admitted events (a projection writes them,
 //!   a relay performs them), for steps that span aggregates.
+//!   A [`outbox::ProcessManager`] does the same across domains.
+//! - [`timeline`]: every domain's admitted events indexed by correlation
+//!   id, listed in causal order.
 //! - [`shutdown`]: the stop signal every loop and server watches.
 
 pub mod cache;
@@ -46,6 +49,7 @@ pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod timeline;
 
 #[cfg(test)]
 mod seam_tests;

@@ -37,6 +37,11 @@ enum Step {
     Ship {
         order: OrderId,
     },
+    Reject {
+        order: OrderId,
+        code: &'static str,
+        reason: String,
+    },
 }
 
 fn order_id_strategy() -> impl Strategy<Value = OrderId> {
@@ -122,6 +127,20 @@ fn step_strategy() -> impl Strategy<Value = Step> {
             }
         }),
         order_id_strategy().prop_map(|order| Step::Ship { order }),
+        (
+            order_id_strategy(),
+            prop::sample::select(vec![
+                "payment_deadline_passed",
+                "customer_unknown",
+                "Bad Code"
+            ]),
+            reason_strategy()
+        )
+            .prop_map(|(order, code, reason)| Step::Reject {
+                order,
+                code,
+                reason
+            }),
     ]
 }
 
@@ -143,6 +162,7 @@ fn command_for(step: Step, state: &OrderState) -> OrderCommand {
                     unit_price,
                 })
                 .collect(),
+            card_token: None,
         }),
         Step::Cancel { order, reason } => OrderCommand::Cancel(CancelOrder {
             order_id: order,
@@ -171,6 +191,15 @@ fn command_for(step: Step, state: &OrderState) -> OrderCommand {
             reason,
         }),
         Step::Ship { order } => OrderCommand::Ship(ShipOrder { order_id: order }),
+        Step::Reject {
+            order,
+            code,
+            reason,
+        } => OrderCommand::Reject(RejectOrder {
+            order_id: order,
+            code: code.to_owned(),
+            reason,
+        }),
     }
 }
 
