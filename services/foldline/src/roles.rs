@@ -31,6 +31,11 @@ pub fn domains() -> Vec<Domain> {
             edge: foldline_users::edge(),
             cql_migrations: foldline_users::CQL_MIGRATIONS,
         },
+        Domain {
+            service: foldline_payments::service(),
+            edge: foldline_payments::edge(),
+            cql_migrations: foldline_payments::CQL_MIGRATIONS,
+        },
     ]
 }
 

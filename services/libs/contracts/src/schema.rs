@@ -86,6 +86,96 @@ pub const ALL: &[RecordSchema] = &[
         "foldline.users.PersonalDataErased",
         "users/PersonalDataErased.avsc"
     ),
+    avsc!(
+        "foldline.payments.AuthorizePayment",
+        "payments/AuthorizePayment.avsc"
+    ),
+    avsc!(
+        "foldline.payments.RecordAuthorization",
+        "payments/RecordAuthorization.avsc"
+    ),
+    avsc!(
+        "foldline.payments.RecordDecline",
+        "payments/RecordDecline.avsc"
+    ),
+    avsc!(
+        "foldline.payments.CapturePayment",
+        "payments/CapturePayment.avsc"
+    ),
+    avsc!(
+        "foldline.payments.RecordCapture",
+        "payments/RecordCapture.avsc"
+    ),
+    avsc!(
+        "foldline.payments.RecordCaptureFailure",
+        "payments/RecordCaptureFailure.avsc"
+    ),
+    avsc!(
+        "foldline.payments.RefundPayment",
+        "payments/RefundPayment.avsc"
+    ),
+    avsc!(
+        "foldline.payments.RecordRefund",
+        "payments/RecordRefund.avsc"
+    ),
+    avsc!(
+        "foldline.payments.RecordRefundFailure",
+        "payments/RecordRefundFailure.avsc"
+    ),
+    avsc!(
+        "foldline.payments.VoidAuthorization",
+        "payments/VoidAuthorization.avsc"
+    ),
+    avsc!("foldline.payments.RecordVoid", "payments/RecordVoid.avsc"),
+    avsc!(
+        "foldline.payments.RecordVoidFailure",
+        "payments/RecordVoidFailure.avsc"
+    ),
+    avsc!(
+        "foldline.payments.PaymentRequested",
+        "payments/PaymentRequested.avsc"
+    ),
+    avsc!(
+        "foldline.payments.PaymentAuthorized",
+        "payments/PaymentAuthorized.avsc"
+    ),
+    avsc!(
+        "foldline.payments.PaymentDeclined",
+        "payments/PaymentDeclined.avsc"
+    ),
+    avsc!(
+        "foldline.payments.CaptureRequested",
+        "payments/CaptureRequested.avsc"
+    ),
+    avsc!(
+        "foldline.payments.PaymentCaptured",
+        "payments/PaymentCaptured.avsc"
+    ),
+    avsc!(
+        "foldline.payments.CaptureFailed",
+        "payments/CaptureFailed.avsc"
+    ),
+    avsc!(
+        "foldline.payments.RefundRequested",
+        "payments/RefundRequested.avsc"
+    ),
+    avsc!(
+        "foldline.payments.RefundIssued",
+        "payments/RefundIssued.avsc"
+    ),
+    avsc!(
+        "foldline.payments.RefundFailed",
+        "payments/RefundFailed.avsc"
+    ),
+    avsc!(
+        "foldline.payments.VoidRequested",
+        "payments/VoidRequested.avsc"
+    ),
+    avsc!(
+        "foldline.payments.AuthorizationVoided",
+        "payments/AuthorizationVoided.avsc"
+    ),
+    avsc!("foldline.payments.VoidFailed", "payments/VoidFailed.avsc"),
 ];
 
 /// Envelope parts inlined in every record; published for reference.
@@ -180,6 +270,38 @@ mod tests {
         );
         assert_bound::<crate::users::UserDeactivated>("foldline.users.UserDeactivated");
         assert_bound::<crate::users::PersonalDataErased>("foldline.users.PersonalDataErased");
+        assert_bound::<crate::payments::AuthorizePayment>("foldline.payments.AuthorizePayment");
+        assert_bound::<crate::payments::RecordAuthorization>(
+            "foldline.payments.RecordAuthorization",
+        );
+        assert_bound::<crate::payments::RecordDecline>("foldline.payments.RecordDecline");
+        assert_bound::<crate::payments::CapturePayment>("foldline.payments.CapturePayment");
+        assert_bound::<crate::payments::RecordCapture>("foldline.payments.RecordCapture");
+        assert_bound::<crate::payments::RecordCaptureFailure>(
+            "foldline.payments.RecordCaptureFailure",
+        );
+        assert_bound::<crate::payments::RefundPayment>("foldline.payments.RefundPayment");
+        assert_bound::<crate::payments::RecordRefund>("foldline.payments.RecordRefund");
+        assert_bound::<crate::payments::RecordRefundFailure>(
+            "foldline.payments.RecordRefundFailure",
+        );
+        assert_bound::<crate::payments::VoidAuthorization>("foldline.payments.VoidAuthorization");
+        assert_bound::<crate::payments::RecordVoid>("foldline.payments.RecordVoid");
+        assert_bound::<crate::payments::RecordVoidFailure>("foldline.payments.RecordVoidFailure");
+        assert_bound::<crate::payments::PaymentRequested>("foldline.payments.PaymentRequested");
+        assert_bound::<crate::payments::PaymentAuthorized>("foldline.payments.PaymentAuthorized");
+        assert_bound::<crate::payments::PaymentDeclined>("foldline.payments.PaymentDeclined");
+        assert_bound::<crate::payments::CaptureRequested>("foldline.payments.CaptureRequested");
+        assert_bound::<crate::payments::PaymentCaptured>("foldline.payments.PaymentCaptured");
+        assert_bound::<crate::payments::CaptureFailed>("foldline.payments.CaptureFailed");
+        assert_bound::<crate::payments::RefundRequested>("foldline.payments.RefundRequested");
+        assert_bound::<crate::payments::RefundIssued>("foldline.payments.RefundIssued");
+        assert_bound::<crate::payments::RefundFailed>("foldline.payments.RefundFailed");
+        assert_bound::<crate::payments::VoidRequested>("foldline.payments.VoidRequested");
+        assert_bound::<crate::payments::AuthorizationVoided>(
+            "foldline.payments.AuthorizationVoided",
+        );
+        assert_bound::<crate::payments::VoidFailed>("foldline.payments.VoidFailed");
     }
 
     #[test]
@@ -189,6 +311,8 @@ mod tests {
             .chain(OrdersEventRecord::RECORD_NAMES)
             .chain(crate::users::UsersCommandRecord::RECORD_NAMES)
             .chain(crate::users::UsersEventRecord::RECORD_NAMES)
+            .chain(crate::payments::PaymentsCommandRecord::RECORD_NAMES)
+            .chain(crate::payments::PaymentsEventRecord::RECORD_NAMES)
         {
             assert!(by_full_name(name).is_some(), "{name} has no .avsc");
         }
