@@ -38,6 +38,7 @@ pub fn router() -> Router<GatewayState> {
         .route("/v1/orders", post(place_order))
         .route("/v1/orders/{order_id}", get(get_order))
         .route("/v1/orders/{order_id}/cancel", post(cancel_order))
+        .route("/v1/orders/{order_id}/timeline", get(get_timeline))
         .route(
             "/v1/customers/{customer_id}/orders",
             get(list_customer_orders),
@@ -356,6 +357,64 @@ async fn get_order(
         Some(view) => Ok(Json(view).into_response()),
         None => Err(Problem::not_found("order")),
     }
+}
+
+#[derive(Debug, Serialize)]
+struct TimelineView {
+    order_id: String,
+    events: Vec<TimelineEventView>,
+}
+
+#[derive(Debug, Serialize)]
+struct TimelineEventView {
+    domain: String,
+    /// The record's short name (`OrderPlaced`, `PaymentAuthorized`, …).
+    event: String,
+    event_id: String,
+    aggregate_id: String,
+    aggregate_version: i64,
+    correlation_id: String,
+    causation_id: String,
+    occurred_at: String,
+}
+
+/// Every event of every domain that the order's chains caused (placing
+/// it, and each later request on it, such as a cancel), causes first.
+async fn get_timeline(
+    State(state): State<GatewayState>,
+    Path(order_id): Path<String>,
+) -> Result<Response, Problem> {
+    let order_id = parse_path_id(&order_id, "order", OrderId::parse)?.to_string();
+    let entries = foldline_platform::timeline::read(&state.store, DOMAIN, &order_id)
+        .await
+        .map_err(|error| match error {
+            foldline_platform::timeline::TimelineError::Store(error) => GatewayError::from(error),
+            foldline_platform::timeline::TimelineError::UnreadableRow { table, reason } => {
+                GatewayError::Row { table, reason }
+            }
+        })?;
+    if entries.is_empty() {
+        return Err(Problem::not_found("order"));
+    }
+    let events = entries
+        .into_iter()
+        .map(|entry| TimelineEventView {
+            event: entry
+                .record
+                .rsplit('.')
+                .next()
+                .unwrap_or(&entry.record)
+                .to_owned(),
+            domain: entry.domain,
+            event_id: entry.event_id,
+            aggregate_id: entry.aggregate_id,
+            aggregate_version: entry.aggregate_version,
+            correlation_id: entry.correlation_id,
+            causation_id: entry.causation_id,
+            occurred_at: rfc3339_millis(entry.occurred_at),
+        })
+        .collect();
+    Ok(Json(TimelineView { order_id, events }).into_response())
 }
 
 async fn list_customer_orders(

@@ -27,10 +27,11 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::marker::PhantomData;
 
 use foldline_contracts::envelope::EventMetadata;
+use foldline_contracts::record::EventRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{DomainWire, EventOf};
-use crate::gated::{json_row, Admitted, DomainProjection};
+use crate::gated::{json_row, Admitted, AdmittedRecord, DomainProjection, RecordProjection};
 use crate::projector::{CurrentRows, ProjectionError};
 use crate::store::{RowKey, Store, StoreError, StoredRow};
 
@@ -114,6 +115,74 @@ pub fn entry(
     }
 }
 
+/// The two rows of one admitted event (see the module docs).
+pub fn rows(
+    domain: &str,
+    record: &str,
+    metadata: &EventMetadata,
+    partition: i32,
+    offset: i64,
+) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
+    let entry = entry(domain, record, metadata, partition, offset);
+    Ok(vec![
+        (
+            entry_key(&metadata.correlation_id, &metadata.event_id),
+            json_row(TIMELINE, offset, &entry)?,
+        ),
+        (
+            aggregate_chain_key(domain, &metadata.aggregate_id, &metadata.correlation_id),
+            // The value is the correlation id (the key holds it too): the
+            // row only says the chain touched the aggregate.
+            json_row(TIMELINE_AGGREGATES, offset, &metadata.correlation_id)?,
+        ),
+    ])
+}
+
+/// Another domain's events in the timeline, declared by the domain that
+/// wants them listed (through `contracts` records; run with
+/// `DomainService::with_record_projection`).
+pub trait TimelineSource: Send + Sync + 'static {
+    type Events: EventRecord;
+    /// The domain whose events topic is read.
+    const DOMAIN: &'static str;
+    /// The projection's name in the declaring domain's topology entry.
+    const PROJECTION: &'static str;
+}
+
+/// The timeline projection of a [`TimelineSource`].
+#[derive(Debug)]
+pub struct RecordTimeline<S>(PhantomData<fn() -> S>);
+
+impl<S> Default for RecordTimeline<S> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<S: TimelineSource> RecordProjection for RecordTimeline<S> {
+    type Events = S::Events;
+    const NAME: &'static str = S::PROJECTION;
+    const SOURCE: &'static str = S::DOMAIN;
+
+    fn rows_to_read(&self, _record: &S::Events) -> Vec<RowKey> {
+        Vec::new()
+    }
+
+    fn project(
+        &self,
+        admitted: &AdmittedRecord<'_, S::Events>,
+        _current: &CurrentRows,
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
+        rows(
+            S::DOMAIN,
+            admitted.record.record_name(),
+            admitted.record.metadata(),
+            admitted.partition,
+            admitted.offset,
+        )
+    }
+}
+
 impl<W: DomainWire> DomainProjection for Timeline<W> {
     type Wire = W;
     const NAME: &'static str = TIMELINE_PROJECTION;
@@ -127,34 +196,13 @@ impl<W: DomainWire> DomainProjection for Timeline<W> {
         admitted: &Admitted<'_, W>,
         _current: &CurrentRows,
     ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
-        let metadata = admitted.metadata;
-        let entry = entry(
+        rows(
             admitted.domain,
             admitted.record_name,
-            metadata,
+            admitted.metadata,
             admitted.partition,
             admitted.offset,
-        );
-        Ok(vec![
-            (
-                entry_key(&metadata.correlation_id, &metadata.event_id),
-                json_row(TIMELINE, admitted.offset, &entry)?,
-            ),
-            (
-                aggregate_chain_key(
-                    admitted.domain,
-                    &metadata.aggregate_id,
-                    &metadata.correlation_id,
-                ),
-                // The value is the correlation id (the key holds it too):
-                // the row only says the chain touched the aggregate.
-                json_row(
-                    TIMELINE_AGGREGATES,
-                    admitted.offset,
-                    &metadata.correlation_id,
-                )?,
-            ),
-        ])
+        )
     }
 }
 

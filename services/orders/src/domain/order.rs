@@ -88,8 +88,11 @@ fn decide_place(
     }
     let total = order_total(&place.lines)?;
     if let Some(token) = &place.card_token {
-        let printable = token.bytes().all(|byte| byte.is_ascii_graphic());
-        if token.is_empty() || token.len() > MAX_CARD_TOKEN_CHARS || !printable {
+        // The provider's token alphabet (the payments domain checks it too).
+        let token_like = token
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+        if token.is_empty() || token.len() > MAX_CARD_TOKEN_CHARS || !token_like {
             return Err(OrderRejection::InvalidCardToken);
         }
     }
