@@ -50,7 +50,7 @@ pub enum OrderRejection {
     ReasonTooLong,
     #[error("rejection code must be 1 to {max} characters of a-z, 0-9 and _", max = MAX_CODE_CHARS)]
     InvalidRejectionCode,
-    #[error("card token must be 1 to {max} characters of a-z, A-Z, 0-9, _ and -", max = MAX_CARD_TOKEN_CHARS)]
+    #[error("card token must be 1 to {max} ascii letters, digits, underscores or hyphens", max = MAX_CARD_TOKEN_CHARS)]
     InvalidCardToken,
 }
 
