@@ -13,6 +13,7 @@ use foldline_contracts::topology::{TopicSpec, Topology};
 use foldline_gateway::admission::Admission;
 use foldline_gateway::outcomes::Outcomes;
 use foldline_gateway::{DomainEdge, GatewayState};
+use foldline_payments::provider::simulator::{self, Simulator};
 use foldline_platform::cache::RowCache;
 use foldline_platform::codec::Codec;
 use foldline_platform::config::{CacheKind, Config, StoreKind, Transactions};
@@ -136,6 +137,8 @@ pub struct Running {
     pub gateway: Option<SocketAddr>,
     /// Where the schema registry listens, when this process runs it.
     pub registry: Option<SocketAddr>,
+    /// Where the payment provider simulator listens, when this process runs it.
+    pub provider_simulator: Option<SocketAddr>,
     pub bootstrap_servers: String,
     trigger: ShutdownTrigger,
     tasks: JoinSet<anyhow::Result<()>>,
@@ -159,6 +162,7 @@ impl Running {
             "Foldline is up (embedded default: every service in this process)\n\
              \x20 gateway   {gateway}\n\
              \x20 registry  {registry}  (Confluent-compatible schema registry)\n\
+             \x20 payment provider simulator  {provider}  (counts: /v1/simulator/counts)\n\
              \x20 kafka     {kafka}  (librdkafka mock cluster)\n\
              \x20 broker:   {limits}\n\
              \x20 store:    in memory, lives exactly as long as the embedded log\n\
@@ -166,6 +170,7 @@ impl Running {
              Stop with Ctrl-C.",
             gateway = show(self.gateway),
             registry = show(self.registry),
+            provider = show(self.provider_simulator),
             kafka = self.bootstrap_servers,
             limits = EmbeddedBroker::LIMITS,
             personal_data = match self.development_key {
@@ -238,7 +243,7 @@ pub async fn start_embedded(mut config: Config, topology: Topology) -> anyhow::R
         tracing::warn!("no key-encryption key is configured: personal data is sealed under a DEVELOPMENT key generated at start; set FOLDLINE__PERSONAL_DATA__KEY_ENCRYPTION_KEY in any deployment");
         config.personal_data.key_encryption_key = Some(key.to_hex());
     }
-    let mut roles = vec![Role::Registry, Role::Gateway];
+    let mut roles = vec![Role::Registry, Role::Gateway, Role::ProviderSimulator];
     roles.extend(domains().iter().map(|domain| Role::Domain {
         name: domain.service.name().to_owned(),
         part: DomainPart::All,
@@ -445,6 +450,26 @@ async fn serve_roles(
     if let (RegistryUrl::FromListener, Some(address)) = (registry_url, registry_address) {
         config.registry.url = format!("http://{address}");
     }
+    let simulator_listener = match has(Role::ProviderSimulator) {
+        true => Some(
+            bind(
+                config.payments.simulator.listen,
+                "payment provider simulator",
+                "FOLDLINE__PAYMENTS__SIMULATOR__LISTEN",
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    let simulator_address = simulator_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("read the payment provider simulator's address")?;
+    // The embedded default's provider worker calls its own simulator.
+    if let (RegistryUrl::FromListener, Some(address)) = (registry_url, simulator_address) {
+        config.payments.provider.url = format!("http://{address}");
+    }
 
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
@@ -464,6 +489,28 @@ async fn serve_roles(
                 .await
                 .context("serve the schema registry")
         });
+    }
+
+    if let Some(listener) = simulator_listener {
+        let simulator = Simulator::new(config.payments.simulator.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            simulator::serve(simulator, listener, stop.wait())
+                .await
+                .context("serve the payment provider simulator")
+        });
+        if roles.iter().all(|role| *role == Role::ProviderSimulator) {
+            return Ok(Running {
+                gateway: gateway_address,
+                registry: registry_address,
+                provider_simulator: simulator_address,
+                bootstrap_servers: config.kafka.bootstrap_servers.clone(),
+                trigger,
+                tasks,
+                broker: None,
+                development_key: false,
+            });
+        }
     }
 
     let codec = Codec::new(&config.registry.url).context("configure the schema registry client")?;
@@ -584,6 +631,7 @@ async fn serve_roles(
     Ok(Running {
         gateway: gateway_address,
         registry: registry_address,
+        provider_simulator: simulator_address,
         bootstrap_servers: config.kafka.bootstrap_servers.clone(),
         trigger,
         tasks,

@@ -58,12 +58,17 @@ pub enum DomainPart {
     Projectors,
 }
 
+const PROVIDER_SIMULATOR: &str = "provider-simulator";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     /// The HTTP API of every domain.
     Gateway,
     /// The schema registry (Confluent-compatible REST API on `_schemas`).
     Registry,
+    /// The payment provider simulator (a card processor's API, for the
+    /// embedded default and tests).
+    ProviderSimulator,
     Domain {
         name: String,
         part: DomainPart,
@@ -77,13 +82,17 @@ impl Role {
             Role::Domain { name, part: mine } => {
                 name == domain && (*mine == DomainPart::All || *mine == part)
             }
-            Role::Gateway | Role::Registry => false,
+            Role::Gateway | Role::Registry | Role::ProviderSimulator => false,
         }
     }
 
     /// Every role name this binary accepts, for help and errors.
     pub fn names() -> Vec<String> {
-        let mut names = vec!["gateway".to_owned(), "registry".to_owned()];
+        let mut names = vec![
+            "gateway".to_owned(),
+            "registry".to_owned(),
+            PROVIDER_SIMULATOR.to_owned(),
+        ];
         for domain in domains() {
             let name = domain.service.name();
             names.push(name.to_owned());
@@ -99,6 +108,7 @@ impl fmt::Display for Role {
         match self {
             Role::Gateway => formatter.write_str("gateway"),
             Role::Registry => formatter.write_str("registry"),
+            Role::ProviderSimulator => formatter.write_str(PROVIDER_SIMULATOR),
             Role::Domain { name, part } => match part {
                 DomainPart::All => formatter.write_str(name),
                 DomainPart::Processor => write!(formatter, "{name}-processor"),
@@ -122,6 +132,7 @@ impl FromStr for Role {
         match text {
             "gateway" => return Ok(Role::Gateway),
             "registry" => return Ok(Role::Registry),
+            PROVIDER_SIMULATOR => return Ok(Role::ProviderSimulator),
             _ => {}
         }
         let (name, part) = match text.rsplit_once('-') {

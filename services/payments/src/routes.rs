@@ -5,20 +5,28 @@
 // A Problem is the response itself: boxing it on a per-request path buys nothing.
 #![allow(clippy::result_large_err)]
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use foldline_gateway::http::{decode_row, parse_path_id, GatewayError};
-use foldline_gateway::problem::Problem;
+use foldline_contracts::payments::{self as wire, PaymentsCommandRecord};
+use foldline_gateway::commands::{self, identity_metadata, AggregateView};
+use foldline_gateway::http::{decode_row, parse_json, parse_path_id, GatewayError};
+use foldline_gateway::idempotency::identify;
+use foldline_gateway::problem::{FieldError, Problem};
 use foldline_gateway::time::rfc3339_millis;
 use foldline_gateway::GatewayState;
-use serde::Serialize;
+use foldline_platform::store::Store;
+use serde::{Deserialize, Serialize};
 
-use crate::domain::{OrderId, Payment, PaymentId, RefundStatus};
+use crate::domain::{Amount, Note, OrderId, Payment, PaymentId, RefundId, RefundStatus};
 use crate::projection::{
     order_partition, payment_key, OrderPaymentRow, PaymentRow, PAYMENTS_BY_ORDER, PAYMENT_BY_ID,
 };
+use crate::DOMAIN;
 
 /// The most payments one order lists (an order has one payment, a few
 /// after retries; the bound keeps a hostile partition from being read whole).
@@ -27,6 +35,7 @@ const MAX_ORDER_PAYMENTS: usize = 100;
 pub fn router() -> Router<GatewayState> {
     Router::new()
         .route("/v1/payments/{payment_id}", get(get_payment))
+        .route("/v1/payments/{payment_id}/refunds", post(request_refund))
         .route("/v1/orders/{order_id}/payments", get(get_order_payments))
 }
 
@@ -122,27 +131,105 @@ fn payment_view(row: &PaymentRow) -> PaymentView {
     }
 }
 
-async fn read_payment(
-    state: &GatewayState,
-    payment_id: &PaymentId,
-) -> Result<Option<PaymentRow>, Problem> {
-    match state
-        .store
-        .get(payment_key(&payment_id.to_string()))
-        .await
-        .map_err(GatewayError::from)?
-    {
+async fn read_payment(store: &Store, payment_id: &str) -> Result<Option<PaymentRow>, GatewayError> {
+    match store.get(payment_key(payment_id)).await? {
         Some(row) => Ok(Some(decode_row::<PaymentRow>(PAYMENT_BY_ID, &row.value)?)),
         None => Ok(None),
     }
+}
+
+/// Reads a payment back for `Prefer: wait`.
+struct PaymentReadBack;
+
+impl AggregateView for PaymentReadBack {
+    async fn read(
+        &self,
+        store: &Store,
+        aggregate_id: &str,
+        min_version: u64,
+    ) -> Result<Option<Vec<u8>>, GatewayError> {
+        match read_payment(store, aggregate_id).await? {
+            Some(row) if row.version >= min_version => serde_json::to_vec(&payment_view(&row))
+                .map(Some)
+                .map_err(|error| GatewayError::Row {
+                    table: PAYMENT_BY_ID,
+                    reason: error.to_string(),
+                }),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    amount: i64,
+    #[serde(default)]
+    reason: String,
+}
+
+fn field_error(field: &str, message: impl ToString) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+/// `POST /v1/payments/{id}/refunds` `{"amount": minor units, "reason": ...}`.
+/// The refund's id is its command's, so a retry with the same
+/// `Idempotency-Key` is the same refund, never a second one.
+async fn request_refund(
+    State(state): State<GatewayState>,
+    Path(payment_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let payment_id = parse_path_id(&payment_id, "payment", PaymentId::parse)?.to_string();
+    let raw = body.as_ref().map(|bytes| bytes.clone()).unwrap_or_default();
+    let Some(request) = parse_json::<RefundBody>(&headers, body, false)? else {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "a body is required",
+        ));
+    };
+    let mut errors = Vec::new();
+    let amount = Amount::new(request.amount)
+        .map_err(|error| errors.push(field_error("amount", error)))
+        .ok();
+    let reason = Note::parse(&request.reason)
+        .map_err(|error| errors.push(field_error("reason", error)))
+        .ok();
+    let (Some(amount), Some(reason)) = (amount, reason) else {
+        return Err(Problem::invalid_fields(errors));
+    };
+    let route = format!("POST /v1/payments/{payment_id}/refunds");
+    let identity = identify(&state, &headers, &route, &raw, payment_id.clone()).await?;
+    let refund_id = RefundId::from_uuid(identity.command_id.0);
+    let command = PaymentsCommandRecord::Refund(wire::RefundPayment {
+        metadata: identity_metadata(&state, &identity, &headers),
+        payment_id,
+        refund_id: refund_id.to_string(),
+        amount: amount.minor_units(),
+        reason: reason.as_str().to_owned(),
+    });
+    commands::submit(
+        &state,
+        DOMAIN,
+        &PaymentReadBack,
+        &headers,
+        command,
+        StatusCode::OK,
+    )
+    .await
 }
 
 async fn get_payment(
     State(state): State<GatewayState>,
     Path(payment_id): Path<String>,
 ) -> Result<Response, Problem> {
-    let payment_id = parse_path_id(&payment_id, "payment", PaymentId::parse)?;
-    match read_payment(&state, &payment_id).await? {
+    let payment_id = parse_path_id(&payment_id, "payment", PaymentId::parse)?.to_string();
+    match read_payment(&state.store, &payment_id).await? {
         Some(row) => Ok(Json(payment_view(&row)).into_response()),
         None => Err(Problem::not_found("payment")),
     }

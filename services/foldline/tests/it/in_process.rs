@@ -11,6 +11,7 @@ async fn the_embedded_platform_starts_on_port_zero_serves_and_stops() {
     let mut config = Config::load(None, Vec::<(String, String)>::new()).unwrap();
     config.gateway.listen = "127.0.0.1:0".parse().unwrap();
     config.registry_server.listen = "127.0.0.1:0".parse().unwrap();
+    config.payments.simulator.listen = "127.0.0.1:0".parse().unwrap();
     let running = start_embedded(config, Topology::embedded().unwrap())
         .await
         .unwrap();

@@ -26,6 +26,9 @@
 //!   credentials and certificates, and ACLs on the secured broker.
 //! - [`scylla`]: `foldline migrate`, then the orders roles and two
 //!   stateless gateways on the CQL store (a real Cassandra).
+//! - [`payments`]: authorize, declines, capture, refunds and void against
+//!   the provider simulator; an outage, the deadline, and kill -9 of the
+//!   provider worker with no double charge by the simulator's count.
 //! - [`users`]: the race for one address, kill -9 mid-registration, and
 //!   erasure read back from raw topics, store files and a replay.
 //!
@@ -42,6 +45,7 @@ mod idempotency;
 mod in_process;
 mod nemesis;
 mod outage;
+mod payments;
 mod poison;
 mod replaced;
 mod scylla;

@@ -55,6 +55,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub personal_data: PersonalDataConfig,
     pub saga: SagaConfig,
+    pub payments: crate::payments_config::PaymentsConfig,
 }
 
 /// The order saga's process managers (`services/orders/src/saga/`).
@@ -575,6 +576,7 @@ impl Config {
         config.kafka.security.validate(&config.kafka)?;
         config.gateway.validate()?;
         config.saga.validate()?;
+        config.payments.validate()?;
         if config.store.kind == StoreKind::Scylla {
             config.store.scylla.validate()?;
         }

@@ -29,6 +29,8 @@
 //!   A [`outbox::ProcessManager`] does the same across domains.
 //! - [`timeline`]: every domain's admitted events indexed by correlation
 //!   id, listed in causal order.
+//! - [`payments_config`]: the `[payments]` configuration section (the
+//!   payment provider's client and its simulator).
 //! - [`shutdown`]: the stop signal every loop and server watches.
 
 pub mod cache;
@@ -42,6 +44,7 @@ pub mod headers;
 pub mod kafka;
 pub mod kafka_security;
 pub mod outbox;
+pub mod payments_config;
 pub mod personal_data;
 pub mod processor;
 pub mod projector;
