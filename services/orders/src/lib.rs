@@ -28,7 +28,7 @@ use foldline_platform::timeline::{RecordTimeline, Timeline, TimelineSource};
 use foldline_platform::DomainService;
 
 use crate::saga::customers::Customers;
-use crate::saga::{OrdersSaga, PaymentsSaga};
+use crate::saga::{OrdersSaga, PaymentDeadlines, PaymentsSaga};
 
 pub use crate::projection::OrdersProjection;
 pub use crate::wire::OrdersWire;
@@ -69,7 +69,12 @@ pub fn service() -> DomainService {
         .with_record_projection::<Customers>()
         .with_record_projection::<Reactions<OrdersSaga>>()
         .with_record_projection::<Reactions<PaymentsSaga>>()
+        .with_record_projection::<Reactions<PaymentDeadlines>>()
         .with_worker(saga::relay::ORDERS_RELAY, saga::relay::run_orders_relay)
+        .with_worker(
+            saga::relay::DEADLINES_RELAY,
+            saga::relay::run_deadlines_relay,
+        )
         .with_worker(saga::relay::PAYMENTS_RELAY, saga::relay::run_payments_relay)
 }
 

@@ -68,7 +68,10 @@ pub struct SagaConfig {
     pub enabled: bool,
     /// An order not confirmed this long after it was placed is rejected
     /// and its authorization voided. Read when a timer is checked, so a
-    /// change applies to pending timers too.
+    /// change applies to pending timers too. Keep it above
+    /// `payments.provider.authorization_deadline_ms` plus a capture, so a
+    /// slow provider declines the payment before the order runs out of time
+    /// (see `services/orders/src/saga/design.md`).
     pub payment_deadline_ms: u64,
     /// The card token of an order that names none (the provider
     /// simulator's always-approved test card).
@@ -79,7 +82,7 @@ impl Default for SagaConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            payment_deadline_ms: 30_000,
+            payment_deadline_ms: 60_000,
             default_card_token: "tok_visa".to_owned(),
         }
     }
@@ -770,7 +773,7 @@ mod tests {
     fn saga_settings_parse_and_bad_ones_are_refused() {
         let defaults = Config::load(None, Vec::new()).unwrap().saga;
         assert!(defaults.enabled);
-        assert_eq!(defaults.payment_deadline_ms, 30_000);
+        assert_eq!(defaults.payment_deadline_ms, 60_000);
         let environment = vec![
             ("FOLDLINE__SAGA__ENABLED".to_owned(), "false".to_owned()),
             (

@@ -5,7 +5,8 @@
 //!
 //! | log | event | follow-up |
 //! |---|---|---|
-//! | `orders.events` | `OrderPlaced` | check the customer (the `customers` read model), then `AuthorizePayment` or `RejectOrder` (`customer_unknown`, `customer_deactivated`); and a timer: `RejectOrder` (`payment_deadline_passed`) when the deadline passes |
+//! | `orders.events` | `OrderPlaced` | check the customer (the `customers` read model), then `AuthorizePayment` or `RejectOrder` (`customer_unknown`, `customer_deactivated`) |
+//! | `orders.events` | `OrderPlaced` (`saga_deadlines`, a timer) | `RejectOrder` (`payment_deadline_passed`) when the deadline passes, unless the order was decided |
 //! | `orders.events` | `OrderRejected`, `OrderPaymentRejected` | `VoidAuthorization` (refused harmlessly when nothing is authorized) |
 //! | `orders.events` | `OrderCancelled` owing a refund | `RefundPayment` of what was confirmed |
 //! | `orders.events` | `OrderCancelled` owing none | `VoidAuthorization` |
@@ -109,6 +110,13 @@ pub enum PaymentFollowUp {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OrdersSaga;
 
+/// The payment deadline of every placed order, a timer. Its own outbox:
+/// the relay holds a partition's cursor at a timer until it is due, so a
+/// timer must never sit in front of follow-ups due now; behind each other,
+/// timers a fixed delay after events in log order are due in order.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PaymentDeadlines;
+
 /// Reacts to `payments.events`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PaymentsSaga;
@@ -121,6 +129,23 @@ impl ProcessManager for OrdersSaga {
 
     fn react(&self, event: &OrdersEventRecord) -> Vec<OrderFollowUp> {
         order_follow_ups(event)
+    }
+}
+
+impl ProcessManager for PaymentDeadlines {
+    type Events = OrdersEventRecord;
+    type FollowUp = OrderFollowUp;
+    const NAME: &'static str = "saga_deadlines";
+    const SOURCE: &'static str = crate::DOMAIN;
+
+    fn react(&self, event: &OrdersEventRecord) -> Vec<OrderFollowUp> {
+        match event {
+            OrdersEventRecord::Placed(placed) => vec![OrderFollowUp::PaymentDeadline {
+                cause: placed.metadata.clone(),
+                order_id: placed.order_id.clone(),
+            }],
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -146,20 +171,14 @@ fn void(cause: &EventMetadata, order_id: &str, reason: &str) -> OrderFollowUp {
 /// The follow-ups of one admitted orders event. Pure.
 pub fn order_follow_ups(event: &OrdersEventRecord) -> Vec<OrderFollowUp> {
     match event {
-        OrdersEventRecord::Placed(placed) => vec![
-            OrderFollowUp::OpenPayment {
-                cause: placed.metadata.clone(),
-                order_id: placed.order_id.clone(),
-                customer_id: placed.customer_id.clone(),
-                amount: placed.total,
-                currency: placed.currency.clone(),
-                card_token: placed.card_token.clone(),
-            },
-            OrderFollowUp::PaymentDeadline {
-                cause: placed.metadata.clone(),
-                order_id: placed.order_id.clone(),
-            },
-        ],
+        OrdersEventRecord::Placed(placed) => vec![OrderFollowUp::OpenPayment {
+            cause: placed.metadata.clone(),
+            order_id: placed.order_id.clone(),
+            customer_id: placed.customer_id.clone(),
+            amount: placed.total,
+            currency: placed.currency.clone(),
+            card_token: placed.card_token.clone(),
+        }],
         OrdersEventRecord::Rejected(rejected) => vec![void(
             &rejected.metadata,
             &rejected.order_id,

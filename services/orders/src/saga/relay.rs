@@ -20,8 +20,8 @@ use rdkafka::producer::FutureProducer;
 
 use super::customers::{customer_key, CustomerStatus};
 use super::{
-    payment_id_for, OrderFollowUp, OrdersSaga, PaymentFollowUp, PaymentsSaga, CUSTOMER_DEACTIVATED,
-    CUSTOMER_UNKNOWN, PAYMENT_DEADLINE_PASSED,
+    payment_id_for, OrderFollowUp, OrdersSaga, PaymentDeadlines, PaymentFollowUp, PaymentsSaga,
+    CUSTOMER_DEACTIVATED, CUSTOMER_UNKNOWN, PAYMENT_DEADLINE_PASSED,
 };
 use crate::domain::OrderStatus;
 use crate::projection::{order_key, OrderRow};
@@ -30,6 +30,7 @@ use crate::projection::{order_key, OrderRow};
 pub const SAGA: &str = "orders-saga";
 pub const ORDERS_RELAY: &str = "saga relay (orders events)";
 pub const PAYMENTS_RELAY: &str = "saga relay (payments events)";
+pub const DEADLINES_RELAY: &str = "saga relay (payment deadlines)";
 
 fn store_failure(error: foldline_platform::store::StoreError) -> FollowUpError {
     FollowUpError::from(error)
@@ -313,4 +314,9 @@ pub fn run_orders_relay(_domain: &'static str, context: RoleContext) -> RoleFutu
 /// The relay of the saga's reactions to `payments.events`.
 pub fn run_payments_relay(_domain: &'static str, context: RoleContext) -> RoleFuture {
     Box::pin(run_relay::<PaymentsSaga>(PAYMENTS_RELAY, context))
+}
+
+/// The relay of the payment deadline timers.
+pub fn run_deadlines_relay(_domain: &'static str, context: RoleContext) -> RoleFuture {
+    Box::pin(run_relay::<PaymentDeadlines>(DEADLINES_RELAY, context))
 }

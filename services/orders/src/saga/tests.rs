@@ -59,24 +59,31 @@ fn cancelled(refund: Option<(&str, i64)>, reason: &str) -> OrdersEventRecord {
 }
 
 #[test]
-fn a_placed_order_opens_its_payment_and_starts_its_deadline() {
+fn a_placed_order_opens_its_payment_and_starts_its_deadline_in_an_outbox_of_timers() {
     let follow_ups = OrdersSaga.react(&placed(Some("tok_chargeDeclined")));
     assert_eq!(
         follow_ups,
-        vec![
-            OrderFollowUp::OpenPayment {
-                cause: metadata(1),
-                order_id: ORDER.to_owned(),
-                customer_id: CUSTOMER.to_owned(),
-                amount: 2500,
-                currency: "EUR".to_owned(),
-                card_token: Some("tok_chargeDeclined".to_owned()),
-            },
-            OrderFollowUp::PaymentDeadline {
-                cause: metadata(1),
-                order_id: ORDER.to_owned(),
-            },
-        ]
+        vec![OrderFollowUp::OpenPayment {
+            cause: metadata(1),
+            order_id: ORDER.to_owned(),
+            customer_id: CUSTOMER.to_owned(),
+            amount: 2500,
+            currency: "EUR".to_owned(),
+            card_token: Some("tok_chargeDeclined".to_owned()),
+        },]
+    );
+    assert_eq!(
+        PaymentDeadlines.react(&placed(None)),
+        vec![OrderFollowUp::PaymentDeadline {
+            cause: metadata(1),
+            order_id: ORDER.to_owned(),
+        }]
+    );
+    let payment = payment_id_for(ORDER);
+    assert_eq!(
+        PaymentDeadlines.react(&cancelled(Some((&payment, 2500)), "")),
+        vec![],
+        "only a placed order starts a deadline"
     );
 }
 
