@@ -94,9 +94,6 @@ struct OrderView {
     cancel_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payment_id: Option<String>,
-    /// Why a payment was declined (`payment_rejected`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payment_rejection_reason: Option<String>,
     /// Why the order was rejected (`rejected`): `code` and `reason`.
     #[serde(skip_serializing_if = "Option::is_none")]
     rejection: Option<RejectionView>,
@@ -131,7 +128,6 @@ fn order_view(row: &OrderRow) -> Option<OrderView> {
         updated_at: rfc3339_millis(details.updated_at.millis()),
         cancel_reason: details.cancel_reason.clone(),
         payment_id: details.payment_id.map(|id| id.to_string()),
-        payment_rejection_reason: details.payment_rejection_reason.clone(),
         rejection: details
             .rejection
             .as_ref()
