@@ -29,6 +29,7 @@ fn place(command: u128) -> ValidCommand<OrdersCommandRecord> {
                 unit_price: 1250,
             })
             .collect(),
+        card_token: None,
     });
     ValidCommand::validate(record).expect("the bench command is valid")
 }

@@ -178,6 +178,10 @@ impl Deployment {
                 self.dir_path.join(store).display().to_string(),
             ),
             ("RUST_LOG", self.rust_log.clone()),
+            // The fault tests' orders are judged without the saga (their
+            // checker knows the order machine alone); a saga test turns it
+            // back on with `with_role_env`.
+            ("FOLDLINE__SAGA__ENABLED", "false".to_owned()),
             // Every process of a deployment seals and opens personal data
             // alike; tests read it back with the same key.
             (

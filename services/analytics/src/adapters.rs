@@ -103,6 +103,9 @@ impl EventsAdapter for OrdersAdapter {
                     figures.record_latency(ORDER_TO_PAYMENT_MS, at - placed_at);
                 }
             }
+            // Rejected by the saga before any payment answer (an unknown
+            // or deactivated customer, the payment deadline): no decline.
+            OrdersEventRecord::Rejected(_) => figures.count(ORDERS_REJECTED),
             OrdersEventRecord::Cancelled(_) => figures.count(ORDERS_CANCELLED),
             OrdersEventRecord::Shipped(_) => figures.count(ORDERS_SHIPPED),
             // Counted by the fold itself, for every domain alike.

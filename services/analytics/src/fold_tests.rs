@@ -53,6 +53,7 @@ fn placed(order: u128, command: u128, at: i64, currency: &str, total: i64) -> Or
         currency: currency.to_owned(),
         lines: Vec::new(),
         total,
+        card_token: None,
     })
 }
 
@@ -79,6 +80,8 @@ fn cancelled(order: u128, version: i64, command: u128, at: i64) -> OrdersEventRe
         metadata: metadata(order, version, command, at),
         order_id: id(order),
         reason: "changed my mind".to_owned(),
+        refund_payment_id: None,
+        refund_amount: None,
     })
 }
 

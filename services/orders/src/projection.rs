@@ -165,6 +165,7 @@ mod tests {
                 quantity: 2,
                 unit_price: 1250,
             }],
+            card_token: None,
         }));
         let placed = decide_record::<OrdersWire>(&OrderState::default(), 0, &place);
         let state = OrderState::default().apply(placed.event.as_ref().unwrap());

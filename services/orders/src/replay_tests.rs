@@ -202,6 +202,7 @@ impl System {
                             unit_price,
                         })
                         .collect(),
+                    card_token: None,
                 }));
             }
             Step::Cancel { order, reason } => {

@@ -38,6 +38,7 @@ pub fn router() -> Router<GatewayState> {
         .route("/v1/orders", post(place_order))
         .route("/v1/orders/{order_id}", get(get_order))
         .route("/v1/orders/{order_id}/cancel", post(cancel_order))
+        .route("/v1/orders/{order_id}/timeline", get(get_timeline))
         .route(
             "/v1/customers/{customer_id}/orders",
             get(list_customer_orders),
@@ -50,6 +51,9 @@ struct PlaceOrderRequest {
     customer_id: String,
     currency: String,
     lines: Vec<LineRequest>,
+    /// The payment provider's card token; absent: its default test card.
+    #[serde(default)]
+    card_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +94,15 @@ struct OrderView {
     cancel_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payment_id: Option<String>,
+    /// Why the order was rejected (`rejected`): `code` and `reason`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejection: Option<RejectionView>,
+}
+
+#[derive(Debug, Serialize)]
+struct RejectionView {
+    code: String,
+    reason: String,
 }
 
 fn order_view(row: &OrderRow) -> Option<OrderView> {
@@ -115,6 +128,13 @@ fn order_view(row: &OrderRow) -> Option<OrderView> {
         updated_at: rfc3339_millis(details.updated_at.millis()),
         cancel_reason: details.cancel_reason.clone(),
         payment_id: details.payment_id.map(|id| id.to_string()),
+        rejection: details
+            .rejection
+            .as_ref()
+            .map(|(code, reason)| RejectionView {
+                code: code.clone(),
+                reason: reason.clone(),
+            }),
     })
 }
 
@@ -218,6 +238,7 @@ fn validate_place(request: PlaceOrderRequest, order_id: OrderId) -> Result<Place
         customer_id,
         currency,
         lines,
+        card_token: request.card_token,
     };
     // The order rules (line count, duplicates, prices, total) are the
     // domain's: ask the pure decider instead of restating them here.
@@ -277,6 +298,7 @@ async fn place_order(
                 unit_price: line.unit_price,
             })
             .collect(),
+        card_token: place.card_token.clone(),
     });
     commands::submit(
         &state,
@@ -333,6 +355,64 @@ async fn get_order(
     }
 }
 
+#[derive(Debug, Serialize)]
+struct TimelineView {
+    order_id: String,
+    events: Vec<TimelineEventView>,
+}
+
+#[derive(Debug, Serialize)]
+struct TimelineEventView {
+    domain: String,
+    /// The record's short name (`OrderPlaced`, `PaymentAuthorized`, …).
+    event: String,
+    event_id: String,
+    aggregate_id: String,
+    aggregate_version: i64,
+    correlation_id: String,
+    causation_id: String,
+    occurred_at: String,
+}
+
+/// Every event of every domain that the order's chains caused (placing
+/// it, and each later request on it, such as a cancel), causes first.
+async fn get_timeline(
+    State(state): State<GatewayState>,
+    Path(order_id): Path<String>,
+) -> Result<Response, Problem> {
+    let order_id = parse_path_id(&order_id, "order", OrderId::parse)?.to_string();
+    let entries = foldline_platform::timeline::read(&state.store, DOMAIN, &order_id)
+        .await
+        .map_err(|error| match error {
+            foldline_platform::timeline::TimelineError::Store(error) => GatewayError::from(error),
+            foldline_platform::timeline::TimelineError::UnreadableRow { table, reason } => {
+                GatewayError::Row { table, reason }
+            }
+        })?;
+    if entries.is_empty() {
+        return Err(Problem::not_found("order"));
+    }
+    let events = entries
+        .into_iter()
+        .map(|entry| TimelineEventView {
+            event: entry
+                .record
+                .rsplit('.')
+                .next()
+                .unwrap_or(&entry.record)
+                .to_owned(),
+            domain: entry.domain,
+            event_id: entry.event_id,
+            aggregate_id: entry.aggregate_id,
+            aggregate_version: entry.aggregate_version,
+            correlation_id: entry.correlation_id,
+            causation_id: entry.causation_id,
+            occurred_at: rfc3339_millis(entry.occurred_at),
+        })
+        .collect();
+    Ok(Json(TimelineView { order_id, events }).into_response())
+}
+
 async fn list_customer_orders(
     State(state): State<GatewayState>,
     Path(customer_id): Path<String>,
@@ -373,6 +453,7 @@ mod tests {
                 quantity: -1,
                 unit_price: 100,
             }],
+            card_token: None,
         };
         let problem = validate_place(request, OrderId(Uuid::nil())).unwrap_err();
         assert_eq!(problem.status, 422);
@@ -398,6 +479,7 @@ mod tests {
             customer_id: Uuid::nil().to_string(),
             currency: "EUR".to_owned(),
             lines: vec![],
+            card_token: None,
         };
         let problem = validate_place(request, OrderId(Uuid::nil())).unwrap_err();
         assert_eq!(problem.code, "no_lines");

@@ -12,7 +12,8 @@ use foldline_platform::DomainWire;
 
 use crate::domain::{
     CancelOrder, Currency, CustomerId, MarkPaid, MarkPaymentFailed, Order, OrderCommand,
-    OrderEvent, OrderId, OrderLine, PaymentId, PlaceOrder, Quantity, ShipOrder, Sku,
+    OrderEvent, OrderId, OrderLine, PaymentId, PlaceOrder, Quantity, RefundOwed, RejectOrder,
+    ShipOrder, Sku,
 };
 
 /// The orders domain as the platform runs it.
@@ -69,6 +70,7 @@ pub fn command_from_wire(record: &wire::OrdersCommandRecord) -> Result<OrderComm
             customer_id: field("customer_id", CustomerId::parse(&place.customer_id))?,
             currency: field("currency", Currency::parse(&place.currency))?,
             lines: lines_from_wire(&place.lines)?,
+            card_token: place.card_token.clone(),
         }),
         wire::OrdersCommandRecord::Cancel(cancel) => OrderCommand::Cancel(CancelOrder {
             order_id,
@@ -87,6 +89,11 @@ pub fn command_from_wire(record: &wire::OrdersCommandRecord) -> Result<OrderComm
             })
         }
         wire::OrdersCommandRecord::Ship(_) => OrderCommand::Ship(ShipOrder { order_id }),
+        wire::OrdersCommandRecord::Reject(reject) => OrderCommand::Reject(RejectOrder {
+            order_id,
+            code: reject.code.clone(),
+            reason: reject.reason.clone(),
+        }),
     })
 }
 
@@ -99,12 +106,15 @@ pub fn event_to_wire(event: &OrderEvent, metadata: EventMetadata) -> wire::Order
             currency: placed.currency.as_str().to_owned(),
             lines: lines_to_wire(&placed.lines),
             total: placed.total,
+            card_token: placed.card_token.clone(),
         }),
         OrderEvent::Cancelled(cancelled) => {
             wire::OrdersEventRecord::Cancelled(wire::OrderCancelled {
                 metadata,
                 order_id: cancelled.order_id.to_string(),
                 reason: cancelled.reason.clone(),
+                refund_payment_id: cancelled.refund.map(|refund| refund.payment_id.to_string()),
+                refund_amount: cancelled.refund.map(|refund| refund.amount),
             })
         }
         OrderEvent::Confirmed(confirmed) => {
@@ -127,13 +137,20 @@ pub fn event_to_wire(event: &OrderEvent, metadata: EventMetadata) -> wire::Order
             metadata,
             order_id: shipped.order_id.to_string(),
         }),
+        OrderEvent::Rejected(rejected) => wire::OrdersEventRecord::Rejected(wire::OrderRejected {
+            metadata,
+            order_id: rejected.order_id.to_string(),
+            code: rejected.code.clone(),
+            reason: rejected.reason.clone(),
+        }),
     }
 }
 
 /// The domain event a wire record carries; a recorded rejection carries none.
 pub fn event_from_wire(record: &wire::OrdersEventRecord) -> Result<OrderEvent, WireError> {
     use crate::domain::{
-        OrderCancelled, OrderConfirmed, OrderPaymentRejected, OrderPlaced, OrderShipped,
+        OrderCancelled, OrderConfirmed, OrderPaymentRejected, OrderPlaced, OrderRejected,
+        OrderShipped,
     };
     let at = Timestamp(record.metadata().occurred_at);
     Ok(match record {
@@ -144,11 +161,25 @@ pub fn event_from_wire(record: &wire::OrdersEventRecord) -> Result<OrderEvent, W
             lines: lines_from_wire(&placed.lines)?,
             total: placed.total,
             placed_at: at,
+            card_token: placed.card_token.clone(),
         }),
         wire::OrdersEventRecord::Cancelled(cancelled) => OrderEvent::Cancelled(OrderCancelled {
             order_id: field("order_id", OrderId::parse(&cancelled.order_id))?,
             reason: cancelled.reason.clone(),
             cancelled_at: at,
+            refund: match (&cancelled.refund_payment_id, cancelled.refund_amount) {
+                (Some(payment_id), Some(amount)) => Some(RefundOwed {
+                    payment_id: field("refund_payment_id", PaymentId::parse(payment_id))?,
+                    amount,
+                }),
+                (None, None) => None,
+                _ => {
+                    return Err(WireError::InvalidField {
+                        field: "refund_payment_id",
+                        reason: "a refund needs both its payment id and its amount".to_owned(),
+                    })
+                }
+            },
         }),
         wire::OrdersEventRecord::Confirmed(confirmed) => OrderEvent::Confirmed(OrderConfirmed {
             order_id: field("order_id", OrderId::parse(&confirmed.order_id))?,
@@ -167,6 +198,12 @@ pub fn event_from_wire(record: &wire::OrdersEventRecord) -> Result<OrderEvent, W
         wire::OrdersEventRecord::Shipped(shipped) => OrderEvent::Shipped(OrderShipped {
             order_id: field("order_id", OrderId::parse(&shipped.order_id))?,
             shipped_at: at,
+        }),
+        wire::OrdersEventRecord::Rejected(rejected) => OrderEvent::Rejected(OrderRejected {
+            order_id: field("order_id", OrderId::parse(&rejected.order_id))?,
+            code: rejected.code.clone(),
+            reason: rejected.reason.clone(),
+            rejected_at: at,
         }),
         wire::OrdersEventRecord::CommandRejected(_) => {
             return Err(WireError::UnknownRecord {
@@ -212,6 +249,7 @@ mod tests {
                 quantity: 2,
                 unit_price: 1250,
             }],
+            card_token: None,
         }))
         .unwrap()
     }

@@ -111,6 +111,7 @@ async fn sums_of_the_topics(deployment: &Deployment, codec: &Codec) -> BTreeMap<
                 add("orders.rejected".into(), 1);
                 add("orders.payment_declined".into(), 1);
             }
+            OrdersEventRecord::Rejected(_) => add("orders.rejected".into(), 1),
             OrdersEventRecord::Cancelled(_) => add("orders.cancelled".into(), 1),
             OrdersEventRecord::Shipped(_) => add("orders.shipped".into(), 1),
             OrdersEventRecord::CommandRejected(_) => add("orders.commands_rejected".into(), 1),

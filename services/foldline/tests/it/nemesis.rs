@@ -1109,6 +1109,8 @@ async fn inject_stale_decision(deployment: &Deployment, workload: &Workload, rng
         metadata: metadata.clone(),
         order_id: order_id.clone(),
         reason: "a zombie's stale decision".to_owned(),
+        refund_payment_id: None,
+        refund_amount: None,
     };
     let payload = workload
         .codec

@@ -21,6 +21,9 @@ pub struct PlaceOrder {
     pub customer_id: String,
     pub currency: String,
     pub lines: Vec<OrderLine>,
+    /// The provider's card token; `None`: the provider's default test card.
+    #[serde(default)]
+    pub card_token: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
@@ -49,6 +52,25 @@ pub struct MarkOrderPaymentFailed {
     pub reason: String,
 }
 
+/// Ends an order that cannot proceed (issued by the orders saga).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "foldline.orders")]
+pub struct RejectOrder {
+    pub metadata: CommandMetadata,
+    pub order_id: String,
+    pub code: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "foldline.orders")]
+pub struct OrderRejected {
+    pub metadata: EventMetadata,
+    pub order_id: String,
+    pub code: String,
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "foldline.orders")]
 pub struct ShipOrder {
@@ -65,6 +87,8 @@ pub struct OrderPlaced {
     pub currency: String,
     pub lines: Vec<OrderLine>,
     pub total: i64,
+    #[serde(default)]
+    pub card_token: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
@@ -73,6 +97,11 @@ pub struct OrderCancelled {
     pub metadata: EventMetadata,
     pub order_id: String,
     pub reason: String,
+    /// Set when the order was paid: the refund its cancellation owes.
+    #[serde(default)]
+    pub refund_payment_id: Option<String>,
+    #[serde(default)]
+    pub refund_amount: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
@@ -108,6 +137,7 @@ crate::command_union! {
         MarkPaid(MarkOrderPaid) = "foldline.orders.MarkOrderPaid",
         MarkPaymentFailed(MarkOrderPaymentFailed) = "foldline.orders.MarkOrderPaymentFailed",
         Ship(ShipOrder) = "foldline.orders.ShipOrder",
+        Reject(RejectOrder) = "foldline.orders.RejectOrder",
     }
 }
 
@@ -119,5 +149,6 @@ crate::event_union! {
         Confirmed(OrderConfirmed) = "foldline.orders.OrderConfirmed",
         PaymentRejected(OrderPaymentRejected) = "foldline.orders.OrderPaymentRejected",
         Shipped(OrderShipped) = "foldline.orders.OrderShipped",
+        Rejected(OrderRejected) = "foldline.orders.OrderRejected",
     }
 }

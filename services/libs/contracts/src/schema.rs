@@ -47,6 +47,8 @@ pub const ALL: &[RecordSchema] = &[
         "orders/OrderPaymentRejected.avsc"
     ),
     avsc!("foldline.orders.OrderShipped", "orders/OrderShipped.avsc"),
+    avsc!("foldline.orders.RejectOrder", "orders/RejectOrder.avsc"),
+    avsc!("foldline.orders.OrderRejected", "orders/OrderRejected.avsc"),
     avsc!("foldline.users.ClaimEmail", "users/ClaimEmail.avsc"),
     avsc!("foldline.users.ReleaseEmail", "users/ReleaseEmail.avsc"),
     avsc!("foldline.users.RegisterUser", "users/RegisterUser.avsc"),
@@ -289,6 +291,8 @@ mod tests {
         assert_bound::<OrderConfirmed>("foldline.orders.OrderConfirmed");
         assert_bound::<OrderPaymentRejected>("foldline.orders.OrderPaymentRejected");
         assert_bound::<OrderShipped>("foldline.orders.OrderShipped");
+        assert_bound::<crate::orders::RejectOrder>("foldline.orders.RejectOrder");
+        assert_bound::<crate::orders::OrderRejected>("foldline.orders.OrderRejected");
         assert_bound::<CommandRejected>("foldline.CommandRejected");
         assert_bound::<crate::users::ClaimEmail>("foldline.users.ClaimEmail");
         assert_bound::<crate::users::ReleaseEmail>("foldline.users.ReleaseEmail");

@@ -147,7 +147,7 @@ impl Topology {
                     )));
                 }
             }
-            domain.validate_groups()?;
+            domain.validate_groups(&self.domains)?;
             for subjects in &domain.subjects {
                 for record in &subjects.records {
                     if crate::schema::by_full_name(record).is_none() {
@@ -246,7 +246,17 @@ impl DomainTopology {
             .filter(|group| group.kind == GroupKind::Analytics)
     }
 
-    fn validate_groups(&self) -> Result<(), TopologyError> {
+    /// The events topic a projector group reads: its own domain's, or
+    /// (a process manager, a read model of another domain) another
+    /// declared domain's.
+    pub fn projector_source(&self, group: &ConsumerGroup) -> Option<String> {
+        match (group.kind, group.reads.as_slice()) {
+            (GroupKind::Projector, [topic]) => Some(topic.clone()),
+            _ => None,
+        }
+    }
+
+    fn validate_groups(&self, domains: &[DomainTopology]) -> Result<(), TopologyError> {
         let inconsistent = |reason: String| Err(TopologyError::Inconsistent(reason));
         let retry_topic = self.topic(TopicKind::Retry);
         let retries_declared = self.topics.contains_key(&TopicKind::Retry);
@@ -282,11 +292,19 @@ impl DomainTopology {
                 [topic] => expected_topics.contains(topic),
                 _ => false,
             };
-            if !reads_one_expected {
+            let reads_another_domains_events = group.kind == GroupKind::Projector
+                && matches!(group.reads.as_slice(), [topic] if domains
+                    .iter()
+                    .any(|domain| domain.topic(TopicKind::Events) == *topic));
+            if !reads_one_expected && !reads_another_domains_events {
                 return inconsistent(format!(
-                    "group {} must read exactly one of {}",
+                    "group {} must read exactly one of {}{}",
                     group.name,
-                    expected_topics.join(", ")
+                    expected_topics.join(", "),
+                    match group.kind {
+                        GroupKind::Projector => " or another declared domain's events topic",
+                        _ => "",
+                    }
                 ));
             }
             match (&group.projection, projection_allowed) {
@@ -402,6 +420,25 @@ mod tests {
             r#"reads = ["orders.commands"]"#,
         );
         assert!(Topology::parse(&wrong_topic).is_err());
+        let undeclared_events = TOPOLOGY_TOML.replace(
+            r#"reads = ["orders.events"]"#,
+            r#"reads = ["nowhere.events"]"#,
+        );
+        assert!(Topology::parse(&undeclared_events).is_err());
+        // Only the orders projection's group: analytics groups must read
+        // their own domain's topics.
+        let foreign_events = TOPOLOGY_TOML.replacen(
+            r#"reads = ["orders.events"]"#,
+            r#"reads = ["users.events"]"#,
+            1,
+        );
+        let topology = Topology::parse(&foreign_events).expect("another domain's events");
+        let orders = topology.domain("orders").unwrap();
+        let group = orders.projector_group("orders").unwrap();
+        assert_eq!(
+            orders.projector_source(group).as_deref(),
+            Some("users.events")
+        );
         let unnamed = TOPOLOGY_TOML.replace(r#"projection = "orders""#, "");
         assert!(Topology::parse(&unnamed).is_err());
         let analytics_of_commands = TOPOLOGY_TOML.replace(

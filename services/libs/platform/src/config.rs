@@ -55,6 +55,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub personal_data: PersonalDataConfig,
     pub metrics: MetricsConfig,
+    pub saga: SagaConfig,
     pub payments: crate::payments_config::PaymentsConfig,
     pub notify: NotifyConfig,
 }
@@ -66,6 +67,52 @@ pub struct MetricsConfig {
     /// A listener serving only `GET /metrics`, for processes without the
     /// gateway (whose own listener serves `/metrics` too). Unset: none.
     pub listen: Option<SocketAddr>,
+}
+
+/// The order saga's process managers (`services/orders/src/saga/`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SagaConfig {
+    /// Whether the saga's relays issue commands. Off, their outboxes still
+    /// fill (they are projections); turned on later, a relay performs
+    /// everything since its cursor, timers long due included.
+    pub enabled: bool,
+    /// An order not confirmed this long after it was placed is rejected
+    /// and its authorization voided. Read when a timer is checked, so a
+    /// change applies to pending timers too. Keep it above
+    /// `payments.provider.authorization_deadline_ms` plus a capture, so a
+    /// slow provider declines the payment before the order runs out of time
+    /// (see `services/orders/src/saga/design.md`).
+    pub payment_deadline_ms: u64,
+    /// The card token of an order that names none (the provider
+    /// simulator's always-approved test card).
+    pub default_card_token: String,
+}
+
+impl Default for SagaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            payment_deadline_ms: 60_000,
+            default_card_token: "tok_visa".to_owned(),
+        }
+    }
+}
+
+impl SagaConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.payment_deadline_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "saga.payment_deadline_ms must be at least 1".to_owned(),
+            ));
+        }
+        if self.default_card_token.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "saga.default_card_token must not be empty".to_owned(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Crypto-shredding of personal data (`crate::personal_data`).
@@ -892,6 +939,7 @@ impl Config {
         config.gateway.validate()?;
         config.registry.validate()?;
         config.registry_server.validate()?;
+        config.saga.validate()?;
         config.payments.validate()?;
         if config.store.kind == StoreKind::Scylla {
             config.store.scylla.validate()?;
@@ -1122,6 +1170,35 @@ mod tests {
         );
         let empty = vec![("FOLDLINE__KAFKA__PROPERTIES__".to_owned(), "x".to_owned())];
         assert!(Config::load(None, empty).is_err());
+    }
+
+    #[test]
+    fn saga_settings_parse_and_bad_ones_are_refused() {
+        let defaults = Config::load(None, Vec::new()).unwrap().saga;
+        assert!(defaults.enabled);
+        assert_eq!(defaults.payment_deadline_ms, 60_000);
+        let environment = vec![
+            ("FOLDLINE__SAGA__ENABLED".to_owned(), "false".to_owned()),
+            (
+                "FOLDLINE__SAGA__PAYMENT_DEADLINE_MS".to_owned(),
+                "1500".to_owned(),
+            ),
+        ];
+        let saga = Config::load(None, environment).unwrap().saga;
+        assert!(!saga.enabled);
+        assert_eq!(saga.payment_deadline_ms, 1_500);
+        for (key, value) in [
+            ("FOLDLINE__SAGA__PAYMENT_DEADLINE_MS", "0"),
+            ("FOLDLINE__SAGA__PAYMENT_DEADLINE_MS", "soon"),
+            ("FOLDLINE__SAGA__ENABLED", "maybe"),
+            ("FOLDLINE__SAGA__DEFAULT_CARD_TOKEN", " "),
+        ] {
+            let error = Config::load(None, vec![(key.to_owned(), value.to_owned())]).unwrap_err();
+            assert!(
+                error.to_string().contains("saga") || error.to_string().contains(value),
+                "{key}={value}: {error}"
+            );
+        }
     }
 
     #[test]

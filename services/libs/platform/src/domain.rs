@@ -161,7 +161,13 @@ pub fn decide_record<W: DomainWire>(
         aggregate_version: i64::try_from(aggregate_version).unwrap_or(i64::MAX),
         command_id: metadata.command_id.clone(),
         correlation_id: metadata.correlation_id.clone(),
-        causation_id: metadata.command_id.clone(),
+        // The event a process manager's command reacted to, so a chain
+        // across domains can be followed event to event; a client's
+        // command is its own event's cause.
+        causation_id: metadata
+            .causation_id
+            .clone()
+            .unwrap_or_else(|| metadata.command_id.clone()),
         occurred_at: metadata.issued_at,
         traceparent: metadata.traceparent.clone(),
     };

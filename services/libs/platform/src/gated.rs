@@ -52,6 +52,10 @@ pub trait DomainProjection: Send + Sync + 'static {
 pub struct Admitted<'a, W: DomainWire> {
     pub event: &'a EventOf<W>,
     pub metadata: &'a EventMetadata,
+    /// The domain whose log holds it.
+    pub domain: &'a str,
+    /// The Avro full name of its wire record.
+    pub record_name: &'static str,
     /// The aggregate's version after this event.
     pub version: u64,
     pub partition: i32,
@@ -135,11 +139,7 @@ fn settled_key(namespace: &str, command_id: &str) -> RowKey {
 /// slower one would skip it.
 #[derive(Debug)]
 pub struct GatedProjection<P> {
-    domain: String,
-    /// Namespaces this projection's gate rows.
-    gate: String,
-    /// Whether this is the domain's primary projection.
-    primary: bool,
+    gate: Gate,
     inner: P,
 }
 
@@ -147,63 +147,81 @@ impl<P: DomainProjection> GatedProjection<P> {
     /// The domain's primary projection. `domain` namespaces the aggregate
     /// versions (aggregate ids are only unique within a domain).
     pub fn new(domain: impl Into<String>, inner: P) -> Self {
-        let domain = domain.into();
         Self {
-            gate: domain.clone(),
-            domain,
-            primary: true,
+            gate: Gate::primary(domain),
             inner,
         }
     }
 
     /// Another projection of the domain, beside its primary one.
     pub fn secondary(domain: impl Into<String>, inner: P) -> Self {
+        Self {
+            gate: Gate::secondary(domain, P::NAME),
+            inner,
+        }
+    }
+}
+
+/// The gate state one projection keeps (see [`GatedProjection`]): which
+/// domain's log it reads, the namespace of its rows, whether it writes the
+/// public `command_outcomes`.
+#[derive(Clone, Debug)]
+struct Gate {
+    domain: String,
+    /// Namespaces this projection's gate rows.
+    namespace: String,
+    /// Whether this is the domain's primary projection.
+    primary: bool,
+}
+
+impl Gate {
+    fn primary(domain: impl Into<String>) -> Self {
         let domain = domain.into();
         Self {
-            gate: format!("{domain}/{}", P::NAME),
+            namespace: domain.clone(),
+            domain,
+            primary: true,
+        }
+    }
+
+    fn secondary(domain: impl Into<String>, projection: &str) -> Self {
+        let domain = domain.into();
+        Self {
+            namespace: format!("{domain}/{projection}"),
             domain,
             primary: false,
-            inner,
         }
     }
 
     fn settled_row_key(&self, command_id: &str) -> RowKey {
         match self.primary {
             true => outcome_key(command_id),
-            false => settled_key(&self.gate, command_id),
+            false => settled_key(&self.namespace, command_id),
         }
     }
-}
 
-impl<P: DomainProjection> Projection for GatedProjection<P> {
-    type Record = LogRecord<P::Wire>;
-
-    fn parse_record(&self, decoded: Decoded) -> Result<Self::Record, WireError> {
-        LogRecord::parse(&decoded)
-    }
-
-    fn rows_to_read(&self, record: &Self::Record) -> Vec<RowKey> {
-        let metadata = record.wire.metadata();
-        let mut keys = vec![
-            version_key(&self.gate, &metadata.aggregate_id),
+    fn rows_to_read(&self, metadata: &EventMetadata) -> Vec<RowKey> {
+        vec![
+            version_key(&self.namespace, &metadata.aggregate_id),
             self.settled_row_key(&metadata.command_id),
-        ];
-        if let Some(event) = &record.event {
-            keys.extend(self.inner.rows_to_read(event, metadata));
-        }
-        keys
+        ]
     }
 
-    fn project(
+    /// The gate's upserts for a record, and `admitted`'s for an admitted
+    /// event (called with the aggregate's version after it); nothing for a
+    /// record the gate ignores.
+    fn project<R: EventRecord>(
         &self,
-        record: &Self::Record,
+        wire: &R,
+        is_event: bool,
         partition: i32,
         offset: i64,
         current: &CurrentRows,
+        admitted: impl FnOnce(u64) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError>,
     ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
-        let metadata = record.wire.metadata();
-        let rejection = record.wire.rejection();
-        let version_key = version_key(&self.gate, &metadata.aggregate_id);
+        let metadata = wire.metadata();
+        let rejection = wire.rejection();
+        let version_key = version_key(&self.namespace, &metadata.aggregate_id);
         let outcome_key = self.settled_row_key(&metadata.command_id);
         let current_version = read_json_row::<VersionRow>(&version_key, current)?
             .unwrap_or_default()
@@ -219,15 +237,8 @@ impl<P: DomainProjection> Projection for GatedProjection<P> {
             return Ok(Vec::new());
         }
         let mut upserts = Vec::new();
-        if let Some(event) = &record.event {
-            let admitted = Admitted {
-                event,
-                metadata,
-                version: verdict.version_after.0,
-                partition,
-                offset,
-            };
-            upserts.extend(self.inner.project(&admitted, current)?);
+        if is_event {
+            upserts.extend(admitted(verdict.version_after.0)?);
             let version = VersionRow {
                 version: verdict.version_after.0,
             };
@@ -238,7 +249,7 @@ impl<P: DomainProjection> Projection for GatedProjection<P> {
             outcome: gate::outcome(
                 metadata,
                 rejection,
-                record.wire.record_name(),
+                wire.record_name(),
                 verdict.version_after,
                 partition,
                 offset,
@@ -250,6 +261,153 @@ impl<P: DomainProjection> Projection for GatedProjection<P> {
         };
         upserts.push((outcome_key, json_row(table, offset, &outcome)?));
         Ok(upserts)
+    }
+}
+
+impl<P: DomainProjection> Projection for GatedProjection<P> {
+    type Record = LogRecord<P::Wire>;
+
+    fn parse_record(&self, decoded: Decoded) -> Result<Self::Record, WireError> {
+        LogRecord::parse(&decoded)
+    }
+
+    fn rows_to_read(&self, record: &Self::Record) -> Vec<RowKey> {
+        let metadata = record.wire.metadata();
+        let mut keys = self.gate.rows_to_read(metadata);
+        if let Some(event) = &record.event {
+            keys.extend(self.inner.rows_to_read(event, metadata));
+        }
+        keys
+    }
+
+    fn project(
+        &self,
+        record: &Self::Record,
+        partition: i32,
+        offset: i64,
+        current: &CurrentRows,
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
+        self.gate.project(
+            &record.wire,
+            record.event.is_some(),
+            partition,
+            offset,
+            current,
+            |version| match &record.event {
+                Some(event) => self.inner.project(
+                    &Admitted {
+                        event,
+                        metadata: record.wire.metadata(),
+                        domain: &self.gate.domain,
+                        record_name: record.wire.record_name(),
+                        version,
+                        partition,
+                        offset,
+                    },
+                    current,
+                ),
+                None => Ok(Vec::new()),
+            },
+        )
+    }
+}
+
+/// A read model of some domain's events topic built from its `contracts`
+/// records alone: how one domain folds another's log (a read model of
+/// users in orders, a process manager reacting to payments) without
+/// importing its crate. Pure, like [`DomainProjection`].
+pub trait RecordProjection: Send + Sync + 'static {
+    /// The union of the source topic's records.
+    type Events: EventRecord;
+    /// The projection's name in the topology (of the domain that owns it).
+    const NAME: &'static str;
+    /// The domain whose events topic it folds.
+    const SOURCE: &'static str;
+
+    /// The rows [`RecordProjection::project`] needs to see for `record`.
+    fn rows_to_read(&self, record: &Self::Events) -> Vec<RowKey>;
+
+    /// The upserts one admitted event (never a rejection) causes.
+    fn project(
+        &self,
+        admitted: &AdmittedRecord<'_, Self::Events>,
+        current: &CurrentRows,
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError>;
+}
+
+/// A wire event the gate admitted, with where it sits in its log.
+#[derive(Debug)]
+pub struct AdmittedRecord<'a, E> {
+    pub record: &'a E,
+    /// The aggregate's version after this event.
+    pub version: u64,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A [`RecordProjection`] behind the gate of the log it reads. Its gate
+/// rows are its own (`<owner>/<projection>`), like a secondary projection's:
+/// it never settles commands for the source domain's readers.
+#[derive(Debug)]
+pub struct GatedRecords<P> {
+    gate: Gate,
+    inner: P,
+}
+
+impl<P: RecordProjection> GatedRecords<P> {
+    /// `owner` is the domain that declares the projection.
+    pub fn new(owner: &str, inner: P) -> Self {
+        Self {
+            gate: Gate {
+                domain: P::SOURCE.to_owned(),
+                namespace: format!("{owner}/{}", P::NAME),
+                primary: false,
+            },
+            inner,
+        }
+    }
+}
+
+impl<P: RecordProjection> Projection for GatedRecords<P> {
+    type Record = P::Events;
+
+    fn parse_record(&self, decoded: Decoded) -> Result<Self::Record, WireError> {
+        P::Events::from_avro(&decoded.record_name, &decoded.value)
+    }
+
+    fn rows_to_read(&self, record: &Self::Record) -> Vec<RowKey> {
+        let mut keys = self.gate.rows_to_read(record.metadata());
+        if record.rejection().is_none() {
+            keys.extend(self.inner.rows_to_read(record));
+        }
+        keys
+    }
+
+    fn project(
+        &self,
+        record: &Self::Record,
+        partition: i32,
+        offset: i64,
+        current: &CurrentRows,
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
+        self.gate.project(
+            record,
+            record.rejection().is_none(),
+            partition,
+            offset,
+            current,
+            |version| {
+                self.inner.project(
+                    &AdmittedRecord {
+                        record,
+                        version,
+                        partition,
+                        offset,
+                    },
+                    current,
+                )
+            },
+        )
     }
 }
 

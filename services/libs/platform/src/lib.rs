@@ -31,6 +31,9 @@
 //!   a relay performs them), for steps that span aggregates.
 //! - `testing` (feature `testing`): the replay harness of the domains'
 //!   property tests (Avro round trip, gate, snapshots, forged records).
+//!   A [`outbox::ProcessManager`] does the same across domains.
+//! - [`timeline`]: every domain's admitted events indexed by correlation
+//!   id, listed in causal order.
 //! - [`payments_config`]: the `[payments]` configuration section (the
 //!   payment provider's client and its simulator).
 //! - [`shutdown`]: the stop signal every loop and server watches.
@@ -58,6 +61,7 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod timeline;
 
 #[cfg(test)]
 mod seam_tests;

@@ -20,6 +20,14 @@
 //! The relay runs beside the outbox projector (same process, same store).
 //! Rows of a partition are written in offset order and atomically, so a
 //! cursor per partition never skips one.
+//!
+//! A [`ProcessManager`] is the same mechanism across domains: it reads
+//! another domain's events topic through its `contracts` records (a
+//! [`RecordProjection`], gated like any projection), and its follow-ups
+//! are commands to some domain's commands topic. A follow-up may be
+//! deferred ([`Performer::not_before`]): a timer. Its row is in the store
+//! from the moment the event is projected, so a restarted relay finds it
+//! and fires it when due (at once, if the restart came later).
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -34,7 +42,9 @@ use serde::Serialize;
 
 use crate::codec::Codec;
 use crate::domain::{DomainWire, EventOf};
-use crate::gated::{json_row, Admitted, DomainProjection};
+use foldline_contracts::record::EventRecord;
+
+use crate::gated::{json_row, Admitted, AdmittedRecord, DomainProjection, RecordProjection};
 use crate::headers::command_headers;
 use crate::processor::retry::{produce_is_transient, until_settled};
 use crate::projector::{CurrentRows, ProjectionError};
@@ -47,6 +57,9 @@ pub const OUTBOX_CURSORS: &str = "outbox_cursors";
 const RELAY_BATCH: usize = 200;
 /// How long an idle relay waits before looking again.
 const RELAY_IDLE: Duration = Duration::from_millis(10);
+/// The longest a relay holding timers sleeps before looking for new rows
+/// of its other partitions.
+const RELAY_TIMER_POLL: Duration = Duration::from_millis(100);
 
 /// A domain's pure reaction table: the follow-ups an admitted event causes.
 pub trait Reactor: Default + Send + Sync + 'static {
@@ -96,18 +109,77 @@ impl<R: Reactor> DomainProjection for Outbox<R> {
         admitted: &Admitted<'_, R::Wire>,
         _current: &CurrentRows,
     ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
-        self.0
-            .react(admitted)
-            .iter()
-            .enumerate()
-            .map(|(index, follow_up)| {
-                Ok((
-                    outbox_key(R::NAME, admitted.partition, admitted.offset, index),
-                    json_row(OUTBOX, admitted.offset, follow_up)?,
-                ))
-            })
-            .collect()
+        outbox_rows(
+            R::NAME,
+            admitted.partition,
+            admitted.offset,
+            &self.0.react(admitted),
+        )
     }
+}
+
+/// A process manager's pure reaction table: the follow-ups an admitted
+/// event of the domain `SOURCE` causes (commands to this or another
+/// domain, timers). It lives in the domain that declares it and reads the
+/// source's records from `contracts`, so no domain crate imports another.
+pub trait ProcessManager: Default + Send + Sync + 'static {
+    /// The union of the source's events topic.
+    type Events: EventRecord;
+    type FollowUp: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
+    /// The projection's name in the owner's topology entry.
+    const NAME: &'static str;
+    /// The domain whose events it reacts to.
+    const SOURCE: &'static str;
+
+    /// Never called for a rejection, a duplicate or a stale decision: the
+    /// gate keeps those away.
+    fn react(&self, event: &Self::Events) -> Vec<Self::FollowUp>;
+}
+
+/// The outbox projection of a [`ProcessManager`] (run it with
+/// `DomainService::with_record_projection`, its relay with [`relay_named`]).
+#[derive(Debug, Default)]
+pub struct Reactions<M>(pub M);
+
+impl<M: ProcessManager> RecordProjection for Reactions<M> {
+    type Events = M::Events;
+    const NAME: &'static str = M::NAME;
+    const SOURCE: &'static str = M::SOURCE;
+
+    fn rows_to_read(&self, _record: &M::Events) -> Vec<RowKey> {
+        Vec::new()
+    }
+
+    fn project(
+        &self,
+        admitted: &AdmittedRecord<'_, M::Events>,
+        _current: &CurrentRows,
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
+        outbox_rows(
+            M::NAME,
+            admitted.partition,
+            admitted.offset,
+            &self.0.react(admitted.record),
+        )
+    }
+}
+
+fn outbox_rows<F: Serialize>(
+    name: &str,
+    partition: i32,
+    offset: i64,
+    follow_ups: &[F],
+) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
+    follow_ups
+        .iter()
+        .enumerate()
+        .map(|(index, follow_up)| {
+            Ok((
+                outbox_key(name, partition, offset, index),
+                json_row(OUTBOX, offset, follow_up)?,
+            ))
+        })
+        .collect()
 }
 
 /// Why a follow-up failed, and whether trying again can help.
@@ -158,6 +230,21 @@ pub enum RelayError {
 /// and advancing the cursor performs it again.
 pub trait Performer<F>: Send + Sync {
     fn perform(&self, follow_up: &F) -> impl Future<Output = Result<(), FollowUpError>> + Send;
+
+    /// When a deferred follow-up (a timer) is due, in Unix milliseconds.
+    /// The relay holds its partition's cursor until then, so only timers
+    /// due no earlier than it wait behind it when timers of one outbox
+    /// are due in log order (a fixed delay after each event's time).
+    fn not_before(&self, _follow_up: &F) -> Option<i64> {
+        None
+    }
+}
+
+fn unix_millis_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 async fn settle<T>(
@@ -178,14 +265,33 @@ pub async fn relay<R: Reactor, P: Performer<R::FollowUp>>(
     partitions: i32,
     shutdown: Shutdown,
 ) -> Result<(), RelayError> {
+    relay_named::<R::FollowUp, P>(R::NAME, performer, store, partitions, shutdown).await
+}
+
+/// Performs the follow-ups of the outbox `name` (a [`Reactor`]'s or a
+/// [`ProcessManager`]'s) in log order, per partition of its source log,
+/// until shutdown.
+pub async fn relay_named<F, P>(
+    name: &'static str,
+    performer: P,
+    store: Store,
+    partitions: i32,
+    shutdown: Shutdown,
+) -> Result<(), RelayError>
+where
+    F: DeserializeOwned + Send + Sync,
+    P: Performer<F>,
+{
     loop {
         let mut performed = 0usize;
-        for partition in 0..partitions {
+        // The earliest timer a partition is held at, to sleep until.
+        let mut next_due: Option<i64> = None;
+        'partitions: for partition in 0..partitions {
             let cursor = {
                 let store = store.clone();
                 match settle("read an outbox cursor", &shutdown, || {
                     let store = store.clone();
-                    Box::pin(async move { store.get(cursor_key(R::NAME, partition)).await })
+                    Box::pin(async move { store.get(cursor_key(name, partition)).await })
                 })
                 .await
                 {
@@ -199,7 +305,7 @@ pub async fn relay<R: Reactor, P: Performer<R::FollowUp>>(
                     store
                         .scan(
                             OUTBOX,
-                            outbox_partition(R::NAME, partition),
+                            outbox_partition(name, partition),
                             cursor,
                             RELAY_BATCH,
                         )
@@ -212,14 +318,19 @@ pub async fn relay<R: Reactor, P: Performer<R::FollowUp>>(
                 Some(result) => result?,
             };
             for (clustering, row) in rows {
-                let follow_up: R::FollowUp =
-                    serde_json::from_slice(&row.value).map_err(|error| {
-                        RelayError::UnreadableRow {
-                            outbox: R::NAME,
-                            partition,
-                            reason: error.to_string(),
-                        }
-                    })?;
+                let follow_up: F = serde_json::from_slice(&row.value).map_err(|error| {
+                    RelayError::UnreadableRow {
+                        outbox: name,
+                        partition,
+                        reason: error.to_string(),
+                    }
+                })?;
+                if let Some(due) = performer.not_before(&follow_up) {
+                    if due > unix_millis_now() {
+                        next_due = Some(next_due.map_or(due, |next| next.min(due)));
+                        continue 'partitions;
+                    }
+                }
                 match until_settled(
                     "perform a follow-up",
                     &shutdown,
@@ -232,7 +343,7 @@ pub async fn relay<R: Reactor, P: Performer<R::FollowUp>>(
                     Some(Ok(())) => {}
                     Some(Err(error)) => {
                         return Err(RelayError::FollowUp {
-                            outbox: R::NAME,
+                            outbox: name,
                             partition,
                             reason: error.to_string(),
                         })
@@ -243,7 +354,7 @@ pub async fn relay<R: Reactor, P: Performer<R::FollowUp>>(
                     Box::pin(async move {
                         store
                             .put(
-                                cursor_key(R::NAME, partition),
+                                cursor_key(name, partition),
                                 StoredRow {
                                     position: 0,
                                     value: clustering,
@@ -261,9 +372,15 @@ pub async fn relay<R: Reactor, P: Performer<R::FollowUp>>(
             }
         }
         if performed == 0 {
+            // Idle: look again soon for new rows, or wake for the next timer.
+            let idle = next_due
+                .map(|due| u64::try_from(due - unix_millis_now()).unwrap_or(0))
+                .map_or(RELAY_IDLE, |wait| {
+                    RELAY_IDLE.max(Duration::from_millis(wait).min(RELAY_TIMER_POLL))
+                });
             tokio::select! {
                 () = shutdown.clone().wait() => return Ok(()),
-                () = tokio::time::sleep(RELAY_IDLE) => {}
+                () = tokio::time::sleep(idle) => {}
             }
         }
     }

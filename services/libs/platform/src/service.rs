@@ -10,8 +10,9 @@ use futures::future::BoxFuture;
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::domain::DomainWire;
-use crate::gated::{DomainProjection, GatedProjection};
+use crate::gated::{DomainProjection, GatedProjection, GatedRecords, RecordProjection};
 use crate::processor::{self, ProcessorError, ProcessorOptions, ProcessorTopics};
+use crate::projector::Projection;
 use crate::projector::{self, ProjectorError, ProjectorHandle, ProjectorOptions};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -161,15 +162,29 @@ impl DomainService {
             match self.projections.is_empty() {
                 true => |domain, context, handle| {
                     let gated = GatedProjection::new(domain, P::default());
-                    Box::pin(run_projection::<P>(gated, domain, context, handle))
+                    Box::pin(run_projection(gated, P::NAME, domain, context, handle))
                 },
                 false => |domain, context, handle| {
                     let gated = GatedProjection::secondary(domain, P::default());
-                    Box::pin(run_projection::<P>(gated, domain, context, handle))
+                    Box::pin(run_projection(gated, P::NAME, domain, context, handle))
                 },
             };
         self.projections
             .push(ProjectionRunner { name: P::NAME, run });
+        self
+    }
+
+    /// Adds a projection of another domain's events topic, read through
+    /// its `contracts` records (the topology declares its projector group
+    /// under this domain, reading `<source>.events`).
+    pub fn with_record_projection<P: RecordProjection + Default>(mut self) -> Self {
+        self.projections.push(ProjectionRunner {
+            name: P::NAME,
+            run: |domain, context, handle| {
+                let gated = GatedRecords::new(domain, P::default());
+                Box::pin(run_projection(gated, P::NAME, domain, context, handle))
+            },
+        });
         self
     }
 
@@ -256,23 +271,24 @@ async fn run_processor<W: DomainWire + Default>(
     Ok(())
 }
 
-async fn run_projection<P: DomainProjection + Default>(
-    gated: GatedProjection<P>,
+async fn run_projection<P: Projection>(
+    gated: P,
+    projection: &'static str,
     domain: &'static str,
     context: RoleContext,
     handle: ProjectorHandle,
 ) -> Result<(), ServiceError> {
     let topics = DomainTopics::resolve(&context.config, &context.topology, domain)?;
-    let group = context
-        .topology
-        .domain(domain)?
-        .projector_group(P::NAME)?
-        .name
-        .clone();
+    let declared = context.topology.domain(domain)?;
+    let group = declared.projector_group(projection)?;
+    let source = declared
+        .projector_source(group)
+        .map(|topic| context.config.prefixed(&topic))
+        .unwrap_or_else(|| topics.events.clone());
     let options = ProjectorOptions {
-        name: context.config.prefixed(&group),
-        client_id: format!("foldline-{domain}-projector-{}", P::NAME),
-        topic: topics.events.clone(),
+        name: context.config.prefixed(&group.name),
+        client_id: format!("foldline-{domain}-projector-{projection}"),
+        topic: source,
         dlq: topics.dlq.clone(),
         max_batch: 500,
     };

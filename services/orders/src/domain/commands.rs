@@ -12,6 +12,8 @@ pub struct PlaceOrder {
     pub customer_id: CustomerId,
     pub currency: Currency,
     pub lines: Vec<OrderLine>,
+    /// The payment provider's card token; `None`: its default test card.
+    pub card_token: Option<String>,
 }
 
 /// Cancel an order that has not shipped. The reason may be empty.
@@ -39,6 +41,15 @@ pub struct MarkPaymentFailed {
 }
 
 /// Hand a paid order over to shipping.
+/// Ends an order that cannot proceed (the saga's customer check, its
+/// payment deadline).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectOrder {
+    pub order_id: OrderId,
+    pub code: String,
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShipOrder {
     pub order_id: OrderId,
@@ -51,6 +62,7 @@ pub enum OrderCommand {
     MarkPaid(MarkPaid),
     MarkPaymentFailed(MarkPaymentFailed),
     Ship(ShipOrder),
+    Reject(RejectOrder),
 }
 
 impl OrderCommand {
@@ -62,6 +74,7 @@ impl OrderCommand {
             Self::MarkPaid(command) => command.order_id,
             Self::MarkPaymentFailed(command) => command.order_id,
             Self::Ship(command) => command.order_id,
+            Self::Reject(command) => command.order_id,
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct OrderPlaced {
     /// later readers never recompute money.
     pub total: i64,
     pub placed_at: Timestamp,
+    #[serde(default)]
+    pub card_token: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +27,25 @@ pub struct OrderCancelled {
     pub order_id: OrderId,
     pub reason: String,
     pub cancelled_at: Timestamp,
+    /// What the cancellation owes back: set when the order was paid.
+    #[serde(default)]
+    pub refund: Option<RefundOwed>,
+}
+
+/// A refund a cancelled paid order owes: the whole confirmed amount of its
+/// payment (the payments domain refuses to refund more than it captured).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundOwed {
+    pub payment_id: PaymentId,
+    pub amount: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRejected {
+    pub order_id: OrderId,
+    pub code: String,
+    pub reason: String,
+    pub rejected_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +83,8 @@ pub enum OrderEvent {
     PaymentRejected(OrderPaymentRejected),
     #[serde(rename = "OrderShipped")]
     Shipped(OrderShipped),
+    #[serde(rename = "OrderRejected")]
+    Rejected(OrderRejected),
 }
 
 impl OrderEvent {
@@ -72,6 +95,7 @@ impl OrderEvent {
             Self::Confirmed(event) => event.order_id,
             Self::PaymentRejected(event) => event.order_id,
             Self::Shipped(event) => event.order_id,
+            Self::Rejected(event) => event.order_id,
         }
     }
 
@@ -83,6 +107,7 @@ impl OrderEvent {
             Self::Confirmed(_) => "OrderConfirmed",
             Self::PaymentRejected(_) => "OrderPaymentRejected",
             Self::Shipped(_) => "OrderShipped",
+            Self::Rejected(_) => "OrderRejected",
         }
     }
 
@@ -94,6 +119,7 @@ impl OrderEvent {
             Self::Confirmed(event) => event.confirmed_at,
             Self::PaymentRejected(event) => event.rejected_at,
             Self::Shipped(event) => event.shipped_at,
+            Self::Rejected(event) => event.rejected_at,
         }
     }
 }

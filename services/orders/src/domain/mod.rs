@@ -15,9 +15,12 @@ mod values;
 #[cfg(test)]
 mod tests;
 
-pub use commands::{CancelOrder, MarkPaid, MarkPaymentFailed, OrderCommand, PlaceOrder, ShipOrder};
+pub use commands::{
+    CancelOrder, MarkPaid, MarkPaymentFailed, OrderCommand, PlaceOrder, RejectOrder, ShipOrder,
+};
 pub use events::{
-    OrderCancelled, OrderConfirmed, OrderEvent, OrderPaymentRejected, OrderPlaced, OrderShipped,
+    OrderCancelled, OrderConfirmed, OrderEvent, OrderPaymentRejected, OrderPlaced, OrderRejected,
+    OrderShipped, RefundOwed,
 };
 pub use foldline_eventsourcing::{Rejection, RejectionKind};
 pub use order::Order;
@@ -25,6 +28,6 @@ pub use rejection::OrderRejection;
 pub use state::{OrderDetails, OrderState, OrderStatus};
 pub use values::{
     Currency, CurrencyError, CustomerId, IdError, OrderId, OrderLine, PaymentId, Quantity,
-    QuantityError, Sku, SkuError, ACTIVE_CURRENCIES, MAX_LINES, MAX_ORDER_TOTAL, MAX_REASON_CHARS,
-    MAX_UNIT_PRICE,
+    QuantityError, Sku, SkuError, ACTIVE_CURRENCIES, MAX_CARD_TOKEN_CHARS, MAX_CODE_CHARS,
+    MAX_LINES, MAX_ORDER_TOTAL, MAX_REASON_CHARS, MAX_UNIT_PRICE,
 };

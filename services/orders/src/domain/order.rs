@@ -1,13 +1,14 @@
 //! The order state machine.
 //!
-//! | state / command  | Place                | Cancel            | MarkPaid             | MarkPaymentFailed    | Ship              |
-//! |-------------------|----------------------|-------------------|----------------------|----------------------|-------------------|
-//! | no order          | → Placed             | order_not_found   | order_not_found      | order_not_found      | order_not_found   |
-//! | Placed            | order_already_exists | → Cancelled       | → Confirmed          | → PaymentRejected    | not_paid          |
-//! | Confirmed         | order_already_exists | → Cancelled       | already_paid         | already_paid         | → Shipped         |
-//! | PaymentRejected   | order_already_exists | → Cancelled       | not_awaiting_payment | not_awaiting_payment | not_paid          |
-//! | Cancelled         | order_already_exists | already_cancelled | already_cancelled    | already_cancelled    | already_cancelled |
-//! | Shipped           | order_already_exists | already_shipped   | already_shipped      | already_shipped      | already_shipped   |
+//! | state / command  | Place                | Cancel            | MarkPaid             | MarkPaymentFailed    | Ship              | Reject               |
+//! |-------------------|----------------------|-------------------|----------------------|----------------------|-------------------|----------------------|
+//! | no order          | → Placed             | order_not_found   | order_not_found      | order_not_found      | order_not_found   | order_not_found      |
+//! | Placed            | order_already_exists | → Cancelled       | → Confirmed          | → PaymentRejected    | not_paid          | → Rejected           |
+//! | Confirmed         | order_already_exists | → Cancelled (refund owed) | already_paid | already_paid         | → Shipped         | already_paid         |
+//! | PaymentRejected   | order_already_exists | → Cancelled       | not_awaiting_payment | not_awaiting_payment | not_paid          | not_awaiting_payment |
+//! | Rejected          | order_already_exists | → Cancelled       | not_awaiting_payment | not_awaiting_payment | not_paid          | not_awaiting_payment |
+//! | Cancelled         | order_already_exists | already_cancelled | already_cancelled    | already_cancelled    | already_cancelled | already_cancelled    |
+//! | Shipped           | order_already_exists | already_shipped   | already_shipped      | already_shipped      | already_shipped   | already_shipped      |
 //!
 //! A command for an order other than the stream's is `wrong_order` in every
 //! state but "no order".
@@ -16,21 +17,28 @@
 //! status, then the command's payload. A command that is both out of turn
 //! and malformed thus reports the state problem, which is the one a retry or
 //! a corrected payload cannot fix.
+//!
+//! The saga (`crate::saga`) issues MarkPaid, MarkPaymentFailed and Reject;
+//! one that arrives late (a payment answer after the deadline rejected the
+//! order) is refused here and changes nothing, so the first of them to be
+//! decided ends the order.
 
 use std::collections::BTreeSet;
 
 use foldline_eventsourcing::{Decider, DecisionContext, Timestamp};
 
 use super::commands::{
-    CancelOrder, MarkPaid, MarkPaymentFailed, OrderCommand, PlaceOrder, ShipOrder,
+    CancelOrder, MarkPaid, MarkPaymentFailed, OrderCommand, PlaceOrder, RejectOrder, ShipOrder,
 };
 use super::events::{
-    OrderCancelled, OrderConfirmed, OrderEvent, OrderPaymentRejected, OrderPlaced, OrderShipped,
+    OrderCancelled, OrderConfirmed, OrderEvent, OrderPaymentRejected, OrderPlaced, OrderRejected,
+    OrderShipped, RefundOwed,
 };
 use super::rejection::OrderRejection;
 use super::state::{OrderDetails, OrderState, OrderStatus};
 use super::values::{
-    OrderId, OrderLine, MAX_LINES, MAX_ORDER_TOTAL, MAX_REASON_CHARS, MAX_UNIT_PRICE,
+    OrderId, OrderLine, MAX_CARD_TOKEN_CHARS, MAX_CODE_CHARS, MAX_LINES, MAX_ORDER_TOTAL,
+    MAX_REASON_CHARS, MAX_UNIT_PRICE,
 };
 
 /// The order aggregate.
@@ -57,6 +65,7 @@ impl Decider for Order {
                 decide_mark_payment_failed(state, failed, now)
             }
             OrderCommand::Ship(ship) => decide_ship(state, ship, now),
+            OrderCommand::Reject(reject) => decide_reject(state, reject, now),
         }
     }
 
@@ -78,6 +87,15 @@ fn decide_place(
         });
     }
     let total = order_total(&place.lines)?;
+    if let Some(token) = &place.card_token {
+        // The provider's token alphabet (the payments domain checks it too).
+        let token_like = token
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+        if token.is_empty() || token.len() > MAX_CARD_TOKEN_CHARS || !token_like {
+            return Err(OrderRejection::InvalidCardToken);
+        }
+    }
     Ok(OrderEvent::Placed(OrderPlaced {
         order_id: place.order_id,
         customer_id: place.customer_id,
@@ -85,6 +103,7 @@ fn decide_place(
         lines: place.lines.clone(),
         total,
         placed_at: now,
+        card_token: place.card_token.clone(),
     }))
 }
 
@@ -100,16 +119,29 @@ fn decide_cancel(
         // domain's concern, which can react to `OrderCancelled` on an order
         // that was confirmed. Refusing here would leave a paid, unwanted order
         // with no way out but shipping it.
-        OrderStatus::Placed | OrderStatus::PaymentRejected | OrderStatus::Confirmed => {}
+        OrderStatus::Placed
+        | OrderStatus::PaymentRejected
+        | OrderStatus::Rejected
+        | OrderStatus::Confirmed => {}
         OrderStatus::Cancelled => return Err(OrderRejection::AlreadyCancelled),
         OrderStatus::Shipped => return Err(OrderRejection::AlreadyShipped),
     }
     // An empty reason is allowed: a customer need not explain a cancellation.
     check_reason_length(&cancel.reason)?;
+    // A confirmed order was paid exactly its total (`decide_mark_paid`):
+    // that is what its cancellation owes back.
+    let refund = match (order.status, order.payment_id) {
+        (OrderStatus::Confirmed, Some(payment_id)) => Some(RefundOwed {
+            payment_id,
+            amount: order.total,
+        }),
+        _ => None,
+    };
     Ok(OrderEvent::Cancelled(OrderCancelled {
         order_id: order.order_id,
         reason: cancel.reason.clone(),
         cancelled_at: now,
+        refund,
     }))
 }
 
@@ -123,7 +155,9 @@ fn decide_mark_paid(
         OrderStatus::Placed => {}
         OrderStatus::Confirmed => return Err(OrderRejection::AlreadyPaid),
         OrderStatus::Cancelled => return Err(OrderRejection::AlreadyCancelled),
-        OrderStatus::PaymentRejected => return Err(OrderRejection::NotAwaitingPayment),
+        OrderStatus::PaymentRejected | OrderStatus::Rejected => {
+            return Err(OrderRejection::NotAwaitingPayment)
+        }
         OrderStatus::Shipped => return Err(OrderRejection::AlreadyShipped),
     }
     // Partial and over-payments are the payments domain's to settle; an order
@@ -152,7 +186,9 @@ fn decide_mark_payment_failed(
         OrderStatus::Placed => {}
         OrderStatus::Confirmed => return Err(OrderRejection::AlreadyPaid),
         OrderStatus::Cancelled => return Err(OrderRejection::AlreadyCancelled),
-        OrderStatus::PaymentRejected => return Err(OrderRejection::NotAwaitingPayment),
+        OrderStatus::PaymentRejected | OrderStatus::Rejected => {
+            return Err(OrderRejection::NotAwaitingPayment)
+        }
         OrderStatus::Shipped => return Err(OrderRejection::AlreadyShipped),
     }
     // Support staff read this reason to explain the failure to the customer,
@@ -177,13 +213,49 @@ fn decide_ship(
     let order = existing_order(state, ship.order_id)?;
     match order.status {
         OrderStatus::Confirmed => {}
-        OrderStatus::Placed | OrderStatus::PaymentRejected => return Err(OrderRejection::NotPaid),
+        OrderStatus::Placed | OrderStatus::PaymentRejected | OrderStatus::Rejected => {
+            return Err(OrderRejection::NotPaid)
+        }
         OrderStatus::Cancelled => return Err(OrderRejection::AlreadyCancelled),
         OrderStatus::Shipped => return Err(OrderRejection::AlreadyShipped),
     }
     Ok(OrderEvent::Shipped(OrderShipped {
         order_id: order.order_id,
         shipped_at: now,
+    }))
+}
+
+fn decide_reject(
+    state: &OrderState,
+    reject: &RejectOrder,
+    now: Timestamp,
+) -> Result<OrderEvent, OrderRejection> {
+    let order = existing_order(state, reject.order_id)?;
+    match order.status {
+        OrderStatus::Placed => {}
+        OrderStatus::Confirmed => return Err(OrderRejection::AlreadyPaid),
+        OrderStatus::Cancelled => return Err(OrderRejection::AlreadyCancelled),
+        OrderStatus::PaymentRejected | OrderStatus::Rejected => {
+            return Err(OrderRejection::NotAwaitingPayment)
+        }
+        OrderStatus::Shipped => return Err(OrderRejection::AlreadyShipped),
+    }
+    let code_is_stable = reject
+        .code
+        .bytes()
+        .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_');
+    if reject.code.is_empty() || reject.code.len() > MAX_CODE_CHARS || !code_is_stable {
+        return Err(OrderRejection::InvalidRejectionCode);
+    }
+    if reject.reason.trim().is_empty() {
+        return Err(OrderRejection::ReasonRequired);
+    }
+    check_reason_length(&reject.reason)?;
+    Ok(OrderEvent::Rejected(OrderRejected {
+        order_id: order.order_id,
+        code: reject.code.clone(),
+        reason: reject.reason.clone(),
+        rejected_at: now,
     }))
 }
 

@@ -6,7 +6,10 @@
 use foldline_eventsourcing::{Rejection, RejectionKind};
 use thiserror::Error;
 
-use super::values::{Sku, MAX_LINES, MAX_ORDER_TOTAL, MAX_REASON_CHARS, MAX_UNIT_PRICE};
+use super::values::{
+    Sku, MAX_CARD_TOKEN_CHARS, MAX_CODE_CHARS, MAX_LINES, MAX_ORDER_TOTAL, MAX_REASON_CHARS,
+    MAX_UNIT_PRICE,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum OrderRejection {
@@ -45,6 +48,10 @@ pub enum OrderRejection {
     ReasonRequired,
     #[error("reason must be at most {max} characters", max = MAX_REASON_CHARS)]
     ReasonTooLong,
+    #[error("rejection code must be 1 to {max} characters of a-z, 0-9 and _", max = MAX_CODE_CHARS)]
+    InvalidRejectionCode,
+    #[error("card token must be 1 to {max} ascii letters, digits, underscores or hyphens", max = MAX_CARD_TOKEN_CHARS)]
+    InvalidCardToken,
 }
 
 impl Rejection for OrderRejection {
@@ -66,6 +73,8 @@ impl Rejection for OrderRejection {
             Self::NotPaid => "not_paid",
             Self::ReasonRequired => "reason_required",
             Self::ReasonTooLong => "reason_too_long",
+            Self::InvalidRejectionCode => "invalid_rejection_code",
+            Self::InvalidCardToken => "invalid_card_token",
         }
     }
 
@@ -83,7 +92,9 @@ impl Rejection for OrderRejection {
             | Self::TotalOverflow
             | Self::PaymentAmountMismatch { .. }
             | Self::ReasonRequired
-            | Self::ReasonTooLong => RejectionKind::Invalid,
+            | Self::ReasonTooLong
+            | Self::InvalidRejectionCode
+            | Self::InvalidCardToken => RejectionKind::Invalid,
             Self::OrderAlreadyExists
             | Self::AlreadyCancelled
             | Self::AlreadyShipped

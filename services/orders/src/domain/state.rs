@@ -17,6 +17,9 @@ pub enum OrderStatus {
     PaymentRejected,
     Cancelled,
     Shipped,
+    /// Ended without payment for a reason of its own (the saga's customer
+    /// check or payment deadline).
+    Rejected,
 }
 
 impl OrderStatus {
@@ -27,6 +30,7 @@ impl OrderStatus {
             Self::PaymentRejected => "payment_rejected",
             Self::Cancelled => "cancelled",
             Self::Shipped => "shipped",
+            Self::Rejected => "rejected",
         }
     }
 }
@@ -48,6 +52,9 @@ pub struct OrderDetails {
     pub payment_id: Option<PaymentId>,
     pub cancel_reason: Option<String>,
     pub payment_rejection_reason: Option<String>,
+    /// Why the order was rejected (`Rejected`): a stable code and a reason.
+    #[serde(default)]
+    pub rejection: Option<(String, String)>,
 }
 
 /// An order stream's state: nothing until the order is placed.
@@ -85,6 +92,7 @@ impl OrderState {
                 payment_id: None,
                 cancel_reason: None,
                 payment_rejection_reason: None,
+                rejection: None,
             }),
             (Some(order), event) if order.order_id == event.order_id() => Some(order.apply(event)),
             (unchanged, _) => unchanged,
@@ -113,6 +121,10 @@ impl OrderDetails {
                 self.payment_rejection_reason = Some(rejected.reason.clone());
             }
             OrderEvent::Shipped(_) => self.status = OrderStatus::Shipped,
+            OrderEvent::Rejected(rejected) => {
+                self.status = OrderStatus::Rejected;
+                self.rejection = Some((rejected.code.clone(), rejected.reason.clone()));
+            }
         }
         self.updated_at = event.occurred_at();
         self

@@ -53,6 +53,25 @@ fn place(lines: Vec<OrderLine>) -> OrderCommand {
         customer_id: customer_id(),
         currency: Currency::EUR,
         lines,
+        card_token: None,
+    })
+}
+
+fn place_with_card(card_token: &str) -> OrderCommand {
+    OrderCommand::Place(PlaceOrder {
+        order_id: order_id(),
+        customer_id: customer_id(),
+        currency: Currency::EUR,
+        lines: standard_lines(),
+        card_token: Some(card_token.to_owned()),
+    })
+}
+
+fn reject(code: &str, reason: &str) -> OrderCommand {
+    OrderCommand::Reject(RejectOrder {
+        order_id: order_id(),
+        code: code.to_owned(),
+        reason: reason.to_owned(),
     })
 }
 
@@ -93,6 +112,7 @@ fn every_command_for(order_id: OrderId) -> Vec<OrderCommand> {
             customer_id: customer_id(),
             currency: Currency::EUR,
             lines: standard_lines(),
+            card_token: None,
         }),
         OrderCommand::Cancel(CancelOrder {
             order_id,
@@ -109,6 +129,11 @@ fn every_command_for(order_id: OrderId) -> Vec<OrderCommand> {
             reason: "card declined".to_owned(),
         }),
         OrderCommand::Ship(ShipOrder { order_id }),
+        OrderCommand::Reject(RejectOrder {
+            order_id,
+            code: "payment_deadline_passed".to_owned(),
+            reason: "no payment in time".to_owned(),
+        }),
     ]
 }
 
@@ -120,6 +145,7 @@ fn placed_event(lines: Vec<OrderLine>, total: i64, placed_at: Timestamp) -> Orde
         lines,
         total,
         placed_at,
+        card_token: None,
     })
 }
 
@@ -150,7 +176,21 @@ fn cancelled() -> OrderEvent {
         order_id: order_id(),
         reason: "changed my mind".to_owned(),
         cancelled_at: CLOSED_AT,
+        refund: None,
     })
+}
+
+fn rejected() -> OrderEvent {
+    OrderEvent::Rejected(OrderRejected {
+        order_id: order_id(),
+        code: "customer_unknown".to_owned(),
+        reason: "no such customer".to_owned(),
+        rejected_at: SETTLED_AT,
+    })
+}
+
+fn rejected_history() -> Vec<OrderEvent> {
+    vec![placed(), rejected()]
 }
 
 fn shipped() -> OrderEvent {
@@ -190,6 +230,7 @@ fn every_existing_history() -> Vec<Vec<OrderEvent>> {
         placed_history(),
         confirmed_history(),
         payment_rejected_history(),
+        rejected_history(),
         cancelled_history(),
         shipped_history(),
     ]
@@ -258,6 +299,7 @@ mod place {
             customer_id: customer_id(),
             currency: Currency::EUR,
             lines: standard_lines(),
+            card_token: None,
         });
         given(placed_history())
             .when(command)
@@ -355,6 +397,7 @@ mod cancel {
             order_id: order_id(),
             reason: reason.to_owned(),
             cancelled_at: NOW,
+            refund: None,
         })
     }
 
@@ -377,12 +420,32 @@ mod cancel {
     }
 
     #[test]
-    fn cancels_a_paid_order_that_has_not_shipped() {
+    fn cancels_a_paid_order_that_has_not_shipped_and_owes_its_payment_back() {
         let state = given(confirmed_history())
             .when(cancel("out of stock"))
-            .then(cancelled_now("out of stock"));
-        // The payment stays on record for the refund the payments domain owes.
+            .then(OrderEvent::Cancelled(OrderCancelled {
+                order_id: order_id(),
+                reason: "out of stock".to_owned(),
+                cancelled_at: NOW,
+                refund: Some(RefundOwed {
+                    payment_id: payment_id(),
+                    amount: STANDARD_TOTAL,
+                }),
+            }));
         assert_eq!(state.details().unwrap().payment_id, Some(payment_id()));
+    }
+
+    #[test]
+    fn owes_no_refund_for_an_order_that_was_never_paid() {
+        for history in [
+            placed_history(),
+            payment_rejected_history(),
+            rejected_history(),
+        ] {
+            given(history)
+                .when(cancel("never mind"))
+                .then(cancelled_now("never mind"));
+        }
     }
 
     #[test]
@@ -671,6 +734,143 @@ mod ship {
     }
 }
 
+mod reject {
+    use super::*;
+
+    fn rejected_now(code: &str, reason: &str) -> OrderEvent {
+        OrderEvent::Rejected(OrderRejected {
+            order_id: order_id(),
+            code: code.to_owned(),
+            reason: reason.to_owned(),
+            rejected_at: NOW,
+        })
+    }
+
+    #[test]
+    fn rejects_an_order_awaiting_payment_with_its_code_and_reason() {
+        let state = given(placed_history())
+            .when(reject("payment_deadline_passed", "not paid within 30 s"))
+            .then(rejected_now(
+                "payment_deadline_passed",
+                "not paid within 30 s",
+            ));
+        let order = state.details().unwrap();
+        assert_eq!(order.status, OrderStatus::Rejected);
+        assert_eq!(
+            order.rejection,
+            Some((
+                "payment_deadline_passed".to_owned(),
+                "not paid within 30 s".to_owned()
+            ))
+        );
+        assert_eq!(order.updated_at, NOW);
+    }
+
+    #[test]
+    fn refuses_an_order_already_paid() {
+        given(confirmed_history())
+            .when(reject("payment_deadline_passed", "late"))
+            .then_rejected(OrderRejection::AlreadyPaid);
+    }
+
+    #[test]
+    fn refuses_an_order_already_ended_without_payment() {
+        for history in [payment_rejected_history(), rejected_history()] {
+            given(history)
+                .when(reject("payment_deadline_passed", "late"))
+                .then_rejected(OrderRejection::NotAwaitingPayment);
+        }
+    }
+
+    #[test]
+    fn refuses_a_cancelled_or_shipped_order() {
+        given(cancelled_history())
+            .when(reject("customer_unknown", "who"))
+            .then_rejected(OrderRejection::AlreadyCancelled);
+        given(shipped_history())
+            .when(reject("customer_unknown", "who"))
+            .then_rejected(OrderRejection::AlreadyShipped);
+    }
+
+    #[test]
+    fn refuses_an_order_that_does_not_exist() {
+        given(vec![])
+            .when(reject("customer_unknown", "who"))
+            .then_rejected(OrderRejection::OrderNotFound);
+    }
+
+    #[test]
+    fn refuses_a_code_that_is_not_stable_snake_case() {
+        for code in [
+            "",
+            "Customer",
+            "customer unknown",
+            &"x".repeat(MAX_CODE_CHARS + 1),
+        ] {
+            given(placed_history())
+                .when(reject(code, "a reason"))
+                .then_rejected(OrderRejection::InvalidRejectionCode);
+        }
+        given(placed_history())
+            .when(reject(&"x".repeat(MAX_CODE_CHARS), "a reason"))
+            .then(rejected_now(&"x".repeat(MAX_CODE_CHARS), "a reason"));
+    }
+
+    #[test]
+    fn refuses_a_blank_or_too_long_reason() {
+        given(placed_history())
+            .when(reject("customer_unknown", "  "))
+            .then_rejected(OrderRejection::ReasonRequired);
+        given(placed_history())
+            .when(reject(
+                "customer_unknown",
+                &"x".repeat(MAX_REASON_CHARS + 1),
+            ))
+            .then_rejected(OrderRejection::ReasonTooLong);
+    }
+
+    #[test]
+    fn a_late_payment_answer_after_the_rejection_changes_nothing() {
+        given(rejected_history())
+            .when(mark_paid(STANDARD_TOTAL))
+            .then_rejected(OrderRejection::NotAwaitingPayment);
+        given(rejected_history())
+            .when(mark_payment_failed("declined"))
+            .then_rejected(OrderRejection::NotAwaitingPayment);
+        given(rejected_history())
+            .when(ship())
+            .then_rejected(OrderRejection::NotPaid);
+    }
+}
+
+mod card_token {
+    use super::*;
+
+    #[test]
+    fn keeps_the_card_token_on_the_placed_order() {
+        given(vec![])
+            .when(place_with_card("tok_visa"))
+            .then(OrderEvent::Placed(OrderPlaced {
+                order_id: order_id(),
+                customer_id: customer_id(),
+                currency: Currency::EUR,
+                lines: standard_lines(),
+                total: STANDARD_TOTAL,
+                placed_at: NOW,
+                card_token: Some("tok_visa".to_owned()),
+            }));
+    }
+
+    #[test]
+    fn refuses_an_empty_long_or_unprintable_token() {
+        for token in ["", "tok visa", "tök", &"t".repeat(MAX_CARD_TOKEN_CHARS + 1)] {
+            given(vec![])
+                .when(place_with_card(token))
+                .then_rejected(OrderRejection::InvalidCardToken);
+        }
+    }
+}
+
 mod addressing {
     use super::*;
 
@@ -731,7 +931,13 @@ mod evolve {
 
     #[test]
     fn ignores_events_that_cannot_apply() {
-        for event in [cancelled(), confirmed(), payment_rejected(), shipped()] {
+        for event in [
+            cancelled(),
+            confirmed(),
+            payment_rejected(),
+            rejected(),
+            shipped(),
+        ] {
             assert_eq!(
                 Order::evolve(OrderState::default(), &event),
                 OrderState::default()
@@ -759,6 +965,7 @@ mod evolve {
                 Some(OrderStatus::Placed),
                 Some(OrderStatus::Confirmed),
                 Some(OrderStatus::PaymentRejected),
+                Some(OrderStatus::Rejected),
                 Some(OrderStatus::Cancelled),
                 Some(OrderStatus::Shipped),
             ]
@@ -807,6 +1014,8 @@ mod contracts {
             (R::NotPaid, "not_paid", Conflict),
             (R::ReasonRequired, "reason_required", Invalid),
             (R::ReasonTooLong, "reason_too_long", Invalid),
+            (R::InvalidRejectionCode, "invalid_rejection_code", Invalid),
+            (R::InvalidCardToken, "invalid_card_token", Invalid),
         ];
         // Fails to compile when a variant is added, so the list above grows
         // with the enum.
@@ -827,7 +1036,9 @@ mod contracts {
                 | R::NotAwaitingPayment
                 | R::NotPaid
                 | R::ReasonRequired
-                | R::ReasonTooLong => {}
+                | R::ReasonTooLong
+                | R::InvalidRejectionCode
+                | R::InvalidCardToken => {}
             }
         }
         all
@@ -905,6 +1116,7 @@ mod contracts {
             confirmed(),
             payment_rejected(),
             shipped(),
+            rejected(),
         ];
         let names: Vec<_> = events.iter().map(OrderEvent::name).collect();
         assert_eq!(
@@ -914,7 +1126,8 @@ mod contracts {
                 "OrderCancelled",
                 "OrderConfirmed",
                 "OrderPaymentRejected",
-                "OrderShipped"
+                "OrderShipped",
+                "OrderRejected"
             ]
         );
         for event in &events {
@@ -923,7 +1136,7 @@ mod contracts {
         let times: Vec<_> = events.iter().map(OrderEvent::occurred_at).collect();
         assert_eq!(
             times,
-            [PLACED_AT, CLOSED_AT, SETTLED_AT, SETTLED_AT, CLOSED_AT]
+            [PLACED_AT, CLOSED_AT, SETTLED_AT, SETTLED_AT, CLOSED_AT, SETTLED_AT]
         );
     }
 
@@ -935,6 +1148,7 @@ mod contracts {
             confirmed(),
             payment_rejected(),
             shipped(),
+            rejected(),
         ] {
             let json = serde_json::to_value(&event).unwrap();
             assert_eq!(json["type"], event.name());
@@ -976,6 +1190,7 @@ mod contracts {
             (OrderStatus::PaymentRejected, "payment_rejected"),
             (OrderStatus::Cancelled, "cancelled"),
             (OrderStatus::Shipped, "shipped"),
+            (OrderStatus::Rejected, "rejected"),
         ] {
             assert_eq!(status.as_str(), name);
             assert_eq!(serde_json::to_value(status).unwrap(), name);

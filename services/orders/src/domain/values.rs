@@ -29,6 +29,10 @@ pub const MAX_LINES: usize = 100;
 /// Most characters (Unicode scalar values) a cancel or payment-failure reason
 /// may have.
 pub const MAX_REASON_CHARS: usize = 500;
+/// Longest rejection code (`RejectOrder`).
+pub const MAX_CODE_CHARS: usize = 64;
+/// Longest payment provider card token.
+pub const MAX_CARD_TOKEN_CHARS: usize = 128;
 
 uuid_id!(
     /// Identifies one order; also the key of its event stream.

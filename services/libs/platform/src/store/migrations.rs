@@ -41,6 +41,10 @@ pub const PLATFORM: &[Migration] = &[
         id: "0003_platform_outbox",
         cql: include_str!("../../../../../schemas/cql/0003_platform_outbox.cql"),
     },
+    Migration {
+        id: "0008_platform_timeline",
+        cql: include_str!("../../../../../schemas/cql/0008_platform_timeline.cql"),
+    },
 ];
 
 /// How long a migrator waits for another one's lock.
@@ -334,6 +338,8 @@ mod tests {
             crate::gated::SETTLED_COMMANDS,
             crate::outbox::OUTBOX,
             crate::outbox::OUTBOX_CURSORS,
+            crate::timeline::TIMELINE,
+            crate::timeline::TIMELINE_AGGREGATES,
             crate::personal_data::DATA_KEYS,
             "processor_snapshots",
             "accepted_commands",
