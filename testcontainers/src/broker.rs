@@ -1,5 +1,7 @@
-//! The real broker: Apache Kafka (KRaft, one node that is broker and
-//! controller) run from its Maven jars on the JVM, one per test process.
+//! The real broker: Apache Kafka (KRaft) run from its Maven jars on the
+//! JVM. The shared broker is one node that is broker and controller, one per
+//! test process; a [`dedicated_broker`], which a test may kill, runs its
+//! controller in a process of its own (see [`KafkaBroker::kill9`] for why).
 //!
 //! Started lazily by the first test that asks, on free loopback ports, in
 //! its own temp directory: the harness writes `server.properties` and a
@@ -107,7 +109,23 @@ pub struct KafkaBroker {
     /// Held open for the life of the process: its closing (or a line
     /// written to it) stops the broker.
     lifeline: Mutex<ChildStdin>,
+    /// The KRaft controller in a process of its own, for a broker a test
+    /// kills; `None` when the broker is its own controller.
+    controller: Option<Controller>,
 }
+
+/// A KRaft controller process beside a [`dedicated_broker`]: it outlives
+/// the broker's kill -9, so the broker comes back to a cluster that has
+/// already fenced it.
+#[derive(Debug)]
+struct Controller {
+    log: PathBuf,
+    watchdog: Mutex<Child>,
+    lifeline: Mutex<ChildStdin>,
+}
+
+/// What the controller logs when it fences a broker whose session expired.
+const FENCED_LINE: &str = "Fencing broker 1 at epoch";
 
 static BROKER: OnceLock<Result<KafkaBroker, String>> = OnceLock::new();
 
@@ -124,7 +142,7 @@ pub fn broker() -> anyhow::Result<&'static KafkaBroker> {
 /// (a broker the test may stop). It lives until the test process exits,
 /// like the shared one.
 pub fn dedicated_broker() -> anyhow::Result<&'static KafkaBroker> {
-    Ok(Box::leak(Box::new(KafkaBroker::start()?)))
+    Ok(Box::leak(Box::new(KafkaBroker::start_killable()?)))
 }
 
 impl KafkaBroker {
@@ -171,6 +189,9 @@ impl KafkaBroker {
             std::io::Write::write_all(&mut *lifeline, b"stop\n")
                 .context("signal the broker's watchdog")?;
         }
+        if let Some(controller) = &self.controller {
+            controller.stop()?;
+        }
         let deadline = Deadline::secs(30);
         while self.is_running() {
             anyhow::ensure!(!deadline.passed(), "the broker did not stop");
@@ -190,13 +211,28 @@ impl KafkaBroker {
     }
 
     /// kill -9 of the broker's JVM, keeping its data, and waits until it is
-    /// gone: an outage that [`KafkaBroker::restart`] ends. Only for a
-    /// [`dedicated_broker`].
+    /// gone and its controller has fenced it: an outage that
+    /// [`KafkaBroker::restart`] ends. Only for a [`dedicated_broker`].
+    ///
+    /// Why the controller lives apart and the fence is waited for: a
+    /// single-node cluster (broker and controller in one JVM) restarted
+    /// right after a kill -9 comes back believing it still leads its
+    /// partitions, under a registration the controller fences a few seconds
+    /// later. A transaction that was prepared to commit when the kill landed
+    /// has its markers sent in that window; the fence leaves the partitions
+    /// leaderless, and Kafka 4.4's marker sender then drops the markers as
+    /// if the partitions were deleted. The transaction hangs: its partitions'
+    /// last stable offset stops for good (stop 15's CI found it). A killed
+    /// broker whose controller survives and fences it first comes back to
+    /// leaderless partitions and leads them again only once unfenced, when
+    /// the markers can be delivered: the production shape (dedicated
+    /// controllers), and the one the fault tests mean.
     pub fn kill9(&self) -> anyhow::Result<()> {
         let mut watchdog = self
             .watchdog
             .lock()
             .map_err(|_| anyhow::anyhow!("the broker's watchdog is poisoned"))?;
+        let fenced_before = self.controller.as_ref().map(Controller::fencings);
         let pid = watchdog.id();
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
             .with_context(|| format!("list the children of the broker's watchdog {pid}"))?;
@@ -221,6 +257,10 @@ impl KafkaBroker {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        drop(watchdog);
+        if let (Some(controller), Some(before)) = (&self.controller, fenced_before) {
+            controller.wait_fenced(before, Deadline::secs(30))?;
+        }
         Ok(())
     }
 
@@ -236,6 +276,14 @@ impl KafkaBroker {
             !matches!(watchdog.try_wait(), Ok(None)),
             "the broker is still running"
         );
+        if let Some(controller) = &self.controller {
+            anyhow::ensure!(
+                controller.is_running(),
+                "the broker's controller is not running; its log ({}):\n{}",
+                controller.log.display(),
+                crate::process::tail_of(&controller.log, 30)
+            );
+        }
         let (child, lifeline) = launch(&self.directory, &self.log, true)?;
         *watchdog = child;
         drop(watchdog);
@@ -250,10 +298,23 @@ impl KafkaBroker {
         KafkaBroker::start_with(|_| Ok(BrokerSetup::default()))
     }
 
+    /// A broker a test may kill: its controller runs in a process of its
+    /// own, which the kill leaves running.
+    fn start_killable() -> anyhow::Result<KafkaBroker> {
+        KafkaBroker::start_in(|_| Ok(BrokerSetup::default()), true)
+    }
+
     /// A broker whose setup (extra listeners, properties, storage-format
     /// flags) `setup` writes into the broker's fresh directory.
     pub(crate) fn start_with(
         setup: impl FnOnce(&Path) -> anyhow::Result<BrokerSetup>,
+    ) -> anyhow::Result<KafkaBroker> {
+        KafkaBroker::start_in(setup, false)
+    }
+
+    fn start_in(
+        setup: impl FnOnce(&Path) -> anyhow::Result<BrokerSetup>,
+        separate_controller: bool,
     ) -> anyhow::Result<KafkaBroker> {
         let began = Instant::now();
         let directory = tempfile::Builder::new()
@@ -264,25 +325,22 @@ impl KafkaBroker {
         let setup = setup(&directory)?;
         let port = free_port()?;
         let controller_port = free_port()?;
-        let properties = directory.join("server.properties");
-        std::fs::write(
-            &properties,
-            server_properties(port, controller_port, &directory.join("data"), &setup),
-        )
-        .with_context(|| format!("write {}", properties.display()))?;
-        let log4j = directory.join("log4j2.properties");
-        std::fs::write(&log4j, LOG4J2).with_context(|| format!("write {}", log4j.display()))?;
-        let jvm = |main_class: &str| jvm_command(&directory, main_class);
-
-        let format_log = directory.join("format.log");
-        let mut format = jvm("kafka.tools.StorageTool")?;
-        format
-            .args(["format", "--cluster-id", CLUSTER_ID, "--config"])
-            .arg(&properties)
-            .arg("--ignore-formatted")
-            .args(&setup.format_args);
-        run_to_end(format, &format_log, Deadline::secs(60))
-            .with_context(|| format!("format the broker's storage in {}", directory.display()))?;
+        let controller = if separate_controller {
+            Some(Controller::start(
+                &directory.join("controller"),
+                controller_port,
+            )?)
+        } else {
+            None
+        };
+        let role = if separate_controller {
+            Role::Broker
+        } else {
+            Role::Combined
+        };
+        let properties =
+            server_properties(role, port, controller_port, &directory.join("data"), &setup);
+        prepare_node(&directory, &properties, &setup.format_args)?;
 
         let log = directory.join("kafka.log");
         let (child, lifeline) = launch(&directory, &log, false)?;
@@ -293,6 +351,7 @@ impl KafkaBroker {
             started_in: Duration::ZERO,
             watchdog: Mutex::new(child),
             lifeline: Mutex::new(lifeline),
+            controller,
         };
         kafka.wait_until_serving(Deadline::secs(90))?;
         kafka.started_in = began.elapsed();
@@ -335,6 +394,96 @@ impl KafkaBroker {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// Writes a node's `server.properties` and log4j2 configuration into
+/// `directory` and formats its storage.
+fn prepare_node(directory: &Path, properties: &str, format_args: &[String]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(directory)
+        .with_context(|| format!("create {}", directory.display()))?;
+    let properties_path = directory.join("server.properties");
+    std::fs::write(&properties_path, properties)
+        .with_context(|| format!("write {}", properties_path.display()))?;
+    let log4j = directory.join("log4j2.properties");
+    std::fs::write(&log4j, LOG4J2).with_context(|| format!("write {}", log4j.display()))?;
+    let format_log = directory.join("format.log");
+    let mut format = jvm_command(directory, "kafka.tools.StorageTool")?;
+    format
+        .args(["format", "--cluster-id", CLUSTER_ID, "--config"])
+        .arg(&properties_path)
+        .arg("--ignore-formatted")
+        .args(format_args);
+    run_to_end(format, &format_log, Deadline::secs(60))
+        .with_context(|| format!("format the node's storage in {}", directory.display()))
+}
+
+impl Controller {
+    /// Formats and starts a controller in `directory`, listening on
+    /// `port`; the broker waits for it on its own start.
+    fn start(directory: &Path, port: u16) -> anyhow::Result<Controller> {
+        let properties = server_properties(
+            Role::Controller,
+            0,
+            port,
+            &directory.join("data"),
+            &BrokerSetup::default(),
+        );
+        prepare_node(directory, &properties, &[])?;
+        let log = directory.join("controller.log");
+        let (child, lifeline) = launch(directory, &log, false)?;
+        Ok(Controller {
+            log,
+            watchdog: Mutex::new(child),
+            lifeline: Mutex::new(lifeline),
+        })
+    }
+
+    fn is_running(&self) -> bool {
+        self.watchdog
+            .lock()
+            .map(|mut child| matches!(child.try_wait(), Ok(None)))
+            .unwrap_or(false)
+    }
+
+    /// How often the controller has fenced the broker so far.
+    fn fencings(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .map(|log| log.matches(FENCED_LINE).count())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the controller has fenced the broker more than `before`
+    /// times: the killed broker's session expired, its partitions have no
+    /// leader, and a restarted broker registers as a new incarnation at once.
+    fn wait_fenced(&self, before: usize, deadline: Deadline) -> anyhow::Result<()> {
+        while self.fencings() <= before {
+            anyhow::ensure!(
+                self.is_running(),
+                "the controller exited; its log ({}):\n{}",
+                self.log.display(),
+                crate::process::tail_of(&self.log, 30)
+            );
+            anyhow::ensure!(
+                !deadline.passed(),
+                "the controller did not fence the killed broker within {:?}; its log ({}):\n{}",
+                deadline.budget(),
+                self.log.display(),
+                crate::process::tail_of(&self.log, 30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Asks the controller's watchdog to stop it (and remove its directory).
+    fn stop(&self) -> anyhow::Result<()> {
+        let mut lifeline = self
+            .lifeline
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the controller's lifeline is poisoned"))?;
+        std::io::Write::write_all(&mut *lifeline, b"stop\n")
+            .context("signal the controller's watchdog")
     }
 }
 
@@ -404,9 +553,27 @@ pub(crate) fn jvm_command(directory: &Path, main_class: &str) -> anyhow::Result<
     Ok(command)
 }
 
-/// A single node that is broker and controller, on loopback only, with
-/// every internal topic at replication factor 1 and no rebalance delay.
-fn server_properties(port: u16, controller_port: u16, data: &Path, setup: &BrokerSetup) -> String {
+/// What a node of a test cluster is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// One node that is broker and controller (node 1).
+    Combined,
+    /// A broker only (node 1), its controller a [`Role::Controller`].
+    Broker,
+    /// A controller only (node 2).
+    Controller,
+}
+
+/// A node's `server.properties`: on loopback only, every internal topic at
+/// replication factor 1, no rebalance delay. `port` is the broker's client
+/// port (unused by a controller), `controller_port` the controller's.
+fn server_properties(
+    role: Role,
+    port: u16,
+    controller_port: u16,
+    data: &Path,
+    setup: &BrokerSetup,
+) -> String {
     let data = data.display();
     let extra = |line: &dyn Fn(&str, u16) -> String| -> String {
         setup
@@ -418,13 +585,52 @@ fn server_properties(port: u16, controller_port: u16, data: &Path, setup: &Broke
     let listeners = extra(&|name, port| format!(",{name}://127.0.0.1:{port}"));
     let protocols = extra(&|name, _| format!(",{name}:{name}"));
     let setup_properties = &setup.properties;
-    format!(
-        "\
+    let node = match role {
+        Role::Combined => format!(
+            "\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}{listeners}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}{listeners}
+"
+        ),
+        Role::Broker => format!(
+            "\
+process.roles=broker
+node.id=1
+controller.quorum.voters=2@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port}{listeners}
+# A killed broker's session ends soon after its last heartbeat (the
+# controller's broker.session.timeout.ms).
+broker.heartbeat.interval.ms=1000
+"
+        ),
+        Role::Controller => {
+            return format!(
+                "\
+process.roles=controller
+node.id=2
+controller.quorum.voters=2@127.0.0.1:{controller_port}
+listeners=CONTROLLER://127.0.0.1:{controller_port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT
+log.dirs={data}
+# Fences a killed broker 6 s after its last heartbeat (the default is 9 s).
+broker.session.timeout.ms=6000
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+num.network.threads=1
+num.io.threads=1
+background.threads=1
+num.recovery.threads.per.data.dir=1
+"
+            )
+        }
+    };
+    format!(
+        "\
+{node}advertised.listeners=PLAINTEXT://127.0.0.1:{port}{listeners}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{protocols}

@@ -104,8 +104,14 @@ pub enum ProcessorError {
         needed: i64,
         log_start: i64,
     },
-    /// Permanent: the log is shorter than what was folded.
-    #[error("the snapshot of {topic}/{partition} is at offset {snapshot} but the log ends at {log_end}: the log was replaced")]
+    /// Permanent: the log's stable end stayed behind what was folded: the
+    /// log was replaced by a shorter one, or a transaction on it hangs (its
+    /// markers lost, so the last stable offset never moves past it).
+    #[error(
+        "the snapshot of {topic}/{partition} is at offset {snapshot} but the log's stable end stays at \
+         {log_end}: the log was replaced, or a transaction on it hangs (look with `kafka-transactions.sh \
+         find-hanging`)"
+    )]
     SnapshotAheadOfLog {
         topic: String,
         partition: i32,

@@ -218,7 +218,7 @@ impl<D: CommandDomain> Restorer<D> {
                 snapshot = next_offset,
                 log_end,
                 retry_in_ms = delay.as_millis() as u64,
-                "the log's end is behind the snapshot: waiting for it (pending transaction markers, a restarted broker)"
+                "the log's stable end is behind the snapshot: waiting for it (transaction markers not yet written, a restarted broker)"
             );
             tokio::select! {
                 () = shutdown.clone().wait() => return Ok(None),
