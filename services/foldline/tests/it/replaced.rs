@@ -77,7 +77,7 @@ enum Replacement {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_whose_log_was_replaced_refuses_to_fold() {
-    replaced(Replacement::Shorter, "but the log ends at").await;
+    replaced(Replacement::Shorter, "but the log's stable end stays at").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +118,7 @@ async fn replaced(replacement: Replacement, refusal: &str) {
     let log = refuses_to_fold(&deployment, &api, &customer, &mut restarted).await;
     if let Replacement::Shorter = replacement {
         assert!(
-            log.contains("the log's end is behind the snapshot: waiting for it"),
+            log.contains("the log's stable end is behind the snapshot: waiting for it"),
             "{}",
             restarted.report(20)
         );
