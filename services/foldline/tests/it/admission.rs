@@ -91,7 +91,7 @@ async fn past_the_bound_commands_are_refused_and_every_admitted_one_settles() {
     poll_until("the gateway to admit again", Deadline::secs(30), || async {
         let key = format!("{prefix}after");
         let placed = api
-            .place_order(&body, &CommandOptions::keyed_waiting(&key, 10))
+            .place_order(&body, &CommandOptions::keyed_waiting(&key, 20))
             .await
             .map_err(|error| error.to_string())?;
         match placed.status {

@@ -187,7 +187,7 @@ async fn analytics_totals_equal_the_sums_of_the_events_and_a_replay_serves_the_s
         );
         let key = format!("analytics-place-{index}");
         let placed = api
-            .place_order(&body, &CommandOptions::keyed_waiting(&key, 10))
+            .place_order(&body, &CommandOptions::keyed_waiting(&key, 20))
             .await
             .unwrap();
         assert_eq!(placed.status, 201, "{placed}");
@@ -198,13 +198,13 @@ async fn analytics_totals_equal_the_sums_of_the_events_and_a_replay_serves_the_s
     // Cancel three, through the gateway; cancelling one again is refused.
     for (order_id, _) in &orders[..3] {
         let cancelled = api
-            .cancel_order(order_id, "changed my mind", &CommandOptions::waiting(10))
+            .cancel_order(order_id, "changed my mind", &CommandOptions::waiting(20))
             .await
             .unwrap();
         assert_eq!(cancelled.status, 200, "{cancelled}");
     }
     let again = api
-        .cancel_order(&orders[0].0, "again", &CommandOptions::waiting(10))
+        .cancel_order(&orders[0].0, "again", &CommandOptions::waiting(20))
         .await
         .unwrap();
     assert_eq!(again.status, 409, "{again}");

@@ -24,7 +24,7 @@ async fn an_order_is_placed_read_listed_cancelled_and_refusals_are_problems() {
 
     // Place, waiting for the outcome: the order itself comes back.
     let placed = api
-        .place_order(&body, &CommandOptions::keyed_waiting(&key, 10))
+        .place_order(&body, &CommandOptions::keyed_waiting(&key, 20))
         .await
         .unwrap();
     assert_eq!(placed.status, 201, "{placed}");
@@ -75,7 +75,7 @@ async fn an_order_is_placed_read_listed_cancelled_and_refusals_are_problems() {
     );
     assert_eq!(again.str("order_id"), Some(order_id.as_str()), "{again}");
     let waited_retry = api
-        .place_order(&body, &CommandOptions::keyed_waiting(&key, 10))
+        .place_order(&body, &CommandOptions::keyed_waiting(&key, 20))
         .await
         .unwrap();
     assert_eq!(waited_retry.status, 201, "{waited_retry}");
@@ -106,7 +106,7 @@ async fn an_order_is_placed_read_listed_cancelled_and_refusals_are_problems() {
         let more = api
             .place_order(
                 &place_body(&customer, "EUR", &[("SKU-2", quantity, 500)]),
-                &CommandOptions::waiting(10),
+                &CommandOptions::waiting(20),
             )
             .await
             .unwrap();
@@ -153,7 +153,7 @@ async fn an_order_is_placed_read_listed_cancelled_and_refusals_are_problems() {
 
     // Cancel, then cancel again.
     let cancelled = api
-        .cancel_order(&order_id, "changed my mind", &CommandOptions::waiting(10))
+        .cancel_order(&order_id, "changed my mind", &CommandOptions::waiting(20))
         .await
         .unwrap();
     assert_eq!(cancelled.status, 200, "{cancelled}");
@@ -164,7 +164,7 @@ async fn an_order_is_placed_read_listed_cancelled_and_refusals_are_problems() {
     assert_eq!(fetched.str("status"), Some("cancelled"), "{fetched}");
     assert_eq!(fetched.body["version"], 2, "{fetched}");
     let twice = api
-        .cancel_order(&order_id, "really", &CommandOptions::waiting(10))
+        .cancel_order(&order_id, "really", &CommandOptions::waiting(20))
         .await
         .unwrap();
     assert_eq!(twice.status, 409, "{twice}");
@@ -230,7 +230,7 @@ async fn an_order_is_placed_read_listed_cancelled_and_refusals_are_problems() {
     assert!((400..500).contains(&not_a_uuid.status), "{not_a_uuid}");
     assert!(not_a_uuid.is_problem(), "{not_a_uuid}");
     let cancel_missing = api
-        .cancel_order(&unknown_order, "nope", &CommandOptions::waiting(10))
+        .cancel_order(&unknown_order, "nope", &CommandOptions::waiting(20))
         .await
         .unwrap();
     assert_eq!(cancel_missing.status, 404, "{cancel_missing}");

@@ -59,7 +59,7 @@ async fn a_process_rides_out_a_broker_outage_recovers_unrestarted_and_stops_clea
     let placed = api
         .place_order(
             &place_body(&customer, "EUR", &[("SKU-1", 1, 100)]),
-            &CommandOptions::waiting(10),
+            &CommandOptions::waiting(20),
         )
         .await
         .unwrap();

@@ -67,7 +67,7 @@ async fn poison_records_are_parked_and_the_partition_moves_on() {
     let placed = api
         .place_order(
             &place_body(&customer, "EUR", &[("SKU-1", 1, 1250)]),
-            &CommandOptions::waiting(10),
+            &CommandOptions::waiting(20),
         )
         .await
         .unwrap();

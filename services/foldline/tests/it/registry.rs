@@ -150,7 +150,7 @@ async fn the_platform_runs_against_a_registry_process_with_basic_auth_and_tls() 
                 "EUR",
                 &[("SKU-1", 2, 1250)],
             ),
-            &CommandOptions::waiting(10),
+            &CommandOptions::waiting(20),
         )
         .await
         .unwrap();

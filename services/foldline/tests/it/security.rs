@@ -44,7 +44,7 @@ async fn scram_over_sasl_ssl_serves_a_command_and_a_principal_without_acls_is_re
                 "EUR",
                 &[("SKU-1", 2, 1250)],
             ),
-            &CommandOptions::waiting(10),
+            &CommandOptions::waiting(20),
         )
         .await
         .unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use foldline_contracts::topology::TopicSpec;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -21,6 +21,14 @@ pub enum KafkaSetupError {
     Client(#[source] rdkafka::error::KafkaError),
     #[error("cannot create topic {topic}: {reason}")]
     CreateTopic { topic: String, reason: String },
+    /// Transient: the broker accepted the topics but does not list them
+    /// (or lists a partition without a leader) yet.
+    #[error("topics {topics} exist but are not ready after {waited:?}: {reason}")]
+    TopicsNotReady {
+        topics: String,
+        waited: Duration,
+        reason: String,
+    },
     #[error("cannot start the embedded broker: {0}")]
     EmbeddedBroker(String),
 }
@@ -220,7 +228,70 @@ pub async fn create_topics(
             }
         }
     }
-    Ok(())
+    let names = specs.iter().map(|spec| spec.name.clone()).collect();
+    let probe: BaseConsumer = base_client_config(kafka, "foldline-admin")
+        .create()
+        .map_err(KafkaSetupError::Client)?;
+    tokio::task::spawn_blocking(move || wait_until_led(&probe, names, TOPICS_READY_WAIT))
+        .await
+        .unwrap_or_else(|_| {
+            Err(KafkaSetupError::TopicsNotReady {
+                topics: String::new(),
+                waited: Duration::ZERO,
+                reason: "the wait was cancelled".to_owned(),
+            })
+        })
+}
+
+/// How long `create_topics` waits for the topics it made sure of to be
+/// listed with a leader for every partition. A broker applies a creation in
+/// steps (the controller commits it, then the broker's metadata and the
+/// partitions' leaders follow), which on a loaded machine takes seconds; a
+/// role that read a topic a moment too early would call it missing.
+const TOPICS_READY_WAIT: Duration = Duration::from_secs(60);
+
+/// Polls the cluster's metadata until every one of `names` is listed and
+/// each of its partitions has a leader, or `wait` passes. Blocking.
+fn wait_until_led(
+    probe: &BaseConsumer,
+    names: Vec<String>,
+    wait: Duration,
+) -> Result<(), KafkaSetupError> {
+    let started = std::time::Instant::now();
+    loop {
+        let unready = match probe.fetch_metadata(None, Duration::from_secs(5)) {
+            Ok(metadata) => {
+                let unready: Vec<&str> = names
+                    .iter()
+                    .filter(|name| {
+                        !metadata.topics().iter().any(|topic| {
+                            topic.name() == name.as_str()
+                                && topic.error().is_none()
+                                && !topic.partitions().is_empty()
+                                && topic
+                                    .partitions()
+                                    .iter()
+                                    .all(|partition| partition.leader() >= 0)
+                        })
+                    })
+                    .map(String::as_str)
+                    .collect();
+                if unready.is_empty() {
+                    return Ok(());
+                }
+                format!("not listed with a leader yet: {}", unready.join(","))
+            }
+            Err(error) => error.to_string(),
+        };
+        if started.elapsed() >= wait {
+            return Err(KafkaSetupError::TopicsNotReady {
+                topics: names.join(","),
+                waited: started.elapsed(),
+                reason: unready,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// librdkafka's in-process mock cluster: real Kafka protocol on loopback,
