@@ -3,6 +3,7 @@
 //! shared (`crate::fold`). A domain whose contracts are not here yet is
 //! folded by adding its adapter and one line in `crate::sources`.
 
+use foldline_contracts::notify::{NotifyEventRecord, ORDER_NOTICE_TEMPLATES};
 use foldline_contracts::orders::OrdersEventRecord;
 use foldline_contracts::payments::PaymentsEventRecord;
 use foldline_contracts::record::EventRecord;
@@ -46,6 +47,20 @@ pub const USERS_REGISTERED: &str = "users.registered";
 pub const USERS_REGISTRATION_REFUSED: &str = "users.registration_refused";
 pub const USERS_DEACTIVATED: &str = "users.deactivated";
 pub const USERS_ERASED: &str = "users.erased";
+
+pub const NOTIFY_QUEUED: &str = "notify.queued";
+/// Delivered; `notify.sent.<channel>.<provider>` splits it by who took it.
+pub const NOTIFY_SENT: &str = "notify.sent";
+pub const NOTIFY_FAILED: &str = "notify.failed";
+/// Moves to the next provider of a chain; `notify.failovers.<channel>.<from>`
+/// splits them by the provider moved away from.
+pub const NOTIFY_FAILOVERS: &str = "notify.failovers";
+/// Order notices delivered; `notify.order_notices_sent.<template>` splits them.
+pub const NOTIFY_ORDER_NOTICES_SENT: &str = "notify.order_notices_sent";
+/// The order (or payments) event → the notice's provider accepted it.
+pub const ORDER_TO_NOTIFICATION_MS: &str = "notify.order_to_notification_ms";
+/// Request (the queueing command's clock) → provider accepted, every notification.
+pub const NOTIFY_DELIVERY_MS: &str = "notify.delivery_ms";
 
 /// `orders.events`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -211,6 +226,96 @@ impl EventsAdapter for PaymentsAdapter {
             | PaymentsEventRecord::VoidRequested(_)
             | PaymentsEventRecord::VoidFailed(_)
             | PaymentsEventRecord::CommandRejected(_) => {}
+        }
+    }
+}
+
+/// A provider or template name as a metric family member (letters, digits
+/// and `_`: what a series request may name).
+fn member(name: &str) -> String {
+    name.chars()
+        .map(|c| match c.is_ascii_alphanumeric() {
+            true => c.to_ascii_lowercase(),
+            false => '_',
+        })
+        .take(32)
+        .collect()
+}
+
+/// `notify.events`: one aggregate per notification, so its channel and
+/// whether it is an order notice join its delivery in the notification's
+/// gate row. An order notice's `NotificationQueued` carries its causing
+/// event's time (the queueing command's clock is its cause's, and an
+/// event's time is its command's), and `NotificationSent.latency_ms` is
+/// measured from that clock: so it *is* order event → provider accepted,
+/// an integer of the log.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NotifyAdapter;
+
+impl EventsAdapter for NotifyAdapter {
+    type Events = NotifyEventRecord;
+    const DOMAIN: &'static str = "notify";
+    const METRICS: &'static [&'static str] = &[
+        NOTIFY_QUEUED,
+        "notify.queued.*",
+        NOTIFY_SENT,
+        "notify.sent.email.*",
+        "notify.sent.sms.*",
+        "notify.sent.webhook.*",
+        NOTIFY_FAILED,
+        "notify.failed.*",
+        NOTIFY_FAILOVERS,
+        "notify.failovers.email.*",
+        "notify.failovers.sms.*",
+        "notify.failovers.webhook.*",
+        NOTIFY_ORDER_NOTICES_SENT,
+        "notify.order_notices_sent.*",
+        ORDER_TO_NOTIFICATION_MS,
+        NOTIFY_DELIVERY_MS,
+        "notify.commands_rejected",
+    ];
+
+    fn fold(&self, event: &NotifyEventRecord, join: &mut JoinState, figures: &mut Figures) {
+        let channel =
+            |join: &JoinState| join.channel.clone().unwrap_or_else(|| "unknown".to_owned());
+        match event {
+            NotifyEventRecord::Queued(queued) => {
+                figures.count(NOTIFY_QUEUED);
+                figures.count(format!("{NOTIFY_QUEUED}.{}", member(&queued.channel)));
+                join.channel = Some(member(&queued.channel));
+                let caused_by_an_event = queued.metadata.causation_id != queued.metadata.command_id;
+                if caused_by_an_event && ORDER_NOTICE_TEMPLATES.contains(&queued.template.as_str())
+                {
+                    join.order_notice = Some(member(&queued.template));
+                }
+            }
+            NotifyEventRecord::Sent(sent) => {
+                figures.count(NOTIFY_SENT);
+                figures.count(format!(
+                    "{NOTIFY_SENT}.{}.{}",
+                    channel(join),
+                    member(&sent.provider)
+                ));
+                figures.record_latency(NOTIFY_DELIVERY_MS, sent.latency_ms);
+                if let Some(template) = &join.order_notice {
+                    figures.count(NOTIFY_ORDER_NOTICES_SENT);
+                    figures.count(format!("{NOTIFY_ORDER_NOTICES_SENT}.{template}"));
+                    figures.record_latency(ORDER_TO_NOTIFICATION_MS, sent.latency_ms);
+                }
+            }
+            NotifyEventRecord::FailedOver(failover) => {
+                figures.count(NOTIFY_FAILOVERS);
+                figures.count(format!(
+                    "{NOTIFY_FAILOVERS}.{}.{}",
+                    channel(join),
+                    member(&failover.from_provider)
+                ));
+            }
+            NotifyEventRecord::Failed(_) => {
+                figures.count(NOTIFY_FAILED);
+                figures.count(format!("{NOTIFY_FAILED}.{}", channel(join)));
+            }
+            NotifyEventRecord::AttemptFailed(_) | NotifyEventRecord::CommandRejected(_) => {}
         }
     }
 }

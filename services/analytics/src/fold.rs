@@ -134,6 +134,13 @@ pub struct JoinState {
     pub started_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
+    /// A notification's channel, from its `NotificationQueued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The template of a notification that is an order notice (queued by
+    /// an orders or payments event), from its `NotificationQueued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_notice: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -329,6 +329,97 @@ fn payment_requests_and_provider_answers_become_figures() {
     assert_eq!((latency.count, latency.p50), (2, 30));
 }
 
+#[test]
+fn notifications_count_by_channel_and_provider_and_order_notices_time_from_their_order_event() {
+    use foldline_contracts::notify::{
+        NotificationFailed, NotificationQueued, NotificationSent, NotifyEventRecord,
+        ProviderFailedOver,
+    };
+    let queued = |notification: u128, channel: &str, template: &str, caused_by_event: bool| {
+        let mut metadata = metadata(notification, 1, notification * 10 + 1, T0);
+        if caused_by_event {
+            // An order notice: its command reacted to an orders event.
+            metadata.causation_id = id(9_000 + notification);
+        }
+        NotifyEventRecord::Queued(NotificationQueued {
+            metadata,
+            notification_id: id(notification),
+            channel: channel.to_owned(),
+            recipient: "+447700900123".to_owned(),
+            template: template.to_owned(),
+            parameters: Vec::new(),
+        })
+    };
+    let sent = |notification: u128, version: i64, provider: &str, latency_ms: i64| {
+        NotifyEventRecord::Sent(NotificationSent {
+            metadata: metadata(
+                notification,
+                version,
+                notification * 10 + version as u128,
+                T0,
+            ),
+            notification_id: id(notification),
+            attempt: 1,
+            provider: provider.to_owned(),
+            latency_ms,
+            provider_call_us: 900,
+            provider_message_id: None,
+        })
+    };
+    let log = vec![
+        queued(1, "sms", "order.confirmed", true),
+        NotifyEventRecord::FailedOver(ProviderFailedOver {
+            metadata: metadata(1, 2, 12, T0),
+            notification_id: id(1),
+            attempt: 1,
+            from_provider: "primary".to_owned(),
+            to_provider: "backup".to_owned(),
+            reason: "timeout".to_owned(),
+        }),
+        sent(1, 3, "backup", 120),
+        // A client's notification with an order template is no order notice.
+        queued(2, "email", "order.confirmed", false),
+        sent(2, 2, "email-sink", 30),
+        queued(3, "email", "order.refunded", true),
+        sent(3, 2, "email-sink", 80),
+        queued(4, "sms", "welcome", false),
+        NotifyEventRecord::Failed(NotificationFailed {
+            metadata: metadata(4, 2, 42, T0),
+            notification_id: id(4),
+            attempt: 3,
+            reason: "every provider failed".to_owned(),
+        }),
+    ];
+    let fold = EventsFold::new("notify.events", NotifyAdapter);
+    let mut table = MemoryTable::new();
+    fold_partition(&fold, &mut table, 0, &log);
+    // Redelivered: the gate keeps every figure as it was.
+    fold_partition(&fold, &mut table, 0, &log);
+    let figures = totals(&table);
+    assert_eq!(figures.sum(NOTIFY_QUEUED), 4);
+    assert_eq!(figures.sum("notify.queued.sms"), 2);
+    assert_eq!(figures.sum(NOTIFY_SENT), 3);
+    assert_eq!(figures.sum("notify.sent.sms.backup"), 1);
+    assert_eq!(figures.sum("notify.sent.email.email_sink"), 2);
+    assert_eq!(figures.sum(NOTIFY_FAILOVERS), 1);
+    assert_eq!(figures.sum("notify.failovers.sms.primary"), 1);
+    assert_eq!(figures.sum(NOTIFY_FAILED), 1);
+    assert_eq!(figures.sum("notify.failed.sms"), 1);
+    assert_eq!(figures.sum(NOTIFY_ORDER_NOTICES_SENT), 2);
+    assert_eq!(figures.sum("notify.order_notices_sent.order_confirmed"), 1);
+    assert_eq!(figures.sum("notify.order_notices_sent.order_refunded"), 1);
+    let order_to_notification = figures.latencies[ORDER_TO_NOTIFICATION_MS].summary();
+    assert_eq!(
+        (order_to_notification.count, order_to_notification.max),
+        (2, 120)
+    );
+    assert_eq!(figures.latencies[NOTIFY_DELIVERY_MS].summary().count, 3);
+    // A fresh replay writes the same rows.
+    let mut replayed = MemoryTable::new();
+    fold_partition(&fold, &mut replayed, 0, &log);
+    assert_eq!(replayed, table);
+}
+
 fn dead_letter(origin_offset: Option<i64>, cause: &str, at: i64, offset: i64) -> OwnedMessage {
     let mut headers = OwnedHeaders::new().insert(Header {
         key: dlq_headers::CAUSE,

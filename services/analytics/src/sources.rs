@@ -7,7 +7,7 @@ use foldline_contracts::topology::{TopicKind, Topology, TopologyError};
 use foldline_platform::projector::{self, Projection, ProjectorOptions};
 use foldline_platform::service::{RoleContext, RoleFuture, ServiceError};
 
-use crate::adapters::{OrdersAdapter, PaymentsAdapter, UsersAdapter};
+use crate::adapters::{NotifyAdapter, OrdersAdapter, PaymentsAdapter, UsersAdapter};
 use crate::fold::{dlq_metric, DlqFold, EventsAdapter, EventsFold};
 
 /// Records one projector of a fold reads and writes per batch.
@@ -151,6 +151,7 @@ fn adapter(domain: &str) -> Option<AdapterEntry> {
         entry::<OrdersAdapter>(),
         entry::<UsersAdapter>(),
         entry::<PaymentsAdapter>(),
+        entry::<NotifyAdapter>(),
     ]
     .into_iter()
     .find(|(name, _)| *name == domain)
@@ -223,7 +224,9 @@ mod tests {
                 "users.events",
                 "users.dlq",
                 "payments.events",
-                "payments.dlq"
+                "payments.dlq",
+                "notify.events",
+                "notify.dlq"
             ]
         );
         assert_eq!(sources[1].kind, SourceKind::DeadLetters);
@@ -242,6 +245,11 @@ mod tests {
             "dlq.users.poison",
             "payments.declined.card_declined",
             "payments.request_to_outcome_ms",
+            "notify.sent",
+            "notify.sent.sms.primary",
+            "notify.failovers.sms.sms_sink",
+            "notify.order_notices_sent.order_confirmed",
+            "notify.order_to_notification_ms",
         ] {
             assert!(catalog.knows(known), "{known}");
         }
@@ -252,7 +260,8 @@ mod tests {
             "orders.revenue.EUR.x",
             "orders.revenue.€",
             "payments.approved",
-            "notify.sent",
+            "notify.sent.sms",
+            "notify.sent.pager.primary",
         ] {
             assert!(!catalog.knows(unknown), "{unknown}");
         }

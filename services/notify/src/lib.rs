@@ -12,6 +12,9 @@
 //!   (HTTP provider APIs, the local sink).
 //! - [`delivery`]: one attempt through a chain of breakers, and what it
 //!   records; [`retry`]: the `notify.retry` consumer.
+//! - [`hooks`]: the order notices (confirmed, rejected, refunded): process
+//!   managers over the orders and payments logs, notify's read models of
+//!   orders and users, and their relays.
 //! - [`latency`]: HdrHistograms against the 150 ms P99 SLA.
 //! - [`routes`]: the HTTP routes.
 //!
@@ -20,6 +23,7 @@
 pub mod delivery;
 pub mod domain;
 pub mod follow_ups;
+pub mod hooks;
 pub mod latency;
 pub mod projection;
 pub mod providers;
@@ -36,12 +40,14 @@ use foldline_contracts::topology::TopicKind;
 use foldline_gateway::EdgeDeclaration;
 use foldline_platform::dlq::DeadLetters;
 use foldline_platform::kafka;
-use foldline_platform::outbox::{self, Outbox};
+use foldline_platform::outbox::{self, Outbox, Reactions};
 use foldline_platform::service::{DomainTopics, RoleContext, RoleFuture, ServiceError};
 use foldline_platform::store::Migration;
 use foldline_platform::DomainService;
 
 pub use crate::follow_ups::NotifyFollowUps;
+use crate::hooks::read_models::{Contacts, OrderCustomers};
+use crate::hooks::{OrderNotices, RefundNotices};
 pub use crate::projection::NotifyProjection;
 pub use crate::wire::NotifyWire;
 
@@ -49,18 +55,34 @@ pub use crate::wire::NotifyWire;
 pub const DOMAIN: &str = "notify";
 
 /// The CQL tables of this domain, for `foldline migrate`.
-pub const CQL_MIGRATIONS: &[Migration] = &[Migration {
-    id: "0007_notify",
-    cql: include_str!("../../../schemas/cql/0007_notify.cql"),
-}];
+pub const CQL_MIGRATIONS: &[Migration] = &[
+    Migration {
+        id: "0007_notify",
+        cql: include_str!("../../../schemas/cql/0007_notify.cql"),
+    },
+    Migration {
+        id: "0011_notify_notices",
+        cql: include_str!("../../../schemas/cql/0011_notify_notices.cql"),
+    },
+];
 const DELIVERY_WORKER: &str = "delivery worker";
 
-/// The notify processor, projections and delivery worker, runnable by name.
+/// The notify processor, projections and delivery worker, and the order
+/// notices' read models, process managers and relays, runnable by name.
 pub fn service() -> DomainService {
     DomainService::new::<NotifyWire>(DOMAIN)
         .with_projection::<NotifyProjection>()
         .with_projection::<Outbox<NotifyFollowUps>>()
+        .with_record_projection::<OrderCustomers>()
+        .with_record_projection::<Contacts>()
+        .with_record_projection::<Reactions<OrderNotices>>()
+        .with_record_projection::<Reactions<RefundNotices>>()
         .with_worker(DELIVERY_WORKER, run_delivery)
+        .with_worker(hooks::relay::ORDERS_RELAY, hooks::relay::run_orders_relay)
+        .with_worker(
+            hooks::relay::PAYMENTS_RELAY,
+            hooks::relay::run_payments_relay,
+        )
 }
 
 /// The notify routes and how clients name a notification.
@@ -136,6 +158,8 @@ fn run_delivery(domain: &'static str, context: RoleContext) -> RoleFuture {
 mod cql_tests {
     use super::CQL_MIGRATIONS;
     use crate::delivery::NOTIFY_DELIVERIES;
+    use crate::hooks::read_models::{NOTIFY_CONTACTS, NOTIFY_ORDER_CUSTOMERS};
+    use crate::hooks::relay::NOTIFY_ORDER_NOTICES;
     use crate::projection::{
         NOTIFICATIONS_BY_RECIPIENT, NOTIFICATION_BY_ID, NOTIFY_LATENCY_PROVIDERS,
         NOTIFY_LATENCY_SAMPLES,
@@ -144,8 +168,11 @@ mod cql_tests {
 
     #[test]
     fn the_cql_migration_creates_every_table() {
-        let cql =
-            foldline_platform::store::migrations::statements(CQL_MIGRATIONS[0].cql).join("\n");
+        let cql = CQL_MIGRATIONS
+            .iter()
+            .flat_map(|migration| foldline_platform::store::migrations::statements(migration.cql))
+            .collect::<Vec<_>>()
+            .join("\n");
         for table in [
             NOTIFICATION_BY_ID,
             NOTIFICATIONS_BY_RECIPIENT,
@@ -153,6 +180,9 @@ mod cql_tests {
             NOTIFY_LATENCY_PROVIDERS,
             NOTIFY_DELIVERIES,
             NOTIFICATION_SINK,
+            NOTIFY_ORDER_CUSTOMERS,
+            NOTIFY_CONTACTS,
+            NOTIFY_ORDER_NOTICES,
         ] {
             assert!(
                 cql.contains(&format!("CREATE TABLE IF NOT EXISTS {table} (")),

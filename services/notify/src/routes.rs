@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{Channel, Notification, NotificationId, Parameters, Recipient, Template};
+use crate::hooks::relay::{NoticeOutcome, NoticeRow, NOTIFY_ORDER_NOTICES};
 use crate::latency::{Latencies, Quantiles, Sample, SLA_P99_MS};
 use crate::projection::{
     notification_key, providers_partition, recipient_partition, samples_partition, NotificationRow,
@@ -46,6 +47,7 @@ pub fn router() -> Router<GatewayState> {
         )
         .route("/v1/notifications/latency", get(latency))
         .route("/v1/notifications/sink", get(read_sink))
+        .route("/v1/notifications/notices", get(read_notices))
         .route("/v1/notifications/{notification_id}", get(get_notification))
 }
 
@@ -397,6 +399,58 @@ async fn read_sink(
         })
         .collect::<Result<Vec<_>, GatewayError>>()?;
     Ok(Json(Page { items, next_cursor }).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoticesQuery {
+    order_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct NoticeView {
+    event_id: String,
+    template: String,
+    #[serde(flatten)]
+    outcome: NoticeOutcome,
+    recorded_at: String,
+}
+
+/// What became of each notice about an order (queued, or skipped and why).
+async fn read_notices(
+    State(state): State<GatewayState>,
+    query: Result<Query<NoticesQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let order_id = match query {
+        Ok(Query(NoticesQuery {
+            order_id: Some(order_id),
+        })) if Uuid::parse_str(&order_id).is_ok() => order_id,
+        _ => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "order_id (a UUID) is required",
+            ))
+        }
+    };
+    let rows = state
+        .store
+        .scan(NOTIFY_ORDER_NOTICES, order_id.into_bytes(), None, 100)
+        .await
+        .map_err(GatewayError::from)?;
+    let items = rows
+        .into_iter()
+        .map(|(_, row)| {
+            let notice: NoticeRow = decode_row(NOTIFY_ORDER_NOTICES, &row.value)?;
+            Ok(NoticeView {
+                event_id: notice.event_id,
+                template: notice.template,
+                outcome: notice.outcome,
+                recorded_at: rfc3339_millis(notice.recorded_at),
+            })
+        })
+        .collect::<Result<Vec<_>, GatewayError>>()?;
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
 }
 
 #[derive(Debug, Serialize)]

@@ -1,6 +1,7 @@
 //! Analytics on the real broker: orders placed and cancelled through the
 //! gateway, paid and refused by commands a payments process manager would
-//! send, a poison record in the event log; the summary then equals the
+//! send, notifications queued and delivered by the notify domain (its local
+//! sinks), a poison record in the event log; the summary then equals the
 //! sums of the events read back from the topics, a series adds up to it,
 //! bad queries are problems, and a second analytics instance replaying
 //! every topic from scratch into a fresh store serves identical figures.
@@ -9,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use foldline_contracts::envelope::CommandMetadata;
+use foldline_contracts::notify::{NotifyEventRecord, ORDER_NOTICE_TEMPLATES};
 use foldline_contracts::orders::{MarkOrderPaid, MarkOrderPaymentFailed, OrdersEventRecord};
 use foldline_contracts::record::EventRecord;
 use foldline_platform::codec::Codec;
@@ -23,7 +25,10 @@ use serde_json::Value;
 
 use crate::support::binary;
 
-const ROLES: &[&str] = &["registry", "gateway", "orders", "analytics"];
+const ROLES: &[&str] = &["registry", "gateway", "orders", "notify", "analytics"];
+/// The domains whose projectors run in [`ROLES`].
+const DOMAINS: &[&str] = &["orders", "notify"];
+const NOTIFICATIONS: usize = 3;
 const ORDERS: usize = 12;
 
 fn metadata() -> CommandMetadata {
@@ -117,26 +122,85 @@ async fn sums_of_the_topics(deployment: &Deployment, codec: &Codec) -> BTreeMap<
             OrdersEventRecord::CommandRejected(_) => add("orders.commands_rejected".into(), 1),
         }
     }
-    let letters = read_topic(
+    let member = |name: &str| -> String {
+        name.chars()
+            .map(|c| match c.is_ascii_alphanumeric() {
+                true => c.to_ascii_lowercase(),
+                false => '_',
+            })
+            .collect()
+    };
+    let notify_events = read_topic(
         deployment.bootstrap_servers(),
-        &deployment.topic("orders.dlq"),
+        &deployment.topic("notify.events"),
     )
     .await
     .unwrap();
-    let origins: BTreeSet<(Vec<u8>, Vec<u8>, Vec<u8>)> = letters
-        .iter()
-        .map(|letter| {
-            let header = |name| letter.header(name).unwrap_or_default().to_vec();
-            (
-                header(dlq::TOPIC),
-                header(dlq::PARTITION),
-                header(dlq::OFFSET),
-            )
-        })
-        .collect();
-    if !origins.is_empty() {
-        add("dlq.orders".into(), origins.len() as i64);
-        add("dlq.orders.poison".into(), origins.len() as i64);
+    let mut channel_of = BTreeMap::new();
+    let mut notices = BTreeSet::new();
+    for raw in &notify_events {
+        let Some(payload) = &raw.payload else {
+            continue;
+        };
+        let Ok(decoded) = codec.decode(payload).await else {
+            continue;
+        };
+        let Ok(record) = NotifyEventRecord::from_avro(&decoded.record_name, &decoded.value) else {
+            continue;
+        };
+        if !settled.insert(record.metadata().command_id.clone()) {
+            continue;
+        }
+        match record {
+            NotifyEventRecord::Queued(queued) => {
+                add("notify.queued".into(), 1);
+                add(format!("notify.queued.{}", queued.channel), 1);
+                channel_of.insert(queued.notification_id.clone(), queued.channel.clone());
+                if queued.metadata.causation_id != queued.metadata.command_id
+                    && ORDER_NOTICE_TEMPLATES.contains(&queued.template.as_str())
+                {
+                    notices.insert(queued.notification_id.clone());
+                }
+            }
+            NotifyEventRecord::Sent(sent) => {
+                let channel = &channel_of[&sent.notification_id];
+                add("notify.sent".into(), 1);
+                add(
+                    format!("notify.sent.{channel}.{}", member(&sent.provider)),
+                    1,
+                );
+                if notices.contains(&sent.notification_id) {
+                    add("notify.order_notices_sent".into(), 1);
+                }
+            }
+            NotifyEventRecord::FailedOver(_) => add("notify.failovers".into(), 1),
+            NotifyEventRecord::Failed(_) => add("notify.failed".into(), 1),
+            NotifyEventRecord::AttemptFailed(_) => {}
+            NotifyEventRecord::CommandRejected(_) => add("notify.commands_rejected".into(), 1),
+        }
+    }
+    for domain in DOMAINS {
+        let letters = read_topic(
+            deployment.bootstrap_servers(),
+            &deployment.topic(&format!("{domain}.dlq")),
+        )
+        .await
+        .unwrap();
+        let origins: BTreeSet<(Vec<u8>, Vec<u8>, Vec<u8>)> = letters
+            .iter()
+            .map(|letter| {
+                let header = |name| letter.header(name).unwrap_or_default().to_vec();
+                (
+                    header(dlq::TOPIC),
+                    header(dlq::PARTITION),
+                    header(dlq::OFFSET),
+                )
+            })
+            .collect();
+        if !origins.is_empty() {
+            add(format!("dlq.{domain}"), origins.len() as i64);
+            add(format!("dlq.{domain}.poison"), origins.len() as i64);
+        }
     }
     sums
 }
@@ -270,6 +334,42 @@ async fn analytics_totals_equal_the_sums_of_the_events_and_a_replay_serves_the_s
         .await
         .unwrap();
     }
+    // Notifications, through the gateway, delivered by the local sink.
+    let mut notifications = Vec::new();
+    for index in 0..NOTIFICATIONS {
+        let body = serde_json::json!({
+            "channel": "email",
+            "recipient": format!("reader-{index}@example.org"),
+            "template": "report.ready",
+        });
+        let key = format!("analytics-notify-{index}");
+        let queued = api
+            .command(
+                "/v1/notifications",
+                body.to_string(),
+                &CommandOptions::keyed_waiting(&key, 10),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(queued.status, 201 | 202), "{queued}");
+        // 201 with the notification when it settled within the wait, else 202.
+        let id = queued.str("id").or(queued.str("notification_id")).unwrap();
+        notifications.push(id.to_owned());
+    }
+    for id in &notifications {
+        poll_until("the notification sent", Deadline::secs(60), || async {
+            let view = api
+                .get(&format!("/v1/notifications/{id}"))
+                .await
+                .map_err(|error| error.to_string())?;
+            match view.str("status") == Some("sent") {
+                true => Ok(Some(())),
+                false => Err(view.to_string()),
+            }
+        })
+        .await
+        .unwrap();
+    }
     // Poison in the event log, once every command has settled: parked in
     // orders.dlq by the orders projector and by analytics, one origin,
     // counted once.
@@ -287,32 +387,46 @@ async fn analytics_totals_equal_the_sums_of_the_events_and_a_replay_serves_the_s
     // Every reader of orders.events parks its own copy (the orders
     // projection, the saga's outboxes, the timeline, analytics): one
     // origin, which analytics must count once.
-    let readers = foldline_contracts::topology::Topology::embedded()
-        .unwrap()
-        .domains
-        .iter()
-        .flat_map(|domain| &domain.consumer_groups)
-        .filter(|group| group.reads == ["orders.events"])
-        .count();
-    assert!(readers >= 2, "the orders projection and analytics read it");
-    poll_until(
-        "every reader parked the poison",
-        Deadline::secs(60),
-        || async {
-            let letters = read_topic(
-                deployment.bootstrap_servers(),
-                &deployment.topic("orders.dlq"),
-            )
-            .await
-            .map_err(|error| error.to_string())?;
-            match letters.len() == readers {
-                true => Ok(Some(())),
-                false => Err(format!("{} dead letters of {readers}", letters.len())),
-            }
-        },
-    )
-    .await
-    .unwrap();
+    // (Each reader parks it in the dead-letter topic of the domain that
+    // declares it: notify's read models of orders in notify.dlq.)
+    let topology = foldline_contracts::topology::Topology::embedded().unwrap();
+    let readers_of = |domain: &str| {
+        topology
+            .domains
+            .iter()
+            .filter(|declared| declared.name == domain)
+            .flat_map(|declared| &declared.consumer_groups)
+            .filter(|group| group.reads == ["orders.events"])
+            .count()
+    };
+    assert!(
+        readers_of("orders") >= 2,
+        "the orders projection and analytics read it"
+    );
+    for domain in DOMAINS {
+        let readers = readers_of(domain);
+        poll_until(
+            "every reader parked the poison",
+            Deadline::secs(60),
+            || async {
+                let letters = read_topic(
+                    deployment.bootstrap_servers(),
+                    &deployment.topic(&format!("{domain}.dlq")),
+                )
+                .await
+                .map_err(|error| error.to_string())?;
+                match letters.len() == readers {
+                    true => Ok(Some(())),
+                    false => Err(format!(
+                        "{} dead letters of {readers} in {domain}.dlq",
+                        letters.len()
+                    )),
+                }
+            },
+        )
+        .await
+        .unwrap();
+    }
 
     // The topics' sums, read back with a stock client, are the client's.
     let expected = sums_of_the_topics(&deployment, &codec).await;
@@ -329,6 +443,11 @@ async fn analytics_totals_equal_the_sums_of_the_events_and_a_replay_serves_the_s
     assert_eq!(expected["orders.commands_rejected"], 1);
     assert_eq!(expected["orders.revenue.EUR"], revenue_eur);
     assert_eq!(expected["dlq.orders"], 1);
+    assert_eq!(expected["notify.sent"], NOTIFICATIONS as i64);
+    assert_eq!(
+        expected["notify.sent.email.email_sink"],
+        NOTIFICATIONS as i64
+    );
 
     let summary = summary_reaching(&api, &expected).await;
     assert_eq!(summary["payment_approval"]["rate_basis_points"], 6_666);

@@ -38,6 +38,10 @@
 //! - [`payments`]: authorize, declines, capture, refunds and void against
 //!   the provider simulator; an outage, the deadline, and kill -9 of the
 //!   provider worker with no double charge by the simulator's count.
+//! - [`notify_notices`]: the order notices through the whole saga (paid,
+//!   declined, refunded, erased and unknown customers) across a kill -9,
+//!   counted at fake providers and by analytics; an SMS exhausted into
+//!   `notify.dlq` while emails flow.
 //! - [`users`]: the race for one address, kill -9 mid-registration, and
 //!   erasure read back from raw topics, store files and a replay.
 //!
@@ -55,6 +59,7 @@ mod idempotency;
 mod in_process;
 mod nemesis;
 mod notify;
+mod notify_notices;
 mod outage;
 mod payments;
 mod poison;

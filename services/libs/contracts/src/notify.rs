@@ -12,6 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{CommandMetadata, EventMetadata};
 
+/// The templates of the notices notify sends about orders (confirmed,
+/// rejected, refunded), caused by an orders or payments event: their
+/// `NotificationQueued` carries that event's time (the command's clock is
+/// its cause's), which is how analytics measures order → notification.
+pub const ORDER_NOTICE_TEMPLATES: [&str; 3] =
+    ["order.confirmed", "order.rejected", "order.refunded"];
+
 /// One template parameter (ordered by name on the wire).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "foldline.notify")]

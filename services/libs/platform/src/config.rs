@@ -831,6 +831,13 @@ pub struct NotifyConfig {
     /// Delay before the second attempt; doubles per attempt up to the max.
     pub retry_backoff_ms: u64,
     pub retry_backoff_max_ms: u64,
+    /// Whether the order notices' relays queue notifications (confirmed,
+    /// rejected, refunded: `services/notify/src/hooks/`).
+    pub order_notices: bool,
+    /// How long after its event a notice waits for notify's read models to
+    /// fold the order and its customer before it is recorded as skipped
+    /// (`order_unknown`, `recipient_unknown`).
+    pub order_notice_grace_ms: u64,
 }
 
 impl Default for NotifyConfig {
@@ -847,6 +854,8 @@ impl Default for NotifyConfig {
             max_attempts: 5,
             retry_backoff_ms: 500,
             retry_backoff_max_ms: 30_000,
+            order_notices: true,
+            order_notice_grace_ms: 10_000,
         }
     }
 }

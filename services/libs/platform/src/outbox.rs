@@ -408,6 +408,18 @@ pub fn follow_up_metadata(cause: &EventMetadata, step: &str, issued_by: &str) ->
     }
 }
 
+/// Reads one JSON row a performer consults (a read model the follow-up
+/// depends on): a store outage is transient, an unreadable row permanent.
+pub async fn read_json<T: DeserializeOwned>(
+    store: &Store,
+    key: RowKey,
+) -> Result<Option<T>, FollowUpError> {
+    let row = store.get(key.clone()).await.map_err(FollowUpError::from)?;
+    let current = std::iter::once((key.clone(), row)).collect();
+    crate::gated::read_json_row::<T>(&key, &current)
+        .map_err(|error| FollowUpError::Permanent(error.to_string()))
+}
+
 /// Produces `command` to `topic`, keyed by its aggregate.
 pub async fn send_command<C: CommandRecord>(
     producer: &FutureProducer,
