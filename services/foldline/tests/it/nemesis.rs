@@ -1,20 +1,26 @@
-//! The nemesis run: contended commands and reads while a seeded scheduler
+//! The nemesis run: contended commands and reads (orders: cancel / pay /
+//! ship races; users: two or three registrations of one address at once,
+//! profile and address changes, deactivations and erasures racing on each
+//! user) while a seeded scheduler
 //! kills (-9), stops (SIGTERM) and freezes (SIGSTOP/SIGCONT) each role, a
 //! process of its own: the command processor, the gateway and the
 //! projector (the last two share a CQL store on Apache Cassandra; a
 //! gateway killed between reserving an `Idempotency-Key` and producing its
 //! command is one of the windows its kills land in). It kills the
-//! processor again while its counters show a restore under way, kills the
-//! broker (-9, data kept) and restarts it once per run, re-produces raw
-//! command records into `orders.commands`, produces poison records there,
+//! processor again while its counters show a restore under way, and while
+//! it writes a snapshot (frozen between its `writing` and `wrote aggregate
+//! snapshot` log lines, then killed), kills the broker (-9, data kept) and
+//! restarts it once per run, re-produces raw command records into
+//! `orders.commands` and `users.commands`, produces poison records there,
 //! and appends a zombie's stale decision to `orders.events`.
 //!
 //! The services' counters (`GET /metrics`, scraped before every fault and
 //! at the end, the last scrape of every incarnation summed) must show each
 //! fault window hit: commands read again that were already settled,
 //! restores from a snapshot, resyncs, stale decisions ignored by a
-//! restore, poison parked, and in the transactional mode transactions
-//! that failed. Every client operation goes
+//! restore, poison parked, records the projectors applied and ignored,
+//! keyed retries answered from the gateway's idempotency window, and in
+//! the transactional mode transactions that failed. Every client operation goes
 //! into a history file; at the end the independent checker
 //! (`tests/oracle/check_history.py`, Python on stock clients, no code shared
 //! with the system) folds the broker's topics itself and judges the history
@@ -26,11 +32,11 @@
 //! record (`support::check_no_aborted_record_folded`) and that aborted
 //! transactions were in the log at all (the window was hit).
 //!
-//! Bounded by default (5 rounds of every fault kind per mode, 50 faults, for
-//! CI); `FOLDLINE_NEMESIS_ROUNDS=N` sets the rounds (each round is every
-//! fault kind once, in a random order), `FOLDLINE_NEMESIS_SOAK=1` runs 10
-//! rounds (100 faults per mode); `FOLDLINE_NEMESIS_SEED` replays a schedule
-//! (the seed is printed).
+//! Bounded by default (4 rounds of the 14 fault kinds per mode plus one
+//! broker kill, 57 faults, for CI); `FOLDLINE_NEMESIS_ROUNDS=N` sets the
+//! rounds (each round is every fault kind once, in a random order),
+//! `FOLDLINE_NEMESIS_SOAK=1` runs 8 rounds (113 faults per mode);
+//! `FOLDLINE_NEMESIS_SEED` replays a schedule (the seed is printed).
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -49,15 +49,14 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 import fastavro
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 import users_model
+from gate import REJECTED, admitted, settlement, rfc3339_millis, without_message
 
-REJECTED = "foldline.CommandRejected"
 OUTCOME = "foldline.CommandOutcome"
 NS = "foldline.orders."
 
@@ -297,11 +296,6 @@ def evolve(state, name, event):
     return state
 
 
-def rfc3339_millis(millis):
-    seconds, milli = divmod(millis, 1000)
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{milli:03d}Z"
-
-
 def order_view(state, version):
     view = {
         "id": state["order_id"], "customer_id": state["customer_id"], "status": state["status"],
@@ -325,14 +319,6 @@ def summary_view(state, version):
 
 # ---------------------------------------------------------------- the fold
 
-def is_uuid(text):
-    try:
-        uuid.UUID(text)
-        return True
-    except (ValueError, TypeError, AttributeError):
-        return False
-
-
 class Fold:
     """orders.events folded through an independent version gate and model."""
 
@@ -343,42 +329,11 @@ class Fold:
         self.stats = Counter()
 
     def run(self, events, commands, registry, readers):
-        for partition, records in events.items():
-            versions = defaultdict(int)
-            settled_here = set()
-            for raw in records:
-                self.stats["records"] += 1
-                try:
-                    name, record = decode(raw.value, registry, readers)
-                except Undecodable as error:
-                    self.stats["undecodable"] += 1
-                    self.anomalies.add("log-structure", f"events[{partition}]@{raw.offset} undecodable: {error}")
-                    continue
-                meta = record.get("metadata") or {}
-                if name != REJECTED and name not in TRANSITIONS:
-                    self.stats["foreign"] += 1
-                    self.anomalies.add("log-structure", f"events[{partition}]@{raw.offset} is a {name}")
-                    continue
-                rejection = name == REJECTED
-                command_id = meta.get("command_id")
-                after = meta.get("aggregate_version", -1)
-                base = after if rejection else after - 1
-                if not is_uuid(command_id) or base < 0:
-                    self.stats["foreign"] += 1
-                    continue
-                aggregate = meta["aggregate_id"]
-                if raw.key != aggregate.encode():
-                    self.anomalies.add("log-structure", f"events[{partition}]@{raw.offset}: key {raw.key!r} is not aggregate {aggregate}")
-                if command_id in settled_here:
-                    self.stats["ignored: command already settled"] += 1
-                    continue
-                if base != versions[aggregate]:
-                    self.stats["ignored: decided against another version"] += 1
-                    continue
-                self.stats["admitted"] += 1
-                settled_here.add(command_id)
-                self.admit(partition, raw, name, record, rejection, commands)
-                versions[aggregate] = after
+        def decode_value(payload):
+            return decode(payload, registry, readers)
+        for partition, raw, name, record in admitted(events, decode_value, Undecodable, TRANSITIONS,
+                                                     self.anomalies, self.stats):
+            self.admit(partition, raw, name, record, name == REJECTED, commands)
 
     def admit(self, partition, raw, name, record, rejection, commands):
         meta = record["metadata"]
@@ -403,14 +358,7 @@ class Fold:
             slot["version"] += 1
             slot["history"][slot["version"]] = slot["state"]
         self.check_decision(partition, raw, name, record, before, commands)
-        self.settled[command_id] = {
-            "command_id": command_id, "aggregate_id": aggregate,
-            "status": "rejected" if rejection else "accepted",
-            "aggregate_version": slot["version"], "event_id": meta["event_id"], "event_type": name,
-            "event_partition": partition, "event_offset": raw.offset,
-            "rejection_code": record["code"] if rejection else None,
-            "rejection_kind": record["kind"] if rejection else None,
-        }
+        self.settled[command_id] = settlement(partition, raw, name, record, slot["version"])
 
     def check_decision(self, partition, raw, name, record, before, commands):
         meta = record["metadata"]
@@ -643,13 +591,6 @@ def status_view(settled):
     if settled["status"] == "rejected":
         view["rejection"] = {"code": settled["rejection_code"]}
     return view
-
-
-def without_message(body):
-    """A command view with its rejection reduced to the code (the message is prose)."""
-    if isinstance(body, dict) and isinstance(body.get("rejection"), dict):
-        return dict(body, rejection={"code": body["rejection"].get("code")})
-    return body
 
 
 # ---------------------------------------------------------------- the live projection

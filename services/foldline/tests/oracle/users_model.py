@@ -27,8 +27,9 @@ projection-row, phantom-row, log-structure):
 import uuid
 from collections import Counter, defaultdict
 
+from gate import REJECTED, admitted, settlement, rfc3339_millis, without_message
+
 UNS = "foldline.users."
-REJECTED = "foldline.CommandRejected"
 
 # services/libs/eventsourcing/src/ids.rs: the namespace of derived ids, and
 # `CommandId::from_idempotency_key` = UUIDv5("idempotency/<len>/<client>/<key>").
@@ -73,12 +74,6 @@ def normal_email(text):
 
 def normal_phone(text):
     return "".join(c for c in text.strip() if c not in " -.()")
-
-
-def rfc3339_millis(millis):
-    from datetime import datetime, timezone
-    seconds, milli = divmod(millis, 1000)
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{milli:03d}Z"
 
 
 # ---------------------------------------------------------------- the model
@@ -234,14 +229,6 @@ def evolve(state, name, event):
 
 # ---------------------------------------------------------------- the fold
 
-def is_uuid(text):
-    try:
-        uuid.UUID(text)
-        return True
-    except (ValueError, TypeError, AttributeError):
-        return False
-
-
 class UsersFold:
     """users.events folded through an independent gate and the model above."""
 
@@ -252,40 +239,9 @@ class UsersFold:
         self.stats = Counter()
 
     def run(self, events, commands, decode, undecodable):
-        for partition, records in events.items():
-            versions = defaultdict(int)
-            settled_here = set()
-            for raw in records:
-                self.stats["users records"] += 1
-                try:
-                    name, record = decode(raw.value)
-                except undecodable as error:
-                    self.anomalies.add("log-structure", f"users.events[{partition}]@{raw.offset} undecodable: {error}")
-                    continue
-                if name != REJECTED and name not in EVENTS:
-                    self.anomalies.add("log-structure", f"users.events[{partition}]@{raw.offset} is a {name}")
-                    continue
-                meta = record.get("metadata") or {}
-                rejection = name == REJECTED
-                command_id = meta.get("command_id")
-                after = meta.get("aggregate_version", -1)
-                base = after if rejection else after - 1
-                if not is_uuid(command_id) or base < 0:
-                    self.stats["users foreign"] += 1
-                    continue
-                aggregate = meta["aggregate_id"]
-                if raw.key != aggregate.encode():
-                    self.anomalies.add("log-structure", f"users.events[{partition}]@{raw.offset}: key {raw.key!r} is not aggregate {aggregate}")
-                if command_id in settled_here:
-                    self.stats["users ignored: command already settled"] += 1
-                    continue
-                if base != versions[aggregate]:
-                    self.stats["users ignored: decided against another version"] += 1
-                    continue
-                self.stats["users admitted"] += 1
-                settled_here.add(command_id)
-                self.admit(partition, raw, name, record, rejection, commands)
-                versions[aggregate] = after
+        for partition, raw, name, record in admitted(events, decode, undecodable, EVENTS, self.anomalies,
+                                                     self.stats, label="users ", topic="users.events"):
+            self.admit(partition, raw, name, record, name == REJECTED, commands)
 
     def admit(self, partition, raw, name, record, rejection, commands):
         meta = record["metadata"]
@@ -310,14 +266,7 @@ class UsersFold:
                 slot["state"] = after
             slot["version"] += 1
             slot["history"][slot["version"]] = slot["state"]
-        self.settled[command_id] = {
-            "command_id": command_id, "aggregate_id": aggregate,
-            "status": "rejected" if rejection else "accepted",
-            "aggregate_version": slot["version"], "event_id": meta["event_id"], "event_type": name,
-            "event_partition": partition, "event_offset": raw.offset,
-            "rejection_code": record["code"] if rejection else None,
-            "rejection_kind": record["kind"] if rejection else None,
-        }
+        self.settled[command_id] = settlement(partition, raw, name, record, slot["version"])
 
     def check_decision(self, partition, raw, name, record, before, commands):
         meta = record["metadata"]
@@ -646,12 +595,6 @@ def status_view(settled):
     if settled["status"] == "rejected":
         view["rejection"] = {"code": settled["rejection_code"]}
     return view
-
-
-def without_message(body):
-    if isinstance(body, dict) and isinstance(body.get("rejection"), dict):
-        return dict(body, rejection={"code": body["rejection"].get("code")})
-    return body
 
 
 # ---------------------------------------------------------------- the live projection
