@@ -22,6 +22,7 @@
 // A Problem is the response itself: boxing it on a per-request path buys nothing.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ use uuid::Uuid;
 
 use crate::http::{decode_row, encode_row, GatewayError};
 use crate::problem::Problem;
-use crate::GatewayState;
+use crate::{DomainEdge, GatewayState};
 
 const IDEMPOTENCY_TABLE: &str = "idempotency_keys";
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -131,6 +132,35 @@ struct IdempotencyRecord {
     correlation_id: Option<String>,
 }
 
+/// Counts a keyed request whose key the window already held
+/// (`foldline_gateway_idempotency_retries_total`), under the commands topic
+/// of the domain whose collection `route` addresses.
+fn count_retry(state: &GatewayState, route: &str, same_request: bool) {
+    let topic = commands_topic_of(&state.domains, route);
+    let verdict = if same_request {
+        "same_request"
+    } else {
+        "other_request"
+    };
+    foldline_platform::metrics::metrics()
+        .idempotency_retries
+        .with_label_values(&[topic, verdict])
+        .inc();
+}
+
+/// The commands topic of the domain whose collection a route (`METHOD
+/// /path`) addresses; empty when none does.
+fn commands_topic_of<'a>(domains: &'a BTreeMap<String, DomainEdge>, route: &str) -> &'a str {
+    let path = route.split_once(' ').map_or(route, |(_, path)| path);
+    domains
+        .values()
+        .find(|edge| {
+            path.strip_prefix(edge.collection)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .map_or("", |edge| edge.commands_topic.as_str())
+}
+
 /// The identity of a command request after the idempotency check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandIdentity {
@@ -139,6 +169,10 @@ pub struct CommandIdentity {
     /// The issue time and correlation id of the first request with this key.
     pub issued_at: i64,
     pub correlation_id: String,
+    /// Whether an earlier request with the same key and body reserved this
+    /// identity: a retry, to be answered from what the log settled, never
+    /// from a dry run against today's read model.
+    pub retry: bool,
 }
 
 /// Resolves the command id (and, for a creation, the aggregate id) of a
@@ -159,6 +193,7 @@ pub async fn identify(
             aggregate_id: fresh_aggregate_id,
             issued_at,
             correlation_id,
+            retry: false,
         });
     };
     let key = key
@@ -190,10 +225,13 @@ pub async fn identify(
             aggregate_id: record.aggregate_id,
             issued_at,
             correlation_id,
+            retry: false,
         });
     };
     let first: IdempotencyRecord = decode_row(IDEMPOTENCY_TABLE, &existing)?;
-    if first.request_hash != record.request_hash {
+    let same_request = first.request_hash == record.request_hash;
+    count_retry(state, route, same_request);
+    if !same_request {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",
@@ -205,6 +243,7 @@ pub async fn identify(
         aggregate_id: first.aggregate_id,
         issued_at: first.issued_at.unwrap_or(issued_at),
         correlation_id: first.correlation_id.unwrap_or(correlation_id),
+        retry: true,
     })
 }
 
@@ -234,6 +273,30 @@ mod tests {
         assert_eq!(compact, request_hash("r", b"{ \"a\" : 1 }"));
         assert_ne!(compact, request_hash("r", br#"{"a":2}"#));
         assert_ne!(compact, request_hash("other", br#"{"a":1}"#));
+    }
+
+    #[test]
+    fn a_retry_is_counted_under_the_commands_topic_of_the_route_s_domain() {
+        let edge = |collection: &'static str, topic: &str| DomainEdge {
+            noun: "thing",
+            collection,
+            commands_topic: topic.to_owned(),
+            watermarks: None,
+        };
+        let domains = BTreeMap::from([
+            ("orders".to_owned(), edge("/v1/orders", "p.orders.commands")),
+            ("users".to_owned(), edge("/v1/users", "p.users.commands")),
+        ]);
+        assert_eq!(
+            commands_topic_of(&domains, "POST /v1/users"),
+            "p.users.commands"
+        );
+        assert_eq!(
+            commands_topic_of(&domains, "POST /v1/orders/o-1/cancel"),
+            "p.orders.commands"
+        );
+        assert_eq!(commands_topic_of(&domains, "POST /v1/usersx"), "");
+        assert_eq!(commands_topic_of(&domains, "POST /v1/payments"), "");
     }
 
     #[test]

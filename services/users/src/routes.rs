@@ -519,15 +519,20 @@ async fn change_user(
     if let Some(email) = email {
         let new_claim = claim_key(keys, &email);
         let email_sealed = seal(&key, &subject, EMAIL, email.as_str())?;
-        dry_run(
-            &user,
-            &UserCommand::ChangeEmail {
-                user_id,
-                claim_key: new_claim.clone(),
-                email: Sealed::parse(&email_sealed)
-                    .map_err(|_| Problem::unavailable("the user service"))?,
-            },
-        )?;
+        // A retry is answered from the log (its first attempt may have
+        // applied already), never refused by a dry run against the user
+        // that attempt changed.
+        if !identity.retry {
+            dry_run(
+                &user,
+                &UserCommand::ChangeEmail {
+                    user_id,
+                    claim_key: new_claim.clone(),
+                    email: Sealed::parse(&email_sealed)
+                        .map_err(|_| Problem::unavailable("the user service"))?,
+                },
+            )?;
+        }
         let command = UsersCommandRecord::ClaimEmail(wire::ClaimEmail {
             metadata,
             aggregate_id: new_claim.to_string(),
@@ -566,14 +571,16 @@ async fn change_user(
         (None, true) => PhoneChange::Clear,
         (None, false) => PhoneChange::Keep,
     };
-    dry_run(
-        &user,
-        &UserCommand::ChangeProfile {
-            user_id,
-            name: name_sealed.as_deref().map(sealed).transpose()?,
-            phone: phone_change,
-        },
-    )?;
+    if !identity.retry {
+        dry_run(
+            &user,
+            &UserCommand::ChangeProfile {
+                user_id,
+                name: name_sealed.as_deref().map(sealed).transpose()?,
+                phone: phone_change,
+            },
+        )?;
+    }
     let command = UsersCommandRecord::ChangeProfile(wire::ChangeProfile {
         metadata,
         aggregate_id: subject.clone(),

@@ -1,20 +1,26 @@
-//! The nemesis run: contended commands and reads while a seeded scheduler
+//! The nemesis run: contended commands and reads (orders: cancel / pay /
+//! ship races; users: two or three registrations of one address at once,
+//! profile and address changes, deactivations and erasures racing on each
+//! user) while a seeded scheduler
 //! kills (-9), stops (SIGTERM) and freezes (SIGSTOP/SIGCONT) each role, a
 //! process of its own: the command processor, the gateway and the
 //! projector (the last two share a CQL store on Apache Cassandra; a
 //! gateway killed between reserving an `Idempotency-Key` and producing its
 //! command is one of the windows its kills land in). It kills the
-//! processor again while its counters show a restore under way, kills the
-//! broker (-9, data kept) and restarts it once per run, re-produces raw
-//! command records into `orders.commands`, produces poison records there,
+//! processor again while its counters show a restore under way, and while
+//! it writes a snapshot (frozen between its `writing` and `wrote aggregate
+//! snapshot` log lines, then killed), kills the broker (-9, data kept) and
+//! restarts it once per run, re-produces raw command records into
+//! `orders.commands` and `users.commands`, produces poison records there,
 //! and appends a zombie's stale decision to `orders.events`.
 //!
 //! The services' counters (`GET /metrics`, scraped before every fault and
 //! at the end, the last scrape of every incarnation summed) must show each
 //! fault window hit: commands read again that were already settled,
 //! restores from a snapshot, resyncs, stale decisions ignored by a
-//! restore, poison parked, and in the transactional mode transactions
-//! that failed. Every client operation goes
+//! restore, poison parked, records the projectors applied and ignored,
+//! keyed retries answered from the gateway's idempotency window, and in
+//! the transactional mode transactions that failed. Every client operation goes
 //! into a history file; at the end the independent checker
 //! (`tests/oracle/check_history.py`, Python on stock clients, no code shared
 //! with the system) folds the broker's topics itself and judges the history
@@ -26,11 +32,11 @@
 //! record (`support::check_no_aborted_record_folded`) and that aborted
 //! transactions were in the log at all (the window was hit).
 //!
-//! Bounded by default (5 rounds of every fault kind per mode, 50 faults, for
-//! CI); `FOLDLINE_NEMESIS_ROUNDS=N` sets the rounds (each round is every
-//! fault kind once, in a random order), `FOLDLINE_NEMESIS_SOAK=1` runs 10
-//! rounds (100 faults per mode); `FOLDLINE_NEMESIS_SEED` replays a schedule
-//! (the seed is printed).
+//! Bounded by default (4 rounds of the 14 fault kinds per mode plus one
+//! broker kill, 57 faults, for CI); `FOLDLINE_NEMESIS_ROUNDS=N` sets the
+//! rounds (each round is every fault kind once, in a random order),
+//! `FOLDLINE_NEMESIS_SOAK=1` runs 8 rounds (113 faults per mode);
+//! `FOLDLINE_NEMESIS_SEED` replays a schedule (the seed is printed).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -49,20 +55,25 @@ use foldline_platform::codec::Codec;
 use foldline_platform::headers::{command_headers, record_headers};
 use foldline_testcontainers::replay::read_topic;
 use foldline_testcontainers::{
-    cassandra, place_body, poll_until, unique_keyspace, Api, CommandOptions, Deadline, Deployment,
-    FoldlineProcess,
+    cassandra, place_body, poll_until, unique_keyspace, Api, Deadline, Deployment, FoldlineProcess,
 };
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
+use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
 use crate::scylla::{cql_env, migrate};
 use crate::support::{check_no_aborted_record_folded, Mode, SNAPSHOT_OFTEN};
 
-/// Order workers running at once (each races several commands on its order).
-const WORKERS: usize = 4;
+/// Workers running at once: the first `ORDER_WORKERS` race commands on
+/// orders, the rest on users and their addresses.
+const WORKERS: usize = 5;
+const ORDER_WORKERS: usize = 3;
+/// The gateway's `gateway.client_id`: the checker derives every keyed
+/// command's id from it (UUIDv5 of the client and the key).
+const GATEWAY_CLIENT_ID: &str = "nemesis";
 /// A client gives up on a request after this long (a frozen gateway).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one command is retried with its key before the worker moves on
@@ -161,6 +172,8 @@ struct Workload {
     producer: FutureProducer,
     commands_topic: String,
     prefix: String,
+    /// A lowercase tag of this run, in every address it registers.
+    tag: String,
     customers: Vec<String>,
     /// Every keyed request sent, for the resolve pass.
     keys: Mutex<Vec<Request>>,
@@ -176,6 +189,7 @@ struct Workload {
 #[derive(Clone, Debug)]
 struct Request {
     f: &'static str,
+    method: Method,
     key: String,
     path: String,
     body: String,
@@ -209,20 +223,25 @@ impl Workload {
             "path": request.path,
             "wait": request.wait,
             "request": serde_json::from_str::<Value>(&request.body).unwrap_or(Value::Null),
+            "raw": request.body,
         });
         if let (Value::Object(fields), Value::Object(extra)) = (&mut fields, request.extra.clone())
         {
             fields.extend(extra);
         }
         let index = self.history.invoke(request.f, process, fields);
-        let options = if request.wait {
-            CommandOptions::keyed_waiting(&request.key, 3)
-        } else {
-            CommandOptions::keyed(&request.key)
-        };
+        let mut headers = vec![("idempotency-key", request.key.clone())];
+        if request.wait {
+            headers.push(("prefer", "wait=3".to_owned()));
+        }
         match self
             .api
-            .command(&request.path, request.body.clone(), &options)
+            .send(
+                request.method.clone(),
+                &request.path,
+                Some(request.body.clone()),
+                &headers,
+            )
             .await
         {
             Ok(response) if response.status < 500 => {
@@ -405,6 +424,7 @@ impl Workload {
                 process,
                 Request {
                     f: "place",
+                    method: Method::POST,
                     key,
                     path: "/v1/orders".to_owned(),
                     body,
@@ -436,6 +456,7 @@ impl Workload {
             if rng_for(seed, 1).chance(45) {
                 let request = Request {
                     f: "cancel",
+                    method: Method::POST,
                     key: format!("{}cancel-{order}", self.prefix),
                     path: format!("/v1/orders/{order}/cancel"),
                     body: json!({"reason": "raced"}).to_string(),
@@ -524,6 +545,179 @@ impl Workload {
             copies: 1,
         };
         self.produce_command(process, command).await;
+    }
+}
+
+/// The user ids a registration's answer names: the user of a 201, the
+/// `user_id` of a 202 (a loser's 409 names none).
+fn registered_user(answer: &Option<(u16, Value)>) -> Option<String> {
+    match answer {
+        Some((201, body)) => body.get("id").and_then(Value::as_str).map(str::to_owned),
+        Some((202, body)) => body
+            .get("user_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+impl Workload {
+    /// One address's life: two or three clients register it at once
+    /// (exactly one may win), then profile changes, an address change, a
+    /// deactivation and an erasure race on every user the answers named,
+    /// with reads by id and by address; sometimes the address is
+    /// registered again afterwards (free again only once its holder was
+    /// erased or moved and the claim released).
+    async fn user_life(&self, process: usize, index: usize, seed: u64) {
+        let mut rng = Rng(seed);
+        let email = format!("user{index}.{}@example.org", self.tag);
+        let racers = 2 + rng.below(2) as usize;
+        let register = |racer: usize, generation: usize| {
+            let mut rng = rng_for(seed, 10 + racer as u64 + 10 * generation as u64);
+            let mut body =
+                json!({"email": email, "name": format!("Racer {index}-{generation}-{racer}")});
+            if rng.chance(50) {
+                body["phone"] = json!(format!("+4420794{:05}", rng.below(100_000)));
+            }
+            Request {
+                f: "register",
+                method: Method::POST,
+                key: format!("{}register-{index}-{generation}-{racer}", self.prefix),
+                path: "/v1/users".to_owned(),
+                body: body.to_string(),
+                wait: rng.chance(60),
+                extra: json!({"email": email}),
+            }
+        };
+        let third = async {
+            match racers {
+                3 => self.http_command_retried(process, register(2, 0)).await,
+                _ => None,
+            }
+        };
+        let (first, second, third) = tokio::join!(
+            self.http_command_retried(process, register(0, 0)),
+            self.http_command_retried(process, register(1, 0)),
+            third
+        );
+        let mut users: Vec<String> = [first, second, third]
+            .iter()
+            .filter_map(registered_user)
+            .collect();
+        users.sort();
+        users.dedup();
+        self.find_user(process, &email).await;
+        let lives = users
+            .iter()
+            .enumerate()
+            .map(|(n, user)| self.user_changes(process, index, user, seed ^ (n as u64 + 1)));
+        let mut lives: Vec<_> = lives.collect();
+        // At most three racers: join them without a JoinSet ('static).
+        let (a, b, c) = (lives.pop(), lives.pop(), lives.pop());
+        tokio::join!(
+            async {
+                if let Some(life) = a {
+                    life.await
+                }
+            },
+            async {
+                if let Some(life) = b {
+                    life.await
+                }
+            },
+            async {
+                if let Some(life) = c {
+                    life.await
+                }
+            }
+        );
+        self.find_user(process, &email).await;
+        if rng.chance(35) {
+            self.http_command_retried(process, register(0, 1)).await;
+            self.find_user(process, &email).await;
+        }
+    }
+
+    /// Profile changes, an address change, a deactivation and an erasure
+    /// racing on one user (or on a loser's id, which is no user).
+    async fn user_changes(&self, process: usize, index: usize, user: &str, seed: u64) {
+        let request = |f: &'static str, method: Method, path: String, body: Value, n: u64| {
+            let mut rng = rng_for(seed, 20 + n);
+            Request {
+                f,
+                method,
+                key: format!("{}{f}-{user}-{n}", self.prefix),
+                path,
+                body: body.to_string(),
+                wait: rng.chance(50),
+                extra: json!({"user_id": user}),
+            }
+        };
+        let profile = async {
+            let mut rng = rng_for(seed, 1);
+            for n in 0..rng.below(3) {
+                let body = match rng.below(3) {
+                    0 => json!({"name": format!("Renamed {index}-{n}")}),
+                    1 => json!({"phone": format!("+4420795{:05}", rng.below(100_000))}),
+                    _ => json!({"phone": null}),
+                };
+                let path = format!("/v1/users/{user}");
+                self.http_command_retried(
+                    process,
+                    request("change-profile", Method::PATCH, path, body, n),
+                )
+                .await;
+            }
+        };
+        let moved = async {
+            if rng_for(seed, 2).chance(20) {
+                let email = format!("user{index}.moved.{}@example.org", self.tag);
+                let path = format!("/v1/users/{user}");
+                let body = json!({ "email": email });
+                let mut change = request("change-email", Method::PATCH, path, body, 10);
+                change.extra["email"] = json!(email);
+                self.http_command_retried(process, change).await;
+            }
+        };
+        let deactivate = async {
+            if rng_for(seed, 3).chance(30) {
+                let path = format!("/v1/users/{user}/deactivate");
+                let body = json!({"reason": "raced"});
+                self.http_command_retried(
+                    process,
+                    request("deactivate", Method::POST, path, body, 11),
+                )
+                .await;
+            }
+        };
+        let erase = async {
+            if rng_for(seed, 4).chance(40) {
+                let path = format!("/v1/users/{user}/personal-data");
+                let body = json!({"requested_by": "dpo@foldline.example", "reason": "art. 17"});
+                self.http_command_retried(
+                    process,
+                    request("erase", Method::DELETE, path, body, 12),
+                )
+                .await;
+            }
+        };
+        let read = async {
+            self.read_user(process, user).await;
+        };
+        tokio::join!(profile, moved, deactivate, erase, read);
+        self.read_user(process, user).await;
+    }
+
+    async fn read_user(&self, process: usize, user_id: &str) {
+        let path = format!("/v1/users/{user_id}");
+        self.read(process, "read-user", json!({"user_id": user_id}), &path)
+            .await;
+    }
+
+    async fn find_user(&self, process: usize, email: &str) {
+        let path = format!("/v1/users?email={email}");
+        self.read(process, "find-user", json!({"email": email}), &path)
+            .await;
     }
 }
 
@@ -760,6 +954,9 @@ enum Fault {
     StaleWrite,
     /// A record that is no command at all, for the dead-letter topic.
     Poison,
+    /// kill -9 of the processor frozen while it writes a snapshot (its log
+    /// shows the write begun and not finished).
+    KillSnapshotting,
     /// kill -9 of the broker (its data stays), restarted after a while:
     /// every role rides the outage out without a restart.
     Broker,
@@ -770,10 +967,11 @@ const PROCESSOR: usize = 0;
 const GATEWAY: usize = 1;
 const PROJECTOR: usize = 2;
 
-const FAULT_KINDS: [Fault; 13] = [
+const FAULT_KINDS: [Fault; 14] = [
     Fault::StaleWrite,
     Fault::Poison,
     Fault::KillRestoring,
+    Fault::KillSnapshotting,
     Fault::Kill(PROCESSOR),
     Fault::Kill(GATEWAY),
     Fault::Kill(PROJECTOR),
@@ -797,6 +995,8 @@ struct Faults {
     restoring_hit: usize,
     /// Stale writes the processor was seen to resynchronise on or ignore.
     stale_seen: usize,
+    /// Kills that landed while the processor was writing a snapshot.
+    snapshotting_hit: usize,
 }
 
 async fn nemesis(
@@ -901,6 +1101,23 @@ async fn nemesis(
                     role.relaunch(deployment).await;
                     "kill9 processor restoring".to_owned()
                 }
+                Fault::KillSnapshotting => {
+                    let role = &mut roles[PROCESSOR];
+                    match kill_while_snapshotting(role, &client).await {
+                        Ok(snapshot) => {
+                            faults.snapshotting_hit += 1;
+                            workload.history.info(json!({"fault": "kill9 processor snapshotting", "snapshot": snapshot}));
+                        }
+                        Err(error) => {
+                            eprintln!("nemesis: kill9 while snapshotting: {error:#}");
+                            workload.history.info(
+                                json!({"fault": "kill9 processor snapshotting", "snapshot": null}),
+                            );
+                        }
+                    }
+                    role.relaunch(deployment).await;
+                    "kill9 processor snapshotting".to_owned()
+                }
                 Fault::StaleWrite => {
                     let role = &mut roles[PROCESSOR];
                     // Written while the processor holds its partitions, so
@@ -1001,6 +1218,67 @@ async fn nemesis(
     faults
 }
 
+/// The snapshot writes the processor's log shows begun and not finished
+/// (`topic=… partition=… offset=…`).
+fn snapshots_being_written(log: &str) -> Vec<String> {
+    let mut open: Vec<String> = Vec::new();
+    for line in log.lines() {
+        if let Some((_, fields)) = line.split_once("writing aggregate snapshot") {
+            open.push(fields.trim().to_owned());
+        } else if let Some((_, fields)) = line
+            .split_once("wrote aggregate snapshot")
+            .or_else(|| line.split_once("aggregate snapshot not written"))
+        {
+            // A failure's fields follow its cause: match on the tail.
+            let fields = fields.trim();
+            if let Some(at) = open
+                .iter()
+                .position(|begun| fields.ends_with(begun.as_str()))
+            {
+                open.remove(at);
+            }
+        }
+    }
+    open
+}
+
+/// kill -9 of the processor while it writes a snapshot. Its counters are
+/// polled without pause until a snapshot is begun and not yet written; the
+/// processor is frozen (SIGSTOP) and its log read: a snapshot write begun
+/// and not finished means the frozen process is inside the write, and the
+/// kill lands there (the answer names that snapshot). Otherwise it is
+/// thawed and the poll goes on; past the deadline it is killed wherever it
+/// is and the miss is the error.
+async fn kill_while_snapshotting(
+    role: &mut Role,
+    client: &reqwest::Client,
+) -> anyhow::Result<String> {
+    let deadline = Deadline::secs(20);
+    let mut frozen_outside = 0;
+    while !deadline.passed() {
+        let Some(now) = scrape(client, &role.metrics_url).await else {
+            tokio::time::sleep(foldline_testcontainers::wait::POLL_INTERVAL).await;
+            continue;
+        };
+        let begun = counted(&now, "foldline_processor_snapshots_started_total", &[]);
+        let written = counted(&now, "foldline_processor_snapshots_written_total", &[]);
+        if begun <= written {
+            continue;
+        }
+        role.process.pause()?;
+        let open = snapshots_being_written(&role.process.log_text());
+        if let Some(snapshot) = open.first() {
+            role.counters.current = now;
+            role.process.kill9()?;
+            return Ok(snapshot.clone());
+        }
+        frozen_outside += 1;
+        role.process.resume()?;
+    }
+    role.process.kill9()?;
+    anyhow::bail!("no snapshot write caught in 20 s ({frozen_outside} freezes landed outside one)")
+}
+
 /// Produces a record that is no command (no headers, not Avro) to
 /// `orders.commands`, keyed by a placed order: the processor parks it in
 /// the dead-letter topic and the partition keeps flowing.
@@ -1028,12 +1306,17 @@ async fn inject_poison(workload: &Workload, rng: &mut Rng) {
     }));
 }
 
-/// Re-produces 1..=4 raw records of `orders.commands` exactly (partition,
-/// key, value, headers): a producer retry or a replayed topic.
+/// Re-produces 1..=4 raw records of `orders.commands` or `users.commands`
+/// exactly (partition, key, value, headers): a producer retry or a
+/// replayed topic.
 async fn inject_duplicates(deployment: &Deployment, workload: &Workload, rng: &mut Rng) -> usize {
-    let records = read_topic(deployment.bootstrap_servers(), &workload.commands_topic)
+    let topic = match rng.chance(50) {
+        true => workload.commands_topic.clone(),
+        false => deployment.topic("users.commands"),
+    };
+    let records = read_topic(deployment.bootstrap_servers(), &topic)
         .await
-        .expect("read orders.commands");
+        .expect("read a commands topic");
     let candidates: Vec<_> = records
         .iter()
         .filter(|record| record.payload.is_some())
@@ -1051,7 +1334,7 @@ async fn inject_duplicates(deployment: &Deployment, workload: &Workload, rng: &m
                 value: value.as_deref(),
             });
         }
-        let mut record = FutureRecord::<[u8], [u8]>::to(&workload.commands_topic)
+        let mut record = FutureRecord::<[u8], [u8]>::to(&topic)
             .partition(original.partition)
             .headers(headers);
         if let Some(key) = original.key.as_deref() {
@@ -1069,7 +1352,7 @@ async fn inject_duplicates(deployment: &Deployment, workload: &Workload, rng: &m
             .map(|id| String::from_utf8_lossy(id).into_owned());
         workload.history.info(json!({
             "fault": "duplicate",
-            "of": format!("{}@{}", original.partition, original.offset),
+            "of": format!("{topic}[{}]@{}", original.partition, original.offset),
             "command_id": command_id,
             "delivered": sent.is_ok(),
         }));
@@ -1216,10 +1499,11 @@ async fn nemesis_run(mode: Mode) {
     let server = cassandra().expect("the cql server starts");
     let cql = cql_env(server.contact_point(), &unique_keyspace("nemesis"));
     migrate(&deployment, &cql);
+    // Each role process runs both domains' part (orders and users).
     let processor = Role::launch_headless(
         &deployment,
         "processor",
-        &["orders-processor"],
+        &["orders-processor", "users-processor"],
         "store-processor",
         Vec::new(),
     )
@@ -1227,12 +1511,18 @@ async fn nemesis_run(mode: Mode) {
     let projector = Role::launch_headless(
         &deployment,
         "projector",
-        &["orders-projector"],
+        &["orders-projector", "users-projector"],
         "unused",
         cql.clone(),
     )
     .await;
-    let gateway = Role::launch_http(&deployment, "gateway", &["gateway"], "unused", cql).await;
+    let mut gateway_env = cql;
+    gateway_env.push((
+        "FOLDLINE__GATEWAY__CLIENT_ID".to_owned(),
+        GATEWAY_CLIENT_ID.to_owned(),
+    ));
+    let gateway =
+        Role::launch_http(&deployment, "gateway", &["gateway"], "unused", gateway_env).await;
     let mut roles = [processor, gateway, projector];
 
     let history_path = deployment.dir().join("history.jsonl");
@@ -1248,6 +1538,11 @@ async fn nemesis_run(mode: Mode) {
             .unwrap(),
         commands_topic: deployment.topic("orders.commands"),
         prefix: deployment.prefix().to_owned(),
+        tag: deployment
+            .prefix()
+            .trim_end_matches('-')
+            .to_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), ""),
         customers: (0..5).map(|_| uuid::Uuid::new_v4().to_string()).collect(),
         keys: Mutex::new(Vec::new()),
         raw_ids: Mutex::new(Vec::new()),
@@ -1258,7 +1553,25 @@ async fn nemesis_run(mode: Mode) {
     let stop = Arc::new(AtomicBool::new(false));
     let next_order = Arc::new(AtomicUsize::new(0));
     let mut workers = JoinSet::new();
-    for process in 0..WORKERS {
+    let next_user = Arc::new(AtomicUsize::new(0));
+    for process in ORDER_WORKERS..WORKERS {
+        let workload = Arc::clone(&workload);
+        let stop = Arc::clone(&stop);
+        let next_user = Arc::clone(&next_user);
+        workers.spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let index = next_user.fetch_add(1, Ordering::SeqCst);
+                workload
+                    .user_life(
+                        process,
+                        index,
+                        seed ^ (index as u64).wrapping_mul(0x2545_f491) ^ 0x5eed,
+                    )
+                    .await;
+            }
+        });
+    }
+    for process in 0..ORDER_WORKERS {
         let workload = Arc::clone(&workload);
         let stop = Arc::clone(&stop);
         let next_order = Arc::clone(&next_order);
@@ -1287,9 +1600,10 @@ async fn nemesis_run(mode: Mode) {
         .map(|(_, count)| count)
         .sum();
     eprintln!(
-        "nemesis: {total_faults} faults {:?}; {} orders started; after {:?}",
+        "nemesis: {total_faults} faults {:?}; {} orders and {} addresses started; after {:?}",
         faults.by_kind,
         next_order.load(Ordering::SeqCst),
+        next_user.load(Ordering::SeqCst),
         started.elapsed()
     );
     for role in roles.iter_mut() {
@@ -1302,20 +1616,28 @@ async fn nemesis_run(mode: Mode) {
     let mut command_ids: Vec<String> = workload.raw_ids.lock().unwrap().clone();
     for request in keys {
         let key = request.key.clone();
+        let mut extra = request.extra.clone();
+        extra["phase"] = json!("resolve");
+        // An order's command is always produced again (202); a user's may
+        // be refused first by the gateway (a registration of an erased
+        // subject, a change the projected user cannot take).
+        let orders = matches!(request.f, "place" | "cancel");
         let request = Request {
             wait: false,
-            extra: json!({}),
+            extra,
             ..request
         };
         let deadline = Deadline::secs(60);
         loop {
-            if let Answer::Answered { status: 202, body } =
-                workload.http_command(WORKERS, &request).await
-            {
-                if let Some(id) = body.get("command_id").and_then(Value::as_str) {
-                    command_ids.push(id.to_owned());
+            match workload.http_command(WORKERS, &request).await {
+                Answer::Answered { status: 202, body } => {
+                    if let Some(id) = body.get("command_id").and_then(Value::as_str) {
+                        command_ids.push(id.to_owned());
+                    }
+                    break;
                 }
-                break;
+                Answer::Answered { .. } if !orders => break,
+                _ => {}
             }
             assert!(
                 !deadline.passed(),
@@ -1401,6 +1723,24 @@ async fn nemesis_run(mode: Mode) {
         &[r#"cause="poison""#],
     );
     let aborted_rounds = counted(&totals, "foldline_processor_transactions_failed_total", &[]);
+    let snapshots_begun = counted(&totals, "foldline_processor_snapshots_started_total", &[]);
+    let snapshots_written = counted(&totals, "foldline_processor_snapshots_written_total", &[]);
+    let key_retries = counted(
+        &totals,
+        "foldline_gateway_idempotency_retries_total",
+        &[r#"verdict="same_request""#],
+    );
+    let projector_applied = counted(&totals, "foldline_projector_records_applied_total", &[]);
+    let projector_ignored_copies = counted(
+        &totals,
+        "foldline_gate_ignored_total",
+        &[r#"reader="projector""#, r#"verdict="already_settled""#],
+    );
+    let projector_ignored = counted(
+        &totals,
+        "foldline_gate_ignored_total",
+        &[r#"reader="projector""#],
+    );
     // The logs say the same (a check of the counters themselves: a restore
     // logs one line and counts one).
     let restores_logged = roles[PROCESSOR]
@@ -1413,9 +1753,14 @@ async fn nemesis_run(mode: Mode) {
     eprintln!(
         "nemesis {mode:?}: counted: restores {restores} ({restores_logged} logged), from a snapshot {restores_from_snapshot}; \
          commands already settled {already_settled}; resyncs {resyncs}; stale decisions ignored by the processor {stale_ignored_by_processor}; \
-         poison parked {parked}; transactions failed {aborted_rounds}; kills during a restore {} of {}; stale writes seen resynchronised or ignored {} of {}; \
+         poison parked {parked}; transactions failed {aborted_rounds}; kills during a restore {} of {}; kills during a snapshot write {} of {}; \
+         snapshots begun {snapshots_begun}, written {snapshots_written}; keyed retries answered from the idempotency window {key_retries}; \
+         projector: records applied {projector_applied}, ignored by its gate {projector_ignored} (copies of settled commands {projector_ignored_copies}); \
+         stale writes seen resynchronised or ignored {} of {}; \
          aborted records: {} events, {} outcomes; run took {:?}",
         faults.restoring_hit,
+        rounds,
+        faults.snapshotting_hit,
         rounds,
         faults.stale_seen,
         rounds,
@@ -1470,6 +1815,23 @@ async fn nemesis_run(mode: Mode) {
     assert!(
         faults.restoring_hit > 0,
         "no kill landed while a restore was under way"
+    );
+    assert!(
+        faults.snapshotting_hit > 0,
+        "no kill landed while a snapshot was being written"
+    );
+    assert!(
+        key_retries > 0,
+        "no keyed retry was answered from the idempotency window: {totals:?}"
+    );
+    assert!(
+        projector_applied > 0,
+        "the projectors applied no record: {totals:?}"
+    );
+    // The stale decisions at least: every projector's gate ignores them.
+    assert!(
+        projector_ignored > 0,
+        "no projector's gate ignored a record: {totals:?}"
     );
     let summary = checker.summary;
     let ignored_copies = summary["log"]["ignored: command already settled"]
@@ -1544,6 +1906,8 @@ fn run_checker(python: &Path, deployment: &Deployment, history: &Path) -> Checke
         .arg(manifest.join("../../schemas/avro"))
         .arg("--history")
         .arg(history)
+        .arg("--client-id")
+        .arg(GATEWAY_CLIENT_ID)
         .arg("--dump")
         .arg(deployment.dir().join("projection-dump.json"))
         .output()

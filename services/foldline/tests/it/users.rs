@@ -681,3 +681,79 @@ async fn garbage_is_answered_with_problems(api: &Api, user_id: &str) {
         assert!(answer.is_problem(), "{method} {path} {body:?}: {answer}");
     }
 }
+
+/// Found by the nemesis's checker: a retried address change whose first
+/// attempt applied was refused `email_unchanged` by the gateway's dry run
+/// against the user that attempt had changed. A retry is answered from the
+/// log: the same 200, the same user, whatever the read model says now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_change_is_answered_from_the_log_not_from_a_dry_run() {
+    let deployment = Deployment::new(binary(), "users-retry").unwrap();
+    let _platform = spawn_all(&deployment, "store").await;
+    let api = deployment.api().unwrap();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let email = format!("ada.{tag}@example.org");
+    let moved_to = format!("ada.moved.{tag}@example.org");
+    let ada = register(&api, &format!("{tag}-ada"), &email, "Ada", Some(20)).await;
+    assert_eq!(ada.status, 201, "{ada}");
+    let ada_id = ada.str("id").unwrap().to_owned();
+    let path = format!("/v1/users/{ada_id}");
+    let keyed = |key: &str| {
+        [
+            ("prefer", "wait=20".to_owned()),
+            ("idempotency-key", format!("{tag}-{key}")),
+        ]
+    };
+    let change = |body: Value, key: &'static str| {
+        let api = &api;
+        let path = &path;
+        async move {
+            api.send(Method::PATCH, path, Some(body.to_string()), &keyed(key))
+                .await
+                .unwrap()
+        }
+    };
+    let moved = change(json!({ "email": moved_to }), "move").await;
+    assert_eq!(
+        (moved.status, moved.str("email")),
+        (200, Some(moved_to.as_str())),
+        "{moved}"
+    );
+    let deactivated = api
+        .send(
+            Method::POST,
+            &format!("{path}/deactivate"),
+            Some(json!({"reason": "closed"}).to_string()),
+            &keyed("deactivate"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        deactivated.str("status"),
+        Some("deactivated"),
+        "{deactivated}"
+    );
+    let renamed = change(json!({"name": "Augusta"}), "rename").await;
+    assert_eq!(
+        renamed.status, 409,
+        "a deactivated user takes no change: {renamed}"
+    );
+    // The retries: the address change applied (its user now holds the
+    // address and is deactivated), the rename never reached the log.
+    let moved_again = change(json!({ "email": moved_to }), "move").await;
+    assert_eq!(
+        (moved_again.status, moved_again.str("email")),
+        (200, Some(moved_to.as_str())),
+        "{moved_again}"
+    );
+    assert_eq!(
+        moved_again.header("foldline-command-id"),
+        moved.header("foldline-command-id")
+    );
+    let renamed_again = change(json!({"name": "Augusta"}), "rename").await;
+    assert_eq!(
+        (renamed_again.status, renamed_again.str("code")),
+        (409, Some("user_deactivated")),
+        "{renamed_again}"
+    );
+}

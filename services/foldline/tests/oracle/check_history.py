@@ -49,13 +49,14 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 import fastavro
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-REJECTED = "foldline.CommandRejected"
+import users_model
+from gate import REJECTED, admitted, settlement, rfc3339_millis, without_message
+
 OUTCOME = "foldline.CommandOutcome"
 NS = "foldline.orders."
 
@@ -295,11 +296,6 @@ def evolve(state, name, event):
     return state
 
 
-def rfc3339_millis(millis):
-    seconds, milli = divmod(millis, 1000)
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{milli:03d}Z"
-
-
 def order_view(state, version):
     view = {
         "id": state["order_id"], "customer_id": state["customer_id"], "status": state["status"],
@@ -323,14 +319,6 @@ def summary_view(state, version):
 
 # ---------------------------------------------------------------- the fold
 
-def is_uuid(text):
-    try:
-        uuid.UUID(text)
-        return True
-    except (ValueError, TypeError, AttributeError):
-        return False
-
-
 class Fold:
     """orders.events folded through an independent version gate and model."""
 
@@ -341,42 +329,11 @@ class Fold:
         self.stats = Counter()
 
     def run(self, events, commands, registry, readers):
-        for partition, records in events.items():
-            versions = defaultdict(int)
-            settled_here = set()
-            for raw in records:
-                self.stats["records"] += 1
-                try:
-                    name, record = decode(raw.value, registry, readers)
-                except Undecodable as error:
-                    self.stats["undecodable"] += 1
-                    self.anomalies.add("log-structure", f"events[{partition}]@{raw.offset} undecodable: {error}")
-                    continue
-                meta = record.get("metadata") or {}
-                if name != REJECTED and name not in TRANSITIONS:
-                    self.stats["foreign"] += 1
-                    self.anomalies.add("log-structure", f"events[{partition}]@{raw.offset} is a {name}")
-                    continue
-                rejection = name == REJECTED
-                command_id = meta.get("command_id")
-                after = meta.get("aggregate_version", -1)
-                base = after if rejection else after - 1
-                if not is_uuid(command_id) or base < 0:
-                    self.stats["foreign"] += 1
-                    continue
-                aggregate = meta["aggregate_id"]
-                if raw.key != aggregate.encode():
-                    self.anomalies.add("log-structure", f"events[{partition}]@{raw.offset}: key {raw.key!r} is not aggregate {aggregate}")
-                if command_id in settled_here:
-                    self.stats["ignored: command already settled"] += 1
-                    continue
-                if base != versions[aggregate]:
-                    self.stats["ignored: decided against another version"] += 1
-                    continue
-                self.stats["admitted"] += 1
-                settled_here.add(command_id)
-                self.admit(partition, raw, name, record, rejection, commands)
-                versions[aggregate] = after
+        def decode_value(payload):
+            return decode(payload, registry, readers)
+        for partition, raw, name, record in admitted(events, decode_value, Undecodable, TRANSITIONS,
+                                                     self.anomalies, self.stats):
+            self.admit(partition, raw, name, record, name == REJECTED, commands)
 
     def admit(self, partition, raw, name, record, rejection, commands):
         meta = record["metadata"]
@@ -401,14 +358,7 @@ class Fold:
             slot["version"] += 1
             slot["history"][slot["version"]] = slot["state"]
         self.check_decision(partition, raw, name, record, before, commands)
-        self.settled[command_id] = {
-            "command_id": command_id, "aggregate_id": aggregate,
-            "status": "rejected" if rejection else "accepted",
-            "aggregate_version": slot["version"], "event_id": meta["event_id"], "event_type": name,
-            "event_partition": partition, "event_offset": raw.offset,
-            "rejection_code": record["code"] if rejection else None,
-            "rejection_kind": record["kind"] if rejection else None,
-        }
+        self.settled[command_id] = settlement(partition, raw, name, record, slot["version"])
 
     def check_decision(self, partition, raw, name, record, before, commands):
         meta = record["metadata"]
@@ -536,7 +486,9 @@ def answer_of(invoke, completion):
     return None
 
 
-def check_history(operations, fold, anomalies):
+def check_history(operations, fold, anomalies, foreign=frozenset()):
+    """The orders domain's operations; `foreign` are the command ids another
+    domain's checker judges."""
     key_ids = defaultdict(set)  # idempotency key -> command ids answered
     key_orders = defaultdict(set)
     for invoke, completion in operations:
@@ -593,6 +545,8 @@ def check_history(operations, fold, anomalies):
                 anomalies.add("lost-command", f"{f} {invoke['command_id']} was delivered to orders.commands at "
                               f"{completion.get('partition')}@{completion.get('offset')}, never settled")
         elif f == "command-status" and completion["type"] == "ok" and completion.get("status") == 200:
+            if invoke["command_id"] in foreign:
+                continue
             body = completion["body"]
             if body.get("status") == "pending":
                 continue
@@ -639,13 +593,6 @@ def status_view(settled):
     return view
 
 
-def without_message(body):
-    """A command view with its rejection reduced to the code (the message is prose)."""
-    if isinstance(body, dict) and isinstance(body.get("rejection"), dict):
-        return dict(body, rejection={"code": body["rejection"].get("code")})
-    return body
-
-
 # ---------------------------------------------------------------- the live projection
 
 def http_get(base, path):
@@ -660,7 +607,21 @@ def http_get(base, path):
             return error.code, body.decode(errors="replace")
 
 
-def dump_projection(gateway, fold, operations):
+def http_post(base, path, body, key):
+    request = urllib.request.Request(base.rstrip("/") + path, data=body.encode(), method="POST",
+                                     headers={"content-type": "application/json", "idempotency-key": key})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        text = error.read()
+        try:
+            return error.code, json.loads(text)
+        except ValueError:
+            return error.code, text.decode(errors="replace")
+
+
+def dump_projection(gateway, fold, operations, foreign=frozenset()):
     order_ids = set(fold.aggregates)
     customers = {slot["state"]["customer_id"] for slot in fold.aggregates.values() if slot["state"]}
     command_ids = set(fold.settled)
@@ -691,7 +652,7 @@ def dump_projection(gateway, fold, operations):
             if not cursor:
                 break
         dump["customers"][customer] = {"items": items, "pages": pages}
-    for command_id in sorted(command_ids):
+    for command_id in sorted(command_ids - set(foreign)):
         dump["commands"][command_id] = http_get(gateway, f"/v1/commands/{command_id}")
     return dump
 
@@ -744,6 +705,8 @@ def main():
     parser.add_argument("--schemas", required=True, help="schemas/avro")
     parser.add_argument("--history", required=True)
     parser.add_argument("--dump", help="write the projection dump here")
+    parser.add_argument("--client-id", default="anonymous",
+                        help="the gateway's gateway.client_id (keyed command ids derive from it)")
     parser.add_argument("--converge-seconds", type=float, default=60.0,
                         help="how long the projection may take to equal the fold")
     args = parser.parse_args()
@@ -761,12 +724,37 @@ def main():
     fold = Fold(anomalies)
     fold.run(events, commands, registry, readers)
     check_outcomes(read_topic(args.bootstrap, args.prefix + "orders.outcomes"), fold, registry, readers, anomalies, stats)
-    check_history(operations, fold, anomalies)
+
+    # Users and their email claims (users_model.py).
+    def decode_users(payload):
+        return decode(payload, registry, readers)
+    users_topics = {name: read_topic(args.bootstrap, args.prefix + name)
+                    for name in ("users.commands", "users.events", "users.outcomes", "users.dlq")}
+    user_commands = users_model.decode_user_commands(users_topics["users.commands"], decode_users, Undecodable,
+                                                     anomalies, stats)
+    check_isolation(users_topics["users.events"],
+                    read_topic(args.bootstrap, args.prefix + "users.events", isolation="read_uncommitted"),
+                    anomalies, stats)
+    users = users_model.UsersFold(anomalies)
+    users.run(users_topics["users.events"], user_commands, decode_users, Undecodable)
+    check_outcomes(users_topics["users.outcomes"], users, registry, readers, anomalies, stats)
+    plain = users_model.Plaintext(operations, user_commands, args.client_id, anomalies)
+    users_model.check_users_history(operations, users, plain, user_commands, args.client_id, anomalies)
+    users_model.check_claims(users, anomalies)
+    users_model.check_no_plaintext(users_topics, plain, anomalies, stats)
+    users_ids = set(users.settled) | set(plain.request_of)
+
+    check_history(operations, fold, anomalies, foreign=users_ids)
 
     deadline = time.monotonic() + args.converge_seconds
     while True:
-        dump = dump_projection(args.gateway, fold, operations)
+        dump = dump_projection(args.gateway, fold, operations, foreign=users_ids)
         found = check_projection(dump, fold)
+        dump["users"] = users_model.dump_users(
+            lambda path: http_get(args.gateway, path),
+            lambda path, body, key: http_post(args.gateway, path, body, key),
+            users, plain, operations, user_commands)
+        users_model.check_users_projection(dump["users"], users, plain, found)
         if found.total() == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -784,6 +772,13 @@ def main():
     print(f"oracle: faults by kind: {dict(sorted(faults.items()))} (total {sum(faults.values())})")
     stats.update(fold.stats)
     print("oracle: log:", dict(sorted(stats.items())))
+    stats.update(users.stats)
+    final_users = Counter(slot["state"]["status"] for slot in users.users().values())
+    print(f"oracle: {len(users.users())} users, final statuses {dict(sorted(final_users.items()))}; "
+          f"{sum(1 for slot in users.claims().values() if slot['state']['holder'])} of {len(users.claims())} "
+          f"address claims held; {len(users.settled)} users commands settled; projection dump: "
+          f"{len(dump['users']['users'])} users, {len(dump['users']['emails'])} addresses, "
+          f"{len(dump['users']['commands'])} commands, {len(dump['users']['erasure_probes'])} erasure probes")
     final = Counter(slot["state"]["status"] for slot in fold.aggregates.values() if slot["state"])
     print(f"oracle: {len(fold.aggregates)} orders, final statuses {dict(sorted(final.items()))}; "
           f"{len(fold.settled)} commands settled; projection dump: {len(dump['orders'])} orders, "

@@ -207,6 +207,27 @@ impl Gate {
         ]
     }
 
+    /// The gate's verdict on a record, given the rows of [`Gate::rows_to_read`].
+    fn judge<R: EventRecord>(
+        &self,
+        wire: &R,
+        current: &CurrentRows,
+    ) -> Result<gate::Verdict, ProjectionError> {
+        let metadata = wire.metadata();
+        let version_key = version_key(&self.namespace, &metadata.aggregate_id);
+        let outcome_key = self.settled_row_key(&metadata.command_id);
+        let current_version = read_json_row::<VersionRow>(&version_key, current)?
+            .unwrap_or_default()
+            .version;
+        let already_settled = matches!(current.get(&outcome_key), Some(Some(_)));
+        Ok(gate::judge(
+            metadata,
+            wire.rejection(),
+            StreamVersion(current_version),
+            already_settled,
+        ))
+    }
+
     /// The gate's upserts for a record, and `admitted`'s for an admitted
     /// event (called with the aggregate's version after it); nothing for a
     /// record the gate ignores.
@@ -223,16 +244,7 @@ impl Gate {
         let rejection = wire.rejection();
         let version_key = version_key(&self.namespace, &metadata.aggregate_id);
         let outcome_key = self.settled_row_key(&metadata.command_id);
-        let current_version = read_json_row::<VersionRow>(&version_key, current)?
-            .unwrap_or_default()
-            .version;
-        let already_settled = matches!(current.get(&outcome_key), Some(Some(_)));
-        let verdict = gate::judge(
-            metadata,
-            rejection,
-            StreamVersion(current_version),
-            already_settled,
-        );
+        let verdict = self.judge(wire, current)?;
         if verdict.admission != Admission::Apply {
             return Ok(Vec::new());
         }
@@ -278,6 +290,13 @@ impl<P: DomainProjection> Projection for GatedProjection<P> {
             keys.extend(self.inner.rows_to_read(event, metadata));
         }
         keys
+    }
+
+    fn admission(&self, record: &Self::Record, current: &CurrentRows) -> Option<Admission> {
+        self.gate
+            .judge(&record.wire, current)
+            .ok()
+            .map(|verdict| verdict.admission)
     }
 
     fn project(
@@ -381,6 +400,13 @@ impl<P: RecordProjection> Projection for GatedRecords<P> {
             keys.extend(self.inner.rows_to_read(record));
         }
         keys
+    }
+
+    fn admission(&self, record: &Self::Record, current: &CurrentRows) -> Option<Admission> {
+        self.gate
+            .judge(record, current)
+            .ok()
+            .map(|verdict| verdict.admission)
     }
 
     fn project(

@@ -34,6 +34,10 @@ pub struct Metrics {
     pub restores_started: IntCounterVec,
     /// Partitions restored, by `from`: `snapshot` or `scratch` (offset 0).
     pub restores: IntCounterVec,
+    /// Snapshots of a partition's state begun (serialised and handed to
+    /// the store); more begun than [`Metrics::snapshots_written`] means one
+    /// is being written (or failed).
+    pub snapshots_started: IntCounterVec,
     /// Snapshots of a partition's state written.
     pub snapshots_written: IntCounterVec,
     /// Rounds whose partition state was voided because the log moved
@@ -49,6 +53,14 @@ pub struct Metrics {
     pub transactions_failed: IntCounterVec,
     /// Records parked in a dead-letter topic, by `cause`.
     pub dead_lettered: IntCounterVec,
+    /// Records a projector's gate admitted and folded into rows, counted
+    /// once their batch is written, by `projector` (its consumer group).
+    pub projector_records_applied: IntCounterVec,
+    /// Keyed gateway requests whose `Idempotency-Key` was already reserved
+    /// in the idempotency window, by `verdict`: `same_request` (answered
+    /// as the first request: same command id, aggregate and stamp) or
+    /// `other_request` (refused 422).
+    pub idempotency_retries: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -88,6 +100,12 @@ impl Metrics {
                 "Partitions restored from the event log, from a snapshot or from scratch.",
                 &["topic", "from"],
             ),
+            snapshots_started: counter(
+                &registry,
+                "foldline_processor_snapshots_started_total",
+                "Snapshots of a partition's state begun.",
+                &["topic"],
+            ),
             snapshots_written: counter(
                 &registry,
                 "foldline_processor_snapshots_written_total",
@@ -117,6 +135,18 @@ impl Metrics {
                 "foldline_dead_lettered_total",
                 "Records parked in a dead-letter topic, by cause.",
                 &["topic", "cause"],
+            ),
+            projector_records_applied: counter(
+                &registry,
+                "foldline_projector_records_applied_total",
+                "Records a projector's gate admitted and folded into rows.",
+                &["topic", "projector"],
+            ),
+            idempotency_retries: counter(
+                &registry,
+                "foldline_gateway_idempotency_retries_total",
+                "Keyed requests whose idempotency key was already reserved, by verdict.",
+                &["topic", "verdict"],
             ),
             registry,
         }
@@ -188,6 +218,31 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_snapshot_projector_and_idempotency_counters_have_their_stable_names() {
+        let metrics = metrics();
+        metrics
+            .snapshots_started
+            .with_label_values(&["s.events"])
+            .inc();
+        metrics
+            .projector_records_applied
+            .with_label_values(&["s.events", "s-orders-projector"])
+            .inc();
+        metrics
+            .idempotency_retries
+            .with_label_values(&["s.commands", "same_request"])
+            .inc();
+        let text = render();
+        for series in [
+            r#"foldline_processor_snapshots_started_total{topic="s.events"} 1"#,
+            r#"foldline_projector_records_applied_total{projector="s-orders-projector",topic="s.events"} 1"#,
+            r#"foldline_gateway_idempotency_retries_total{topic="s.commands",verdict="same_request"} 1"#,
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use foldline_contracts::record::WireError;
+use foldline_eventsourcing::gate::Admission;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
@@ -35,6 +36,7 @@ use crate::codec::{Codec, Decoded};
 use crate::config::KafkaConfig;
 use crate::dlq::{DeadLetterError, DeadLetters, Screened};
 use crate::kafka::{group_consumer_config, producer_config, store_next_offset};
+use crate::metrics::{count_ignored, metrics};
 use crate::processor::assignment::{
     assign_at, close, poll, RebalanceEvent, RebalanceEvents, StartAt,
 };
@@ -71,6 +73,13 @@ pub trait Projection: Send + Sync + 'static {
     fn rows_to_read_at(&self, record: &Self::Record, _partition: i32) -> Vec<RowKey> {
         self.rows_to_read(record)
     }
+    /// The version gate's verdict on `record`, given the rows of
+    /// [`Projection::rows_to_read_at`], for the projector's counters;
+    /// `None` for a projection without a gate.
+    fn admission(&self, _record: &Self::Record, _current: &CurrentRows) -> Option<Admission> {
+        None
+    }
+
     /// The upserts `record` at `partition`/`offset` causes. Pure.
     fn project(
         &self,
@@ -358,7 +367,8 @@ impl<P: Projection> Projector<P> {
         batch: &[OwnedMessage],
         shutdown: &Shutdown,
     ) -> Result<Option<Vec<Checkpoint>>, ProjectorError> {
-        let Some(write) = self.project_batch(batch, shutdown).await? else {
+        let write = self.project_batch(batch, shutdown).await?;
+        let Some((write, verdicts)) = write else {
             return Ok(None);
         };
         let checkpoints = write.checkpoints.clone();
@@ -372,19 +382,41 @@ impl<P: Projection> Projector<P> {
         .await;
         match written {
             None => Ok(None),
-            Some(Ok(())) => Ok(Some(checkpoints)),
+            Some(Ok(())) => {
+                self.count(&verdicts);
+                Ok(Some(checkpoints))
+            }
             Some(Err(error)) => Err(error.into()),
         }
     }
 
-    /// Projects one batch into a write; `None` when stopped mid-way.
+    /// Counts a written batch's gate verdicts: records applied, and
+    /// records the gate ignored (`foldline_gate_ignored_total`, reader
+    /// `projector`: copies of settled commands, stale or foreign records).
+    fn count(&self, verdicts: &[Admission]) {
+        let topic = self.options.topic.as_str();
+        for &admission in verdicts {
+            match admission {
+                Admission::Apply => metrics()
+                    .projector_records_applied
+                    .with_label_values(&[topic, self.options.name.as_str()])
+                    .inc(),
+                ignored => count_ignored(topic, "projector", ignored),
+            }
+        }
+    }
+
+    /// Projects one batch into a write, with the gate's verdict on each of
+    /// its records (for the counters, once it is written); `None` when
+    /// stopped mid-way.
     async fn project_batch(
         &self,
         batch: &[OwnedMessage],
         shutdown: &Shutdown,
-    ) -> Result<Option<WriteBatch>, ProjectorError> {
+    ) -> Result<Option<(WriteBatch, Vec<Admission>)>, ProjectorError> {
         let mut overlay: CurrentRows = HashMap::new();
         let mut write = WriteBatch::default();
+        let mut verdicts = Vec::new();
         let mut next_offsets: HashMap<i32, i64> = HashMap::new();
         for message in batch {
             next_offsets.insert(message.partition(), message.offset() + 1);
@@ -393,13 +425,14 @@ impl<P: Projection> Projector<P> {
                 partition = message.partition(),
                 offset = message.offset()
             );
-            let Some(upserts) = self
+            let Some((upserts, admission)) = self
                 .project_record(message, &overlay, shutdown)
                 .instrument(span)
                 .await?
             else {
                 return Ok(None);
             };
+            verdicts.extend(admission);
             for (key, row) in upserts {
                 overlay.insert(key.clone(), Some(row.clone()));
                 write.upserts.push((key, row));
@@ -414,17 +447,17 @@ impl<P: Projection> Projector<P> {
                 next_offset,
             })
             .collect();
-        Ok(Some(write))
+        Ok(Some((write, verdicts)))
     }
 
-    /// The upserts of one record (none for poison, which is parked);
-    /// `None` when stopped.
+    /// The upserts of one record (none for poison, which is parked) and
+    /// the gate's verdict on it; `None` when stopped.
     async fn project_record(
         &self,
         message: &OwnedMessage,
         overlay: &CurrentRows,
         shutdown: &Shutdown,
-    ) -> Result<Option<Vec<(RowKey, StoredRow)>>, ProjectorError> {
+    ) -> Result<Option<(Vec<(RowKey, StoredRow)>, Option<Admission>)>, ProjectorError> {
         let screened = match self.projection.parse_raw(message) {
             Some(Ok(record)) => Screened::Admitted(record),
             Some(Err(error)) => {
@@ -446,7 +479,7 @@ impl<P: Projection> Projector<P> {
         };
         let record = match screened {
             Screened::Admitted(record) => record,
-            Screened::Parked => return Ok(Some(Vec::new())),
+            Screened::Parked => return Ok(Some((Vec::new(), None))),
             Screened::Stopped => return Ok(None),
         };
         let mut current = CurrentRows::new();
@@ -481,7 +514,8 @@ impl<P: Projection> Projector<P> {
                 offset: message.offset(),
                 source,
             })?;
-        Ok(Some(upserts))
+        let admission = self.projection.admission(&record, &current);
+        Ok(Some((upserts, admission)))
     }
 }
 

@@ -544,6 +544,19 @@ impl<D: CommandDomain> Processor<D> {
             return;
         }
         let newest = state.log.next_offset;
+        // Begun and written are both logged and counted: the fault suite
+        // freezes the processor between the two to kill it mid-snapshot.
+        metrics()
+            .snapshots_started
+            .with_label_values(&[self.restorer.events.as_str()])
+            .inc();
+        let topic = self.restorer.events.as_str();
+        tracing::info!(
+            topic,
+            partition,
+            offset = newest,
+            "writing aggregate snapshot"
+        );
         if let Some(horizon) = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
@@ -554,7 +567,7 @@ impl<D: CommandDomain> Processor<D> {
         let bytes = match serde_json::to_vec(&state.log) {
             Ok(bytes) => bytes,
             Err(error) => {
-                tracing::error!(%error, "cannot serialise snapshot");
+                tracing::error!(%error, topic, partition, offset = newest, "aggregate snapshot not written: cannot serialise it");
                 return;
             }
         };
@@ -570,9 +583,16 @@ impl<D: CommandDomain> Processor<D> {
                     .snapshots_written
                     .with_label_values(&[self.restorer.events.as_str()])
                     .inc();
-                tracing::debug!(offset = newest, "wrote aggregate snapshot")
+                tracing::info!(
+                    topic,
+                    partition,
+                    offset = newest,
+                    "wrote aggregate snapshot"
+                )
             }
-            Err(error) => tracing::warn!(%error, "cannot write snapshot"),
+            Err(error) => {
+                tracing::warn!(%error, topic, partition, offset = newest, "aggregate snapshot not written")
+            }
         }
     }
 }
