@@ -33,7 +33,10 @@ fn provider_env(primary: &FakeProvider, backup: &FakeProvider) -> Vec<(String, S
             "FOLDLINE__NOTIFY__SMS_PROVIDERS",
             format!("primary={},backup={}", primary.url(), backup.url()),
         ),
-        ("FOLDLINE__NOTIFY__PROVIDER_TIMEOUT_MS", "250".to_owned()),
+        // Long enough that a healthy fake answers in time on a loaded box
+        // (a timed-out call that was accepted is a second delivery through
+        // the backup); the stall phase's calls hang for 60 s either way.
+        ("FOLDLINE__NOTIFY__PROVIDER_TIMEOUT_MS", "2000".to_owned()),
         ("FOLDLINE__NOTIFY__BREAKER_ERROR_RATE", "0.5".to_owned()),
         ("FOLDLINE__NOTIFY__BREAKER_CLOSED_LEN", "4".to_owned()),
         ("FOLDLINE__NOTIFY__BREAKER_HALF_OPEN_LEN", "2".to_owned()),
@@ -386,6 +389,7 @@ async fn the_breaker_moves_sms_to_the_backup_and_back_and_nothing_is_lost_or_dou
     front = spawn_front(&deployment, &env).await;
     let crash = sender.await.unwrap();
     wait_status(&api, &crash, "sent", Deadline::secs(90)).await;
+    let crash_window: BTreeSet<String> = crash.iter().cloned().collect();
     all.extend(crash);
 
     // Counted at the fakes: every notification accepted, none twice beyond
@@ -407,9 +411,25 @@ async fn the_breaker_moves_sms_to_the_backup_and_back_and_nothing_is_lost_or_dou
         at_primary.values().all(|times| *times == 1),
         "the primary honours its key"
     );
-    // The primary was healthy at the kill: a repeated call went to it again
-    // and its key absorbed it, so nothing is delivered twice.
-    assert!(doubled.is_empty(), "sent twice: {doubled:?}");
+    // The one window of `services/notify/src/design.md`: killed after the
+    // primary accepted and before the delivery row was written, the
+    // attempt runs again. A repeated call to the primary is absorbed by its
+    // key; only when that call timed out (a loaded box) and the attempt
+    // moved on to the backup, which has no key, is a message delivered
+    // twice: once by each provider, and only for a notification of the
+    // crash phase.
+    let outside_the_window: Vec<&String> = doubled
+        .iter()
+        .filter(|id| {
+            !crash_window.contains(*id)
+                || at_primary.get(*id).copied() != Some(1)
+                || at_backup.get(*id).copied() != Some(1)
+        })
+        .collect();
+    assert!(
+        outside_the_window.is_empty(),
+        "sent twice outside the crash window: {outside_the_window:?} (of {doubled:?})"
+    );
     let unknown: Vec<_> = at_primary
         .keys()
         .chain(at_backup.keys())
