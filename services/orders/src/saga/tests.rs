@@ -190,8 +190,46 @@ fn confirmations_shipments_and_rejections_of_commands_cause_nothing() {
         kind: "conflict".to_owned(),
         message: "order is not awaiting payment".to_owned(),
     });
+    let refused_other = OrdersEventRecord::CommandRejected(CommandRejected {
+        metadata: metadata(9),
+        command_type: "foldline.orders.CancelOrder".to_owned(),
+        code: "already_cancelled".to_owned(),
+        kind: "conflict".to_owned(),
+        message: "order is already cancelled".to_owned(),
+    });
+    let refused_paid = OrdersEventRecord::CommandRejected(CommandRejected {
+        metadata: metadata(9),
+        command_type: "foldline.orders.MarkOrderPaid".to_owned(),
+        code: "already_paid".to_owned(),
+        kind: "conflict".to_owned(),
+        message: "order has already been paid".to_owned(),
+    });
     assert_eq!(OrdersSaga.react(&confirmed), vec![]);
-    assert_eq!(OrdersSaga.react(&refused), vec![]);
+    assert_eq!(OrdersSaga.react(&refused_other), vec![]);
+    // An order that ended paid keeps its money.
+    assert_eq!(OrdersSaga.react(&refused_paid), vec![]);
+}
+
+#[test]
+fn a_capture_the_ended_order_refused_is_voided_which_refunds_it() {
+    for code in ["not_awaiting_payment", "already_cancelled"] {
+        let refused = OrdersEventRecord::CommandRejected(CommandRejected {
+            metadata: metadata(9),
+            command_type: "foldline.orders.MarkOrderPaid".to_owned(),
+            code: code.to_owned(),
+            kind: "conflict".to_owned(),
+            message: "order is not awaiting payment".to_owned(),
+        });
+        assert_eq!(
+            OrdersSaga.react(&refused),
+            vec![OrderFollowUp::Void {
+                cause: metadata(9),
+                payment_id: payment_id_for(ORDER),
+                reason: "captured after the order ended".to_owned(),
+            }],
+            "{code}"
+        );
+    }
 }
 
 #[test]
