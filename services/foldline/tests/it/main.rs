@@ -38,6 +38,11 @@
 //! - [`payments`]: authorize, declines, capture, refunds and void against
 //!   the provider simulator; an outage, the deadline, and kill -9 of the
 //!   provider worker with no double charge by the simulator's count.
+//! - [`saga`]: over 500 orders through the saga, every role its own
+//!   process on the CQL store, the simulator declining, slow and failing;
+//!   then kill -9 of each service in turn mid-saga. Every order ends, the
+//!   simulator charged nothing twice, payments agree with orders, and the
+//!   projections equal a fresh replay.
 //! - [`users`]: the race for one address, kill -9 mid-registration, and
 //!   erasure read back from raw topics, store files and a replay.
 //!
@@ -61,6 +66,7 @@ mod poison;
 mod redis_outage;
 mod registry;
 mod replaced;
+mod saga;
 mod scylla;
 mod security;
 mod shared_gateway;

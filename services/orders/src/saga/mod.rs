@@ -127,6 +127,8 @@ impl ProcessManager for OrdersSaga {
     type FollowUp = OrderFollowUp;
     const NAME: &'static str = "saga_orders";
     const SOURCE: &'static str = crate::DOMAIN;
+    /// A refused `MarkOrderPaid` obliges a refund (design.md, rule 9).
+    const REACTS_TO_REJECTIONS: bool = true;
 
     fn react(&self, event: &OrdersEventRecord) -> Vec<OrderFollowUp> {
         order_follow_ups(event)

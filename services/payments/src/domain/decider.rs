@@ -247,8 +247,8 @@ impl Decider for Payments {
                 _ => {
                     authorized(payment)?;
                     Ok(PaymentEvent::VoidRequested {
-                    payment_id,
-                    order_id,
+                        payment_id,
+                        order_id,
                         reason: reason.clone(),
                         authorization: reference_of(payment.authorization.as_ref())?,
                     })

@@ -544,9 +544,7 @@ fn abandoned() -> PaymentEvent {
 
 #[test]
 fn voiding_a_payment_still_awaiting_authorization_abandons_it() {
-    let state = Given::given([requested()])
-        .when(void())
-        .then(abandoned());
+    let state = Given::given([requested()]).when(void()).then(abandoned());
     let payment = state.payment.unwrap();
     assert_eq!(payment.status, PaymentStatus::Declined);
     assert_eq!(payment.refundable(), 0);
