@@ -16,9 +16,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --locked -p foldline -p foldline-benches -p foldline-testcontainers \
-  --bin foldline --bin foldline-load --bin foldline-kafka
-bin="${CARGO_TARGET_DIR:-target}/release"
+# FOLDLINE_BENCH_PROFILE=debug measures the debug binaries (only when a
+# release build does not fit; the summary says which profile ran).
+profile="${FOLDLINE_BENCH_PROFILE:-release}"
+case "$profile" in
+  release) cargo build --release --locked -p foldline -p foldline-benches -p foldline-testcontainers \
+    --bin foldline --bin foldline-load --bin foldline-kafka; bin="${CARGO_TARGET_DIR:-target}/release" ;;
+  debug) cargo build --locked -p foldline -p foldline-benches -p foldline-testcontainers \
+    --bin foldline --bin foldline-load --bin foldline-kafka; bin="${CARGO_TARGET_DIR:-target}/debug" ;;
+  *) echo "FOLDLINE_BENCH_PROFILE must be release or debug" >&2; exit 2 ;;
+esac
 flags=(--scenario saga --concurrency "${FOLDLINE_BENCH_CONCURRENCY:-32}"
   --duration "${FOLDLINE_BENCH_DURATION:-30s}" --warmup "${FOLDLINE_BENCH_WARMUP:-5s}" "$@")
 
@@ -97,7 +104,7 @@ out="benches/results/$(date -u +%Y%m%dT%H%M%SZ)-saga-summary.md"
 {
   echo "# The order saga: orders ended per second, place → confirmation latency"
   echo
-  echo "\`foldline-load ${flags[*]}\` (release build): each operation registers nothing (customers are"
+  echo "\`foldline-load ${flags[*]}\` ($profile build): each operation registers nothing (customers are"
   echo "registered before the run), places an order with \`Prefer: wait\`, then reads it back every"
   echo "poll interval until the saga confirmed or rejected it; latency is from the place request to"
   echo "the first read showing the end (up to one poll interval late). The provider simulator runs"
