@@ -20,17 +20,9 @@ bin="${CARGO_TARGET_DIR:-target}/release"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# The broker lives as long as this shell holds its stdin open.
-mkfifo "$work/broker-in"
-"$bin/foldline-kafka" <"$work/broker-in" >"$work/broker.out" 2>&1 &
-exec 3>"$work/broker-in"
-for _ in $(seq 1 600); do
-  grep -q '^bootstrap.servers=' "$work/broker.out" 2>/dev/null && break
-  sleep 0.2
-done
-servers=$(sed -n 's/^bootstrap.servers=//p' "$work/broker.out")
-[ -n "$servers" ] || { cat "$work/broker.out"; echo "the broker did not start" >&2; exit 1; }
-echo "kafka at $servers"
+# 2. Apache Kafka.
+source benches/broker.sh
+start_broker
 
 # `foldline run gateway` seals personal data under a key it must be given;
 # a throwaway one serves a bench (nothing outlives the run).

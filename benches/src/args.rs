@@ -23,6 +23,13 @@ pub(crate) enum Scenario {
     Read,
     /// GET `/healthz`: the process's floor for a request.
     Health,
+    /// The order saga: register `--customers` users during setup, then
+    /// place orders for them (`Prefer: wait`) and poll each order every
+    /// `--poll-interval` until the saga ended it: confirmed (op `confirm`)
+    /// or payment rejected / rejected (op `reject`). Latency runs from the
+    /// place request to the first read showing the end (so it is up to one
+    /// poll interval late). Needs the payments roles and a provider.
+    Saga,
 }
 
 impl Scenario {
@@ -32,6 +39,7 @@ impl Scenario {
             Self::Mixed => "mixed",
             Self::Read => "read",
             Self::Health => "health",
+            Self::Saga => "saga",
         }
     }
 }
@@ -79,6 +87,19 @@ pub(crate) struct Args {
     /// `read`: orders placed before the run, read back at random.
     #[arg(long, default_value_t = 1_000)]
     pub(crate) setup_orders: u64,
+    /// `saga`: users registered before the run, whose orders the saga
+    /// checks against the users read model.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) customers: u64,
+    /// `saga`: how often an order is read back until the saga ended it.
+    #[arg(long, default_value = "25ms", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_secs")]
+    pub(crate) poll_interval: Duration,
+    /// `saga`: an order the saga has not ended this long after it was
+    /// placed is a failure (`not_ended`).
+    #[arg(long, default_value = "90s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_secs")]
+    pub(crate) saga_timeout: Duration,
     /// Order lines per placed order.
     #[arg(long, default_value_t = 1)]
     pub(crate) lines: u64,
@@ -205,6 +226,17 @@ pub(crate) fn validate(args: &Args) -> anyhow::Result<Settings> {
     if args.scenario == Scenario::Read && args.setup_orders == 0 {
         bail!("--setup-orders must be at least 1 for the read scenario");
     }
+    if args.scenario == Scenario::Saga {
+        if args.customers == 0 || args.customers > 100_000 {
+            bail!("--customers must be between 1 and 100000 for the saga scenario");
+        }
+        if args.poll_interval.is_zero() {
+            bail!("--poll-interval must be longer than zero");
+        }
+        if args.saga_timeout < args.poll_interval {
+            bail!("--saga-timeout must be at least one --poll-interval");
+        }
+    }
     if args.compare_health && args.scenario != Scenario::Read {
         bail!("--compare-health goes with --scenario read");
     }
@@ -299,7 +331,7 @@ mod tests {
 
     #[test]
     fn an_unknown_scenario_is_refused_with_the_choices() {
-        let message = refused(&["--scenario", "saga"]);
+        let message = refused(&["--scenario", "sagas"]);
         assert!(message.contains("place"), "{message}");
         assert!(message.contains("mixed"), "{message}");
     }
@@ -325,6 +357,24 @@ mod tests {
     fn a_pid_that_is_no_process_is_refused() {
         assert!(refused(&["--pid", "4000000000"]).contains("--pid"));
         assert!(parse(&["--pid", &std::process::id().to_string()]).is_ok());
+    }
+
+    #[test]
+    fn a_saga_run_needs_customers_and_a_sensible_poll() {
+        assert!(parse(&["--scenario", "saga"]).is_ok());
+        assert!(refused(&["--scenario", "saga", "--customers", "0"]).contains("--customers"));
+        assert!(
+            refused(&["--scenario", "saga", "--poll-interval", "0s"]).contains("--poll-interval")
+        );
+        assert!(refused(&[
+            "--scenario",
+            "saga",
+            "--poll-interval",
+            "2s",
+            "--saga-timeout",
+            "1s"
+        ])
+        .contains("--saga-timeout"));
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub(crate) enum OpKind {
     Place,
     Read,
     Health,
+    /// `saga`: an order the saga confirmed.
+    Confirm,
+    /// `saga`: an order the saga ended unpaid (payment rejected, rejected).
+    Reject,
 }
 
 impl OpKind {
@@ -35,7 +39,18 @@ impl OpKind {
             Self::Place => "place",
             Self::Read => "read",
             Self::Health => "health",
+            Self::Confirm => "confirm",
+            Self::Reject => "reject",
         }
+    }
+}
+
+/// How the saga ended an order, by the status the gateway serves.
+fn saga_end(status: &str) -> Option<OpKind> {
+    match status {
+        "confirmed" => Some(OpKind::Confirm),
+        "payment_rejected" | "rejected" => Some(OpKind::Reject),
+        _ => None,
     }
 }
 
@@ -62,12 +77,20 @@ struct Target {
     pool: Mutex<Vec<String>>,
     /// Once the pool is full, new ids overwrite the oldest, round-robin.
     replaced: AtomicU64,
+    /// `saga`: the registered users orders are placed for.
+    customers: Vec<String>,
+    poll_interval: Duration,
+    saga_timeout: Duration,
 }
 
 impl Target {
     async fn place(&self) -> Outcome {
+        self.place_for(&uuid::Uuid::now_v7().to_string()).await
+    }
+
+    async fn place_for(&self, customer_id: &str) -> Outcome {
         let body = serde_json::json!({
-            "customer_id": uuid::Uuid::now_v7().to_string(),
+            "customer_id": customer_id,
             "currency": "EUR",
             "lines": (0..self.lines)
                 .map(|line| serde_json::json!({"sku": format!("SKU-{line}"), "quantity": 2, "unit_price": 1250}))
@@ -124,6 +147,46 @@ impl Target {
         }
     }
 
+    /// One order through the saga: placed (settled and projected), then
+    /// read back until the saga ended it.
+    async fn saga(&self, index: u64) -> (OpKind, Outcome) {
+        let customer = match self.customers.is_empty() {
+            true => return (OpKind::Place, Outcome::Failed("no customers".to_owned())),
+            false => &self.customers[(index % self.customers.len() as u64) as usize],
+        };
+        let order_id = match self.place_for(customer).await {
+            Outcome::Settled(Some(id)) => id,
+            other => return (OpKind::Place, other),
+        };
+        let url = format!("{}/{order_id}", self.orders_url);
+        let give_up = Instant::now() + self.saga_timeout;
+        loop {
+            let response = match self.client.get(&url).send().await {
+                Ok(response) => response,
+                Err(error) => return (OpKind::Confirm, Outcome::Failed(transport_failure(&error))),
+            };
+            let status = response.status().as_u16();
+            let order = match response.json::<serde_json::Value>().await {
+                Ok(order) => order,
+                Err(error) => return (OpKind::Confirm, Outcome::Failed(transport_failure(&error))),
+            };
+            if status != 200 {
+                return (OpKind::Confirm, Outcome::Failed(status.to_string()));
+            }
+            if let Some(kind) = order
+                .get("status")
+                .and_then(|s| s.as_str())
+                .and_then(saga_end)
+            {
+                return (kind, Outcome::Settled(Some(order_id)));
+            }
+            if Instant::now() >= give_up {
+                return (OpKind::Confirm, Outcome::Failed("not_ended".to_owned()));
+            }
+            tokio::time::sleep(self.poll_interval).await;
+        }
+    }
+
     fn remember(&self, id: String) {
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         if pool.len() < POOL_LIMIT {
@@ -149,6 +212,7 @@ impl Target {
     async fn operate(&self, scenario: Scenario, read_ratio: f64, index: u64) -> (OpKind, Outcome) {
         let read = match scenario {
             Scenario::Health => return (OpKind::Health, self.health().await),
+            Scenario::Saga => return self.saga(index).await,
             Scenario::Place => None,
             Scenario::Read => self.pick(index),
             Scenario::Mixed if schedule::is_read(index, read_ratio) => self.pick(index),
@@ -357,6 +421,10 @@ pub(crate) async fn run(
     client: reqwest::Client,
 ) -> anyhow::Result<LoadResult> {
     let base = settings.base_url.as_str().trim_end_matches('/').to_owned();
+    let customers = match args.scenario {
+        Scenario::Saga => register_customers(&client, &base, args.customers).await?,
+        _ => Vec::new(),
+    };
     let target = Arc::new(Target {
         client,
         place_url: format!("{base}/v1/orders"),
@@ -366,6 +434,9 @@ pub(crate) async fn run(
         lines: args.lines,
         pool: Mutex::new(Vec::new()),
         replaced: AtomicU64::new(0),
+        customers,
+        poll_interval: args.poll_interval,
+        saga_timeout: args.saga_timeout,
     });
     let setup_orders_placed = if args.scenario == Scenario::Read {
         setup(&target, args.setup_orders).await?
@@ -492,10 +563,15 @@ pub(crate) async fn run(
             }
         })
         .collect();
+    // The saga's figure is orders ended (confirmed or rejected) per second.
     let settled_commands_per_s = ops
         .iter()
-        .find(|op| op.kind == OpKind::Place)
-        .map_or(0.0, |op| op.settled_per_s);
+        .filter(|op| match scenario {
+            Scenario::Saga => matches!(op.kind, OpKind::Confirm | OpKind::Reject),
+            _ => op.kind == OpKind::Place,
+        })
+        .map(|op| op.settled_per_s)
+        .sum();
     Ok(LoadResult {
         mode: settings.mode,
         scenario,
@@ -507,6 +583,51 @@ pub(crate) async fn run(
         drain_s,
         setup_orders_placed,
     })
+}
+
+/// Registers the users a `saga` run orders for, 16 at a time, unrecorded;
+/// their ids. Each waits until the users projection shows it; the saga's
+/// own read model of users follows within its projector's lag.
+async fn register_customers(
+    client: &reqwest::Client,
+    base: &str,
+    customers: u64,
+) -> anyhow::Result<Vec<String>> {
+    eprintln!("setup: registering {customers} customers");
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let mut registered = Vec::new();
+    let indices: Vec<u64> = (0..customers).collect();
+    for batch in indices.chunks(16) {
+        let mut registrations = tokio::task::JoinSet::new();
+        for index in batch {
+            let (client, url) = (client.clone(), format!("{base}/v1/users"));
+            let body = serde_json::json!({
+                "email": format!("load-{run}-{index}@example.org"),
+                "name": format!("Load customer {index}"),
+            });
+            registrations.spawn(async move {
+                let response = client
+                    .post(&url)
+                    .header("prefer", "wait=10")
+                    .json(&body)
+                    .send()
+                    .await
+                    .context("register a customer")?;
+                let status = response.status();
+                let user: serde_json::Value =
+                    response.json().await.context("read a registration")?;
+                match (status.as_u16(), user.get("id").and_then(|id| id.as_str())) {
+                    (200 | 201, Some(id)) => Ok(id.to_owned()),
+                    _ => bail!("registering a customer answered {status}: {user}"),
+                }
+            });
+        }
+        while let Some(joined) = registrations.join_next().await {
+            registered.push(joined.context("join a registration")??);
+        }
+    }
+    eprintln!("setup: {} customers registered", registered.len());
+    Ok(registered)
 }
 
 /// Places the orders a `read` run reads, 64 at a time, unrecorded.

@@ -6,6 +6,10 @@
 //! full command → event → projection path. 202 (not settled in time), 4xx,
 //! 5xx and transport errors are failures, counted by status.
 //!
+//! `--scenario saga` drives the order saga: customers registered first,
+//! then each operation places an order for one of them and reads it back
+//! until the saga confirmed or rejected it (ops `confirm` and `reject`).
+//!
 //! Closed loop (`--concurrency N`) or open loop (`--rate R`, latency from
 //! each operation's intended start: coordinated omission corrected), for
 //! `--duration` after an unrecorded `--warmup`.

@@ -184,12 +184,22 @@ pub(crate) fn summary(report: &Report) -> String {
         report.settings.url,
     );
     // A read run places nothing: its figure is the reads' row below.
-    if report.settings.scenario != crate::args::Scenario::Read {
-        let _ = writeln!(
-            out,
-            "settled commands/s: {:.1}",
-            load.settled_commands_per_s
-        );
+    match report.settings.scenario {
+        crate::args::Scenario::Read => {}
+        crate::args::Scenario::Saga => {
+            let _ = writeln!(
+                out,
+                "orders the saga ended (confirmed or rejected)/s: {:.1}; latency: place request → first read showing the end (poll every {:?})",
+                load.settled_commands_per_s, report.settings.poll_interval
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "settled commands/s: {:.1}",
+                load.settled_commands_per_s
+            );
+        }
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "| op | settled | per s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failed | failures by status |");

@@ -12,11 +12,11 @@ use foldline_contracts::record::EventRecord;
 use foldline_orders::domain::OrderState;
 use foldline_orders::projection::{order_key, read_order_row, OrderRow};
 use foldline_orders::{OrdersProjection, OrdersWire, DOMAIN};
-use foldline_platform::codec::Codec;
+use foldline_platform::codec::{Codec, Decoded};
 use foldline_platform::domain::LogRecord;
 use foldline_platform::gated::{outcome_key, CommandOutcomeRow, GatedProjection};
 use foldline_platform::processor::{AggregateSlot, PartitionLog};
-use foldline_platform::projector::apply_in_memory;
+use foldline_platform::projector::{apply_in_memory, MemoryTable, Projection};
 use foldline_platform::store::{RowKey, StoredRow};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -456,6 +456,71 @@ async fn decode(codec: &Codec, payload: &[u8]) -> Result<LogRecord<OrdersWire>, 
         }
     };
     LogRecord::parse(&decoded).map_err(|error| error.to_string())
+}
+
+/// Folds every committed record of `topic` (a full name) through
+/// `projection`, its gate included, into an in-memory table exactly as its
+/// projector writes the store (`apply_in_memory`): the rows a projector
+/// started from scratch on this log would hold, for any domain's
+/// projection. A record that does not decode is skipped, as the projector
+/// parks it; how many were is the second value.
+pub async fn replay_projection<P: Projection>(
+    bootstrap_servers: &str,
+    registry_url: &str,
+    topic: &str,
+    projection: &P,
+) -> anyhow::Result<(MemoryTable, usize)> {
+    let raw = read_topic(bootstrap_servers, topic).await?;
+    let codec = Codec::new(registry_url)
+        .map_err(|error| anyhow::anyhow!("cannot create the codec: {error}"))?;
+    let mut table = MemoryTable::new();
+    let mut undecodable = 0;
+    for record in raw {
+        let Some(payload) = &record.payload else {
+            undecodable += 1;
+            continue;
+        };
+        let decoded = match decode_value(&codec, payload).await {
+            Ok(decoded) => decoded,
+            Err(_) => {
+                undecodable += 1;
+                continue;
+            }
+        };
+        let Ok(parsed) = projection.parse_record(decoded) else {
+            undecodable += 1;
+            continue;
+        };
+        apply_in_memory(
+            projection,
+            &mut table,
+            &parsed,
+            record.partition,
+            record.offset,
+        )
+        .with_context(|| {
+            format!(
+                "project {topic} partition {} offset {}",
+                record.partition, record.offset
+            )
+        })?;
+    }
+    Ok((table, undecodable))
+}
+
+/// Decodes a value, waiting out a registry that is briefly unreachable.
+async fn decode_value(codec: &Codec, payload: &[u8]) -> Result<Decoded, String> {
+    let mut attempts = 0;
+    loop {
+        match codec.decode(payload).await {
+            Ok(decoded) => return Ok(decoded),
+            Err(error) if error.is_transient() && attempts < 50 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    }
 }
 
 /// Applies one record like the projector loop does to the store.

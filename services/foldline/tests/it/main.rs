@@ -42,6 +42,11 @@
 //!   declined, refunded, erased and unknown customers) across a kill -9,
 //!   counted at fake providers and by analytics; an SMS exhausted into
 //!   `notify.dlq` while emails flow.
+//! - [`saga`]: over 500 orders through the saga, every role its own
+//!   process on the CQL store, the simulator declining, slow and failing;
+//!   then kill -9 of each service in turn mid-saga. Every order ends, the
+//!   simulator charged nothing twice, payments agree with orders, and the
+//!   projections equal a fresh replay.
 //! - [`users`]: the race for one address, kill -9 mid-registration, and
 //!   erasure read back from raw topics, store files and a replay.
 //!
@@ -66,6 +71,7 @@ mod poison;
 mod redis_outage;
 mod registry;
 mod replaced;
+mod saga;
 mod scylla;
 mod security;
 mod shared_gateway;

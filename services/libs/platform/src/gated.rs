@@ -352,6 +352,17 @@ pub trait RecordProjection: Send + Sync + 'static {
         admitted: &AdmittedRecord<'_, Self::Events>,
         current: &CurrentRows,
     ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError>;
+
+    /// The upserts one admitted rejection (the record settling a refused
+    /// command, counted once like an event) causes: none, unless the
+    /// projection reacts to refusals (a process manager may). Reads no
+    /// rows; `admitted.version` is the version the command was refused at.
+    fn project_rejection(
+        &self,
+        _admitted: &AdmittedRecord<'_, Self::Events>,
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A wire event the gate admitted, with where it sits in its log.
@@ -416,24 +427,32 @@ impl<P: RecordProjection> Projection for GatedRecords<P> {
         offset: i64,
         current: &CurrentRows,
     ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
-        self.gate.project(
-            record,
-            record.rejection().is_none(),
-            partition,
-            offset,
-            current,
-            |version| {
-                self.inner.project(
-                    &AdmittedRecord {
-                        record,
-                        version,
-                        partition,
-                        offset,
-                    },
-                    current,
-                )
-            },
-        )
+        let is_event = record.rejection().is_none();
+        let mut upserts =
+            self.gate
+                .project(record, is_event, partition, offset, current, |version| {
+                    self.inner.project(
+                        &AdmittedRecord {
+                            record,
+                            version,
+                            partition,
+                            offset,
+                        },
+                        current,
+                    )
+                })?;
+        // The gate writes a settled row for every record it admits and
+        // nothing for any other, so a rejection with upserts was admitted.
+        if !is_event && !upserts.is_empty() {
+            let version = u64::try_from(record.metadata().aggregate_version).unwrap_or(0);
+            upserts.extend(self.inner.project_rejection(&AdmittedRecord {
+                record,
+                version,
+                partition,
+                offset,
+            })?);
+        }
+        Ok(upserts)
     }
 }
 

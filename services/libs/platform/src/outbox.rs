@@ -131,8 +131,15 @@ pub trait ProcessManager: Default + Send + Sync + 'static {
     /// The domain whose events it reacts to.
     const SOURCE: &'static str;
 
-    /// Never called for a rejection, a duplicate or a stale decision: the
-    /// gate keeps those away.
+    /// Whether [`ProcessManager::react`] also sees the admitted rejections
+    /// of the source's log (a refused command, counted once like an event:
+    /// a refusal can oblige a follow-up too, e.g. giving back a payment
+    /// the order refused).
+    const REACTS_TO_REJECTIONS: bool = false;
+
+    /// Never called for a duplicate or a stale decision (the gate keeps
+    /// those away), nor for a rejection unless
+    /// [`ProcessManager::REACTS_TO_REJECTIONS`].
     fn react(&self, event: &Self::Events) -> Vec<Self::FollowUp>;
 }
 
@@ -161,6 +168,21 @@ impl<M: ProcessManager> RecordProjection for Reactions<M> {
             admitted.offset,
             &self.0.react(admitted.record),
         )
+    }
+
+    fn project_rejection(
+        &self,
+        admitted: &AdmittedRecord<'_, M::Events>,
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
+        match M::REACTS_TO_REJECTIONS {
+            true => outbox_rows(
+                M::NAME,
+                admitted.partition,
+                admitted.offset,
+                &self.0.react(admitted.record),
+            ),
+            false => Ok(Vec::new()),
+        }
     }
 }
 

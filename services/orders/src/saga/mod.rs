@@ -10,6 +10,7 @@
 //! | `orders.events` | `OrderRejected`, `OrderPaymentRejected` | `VoidAuthorization` (refused harmlessly when nothing is authorized) |
 //! | `orders.events` | `OrderCancelled` owing a refund | `RefundPayment` of what was confirmed |
 //! | `orders.events` | `OrderCancelled` owing none | `VoidAuthorization` |
+//! | `orders.events` | `MarkOrderPaid` refused (`not_awaiting_payment`, `already_cancelled`) | `VoidAuthorization`: the payment was captured after the order ended, and the void of a captured payment refunds it |
 //! | `payments.events` | `PaymentAuthorized` | `CapturePayment` |
 //! | `payments.events` | `PaymentCaptured` | `MarkOrderPaid` (→ `OrderConfirmed`) |
 //! | `payments.events` | `PaymentDeclined`, `CaptureFailed` | `MarkOrderPaymentFailed` with the reason |
@@ -126,6 +127,8 @@ impl ProcessManager for OrdersSaga {
     type FollowUp = OrderFollowUp;
     const NAME: &'static str = "saga_orders";
     const SOURCE: &'static str = crate::DOMAIN;
+    /// A refused `MarkOrderPaid` obliges a refund (design.md, rule 9).
+    const REACTS_TO_REJECTIONS: bool = true;
 
     fn react(&self, event: &OrdersEventRecord) -> Vec<OrderFollowUp> {
         order_follow_ups(event)
@@ -207,11 +210,31 @@ pub fn order_follow_ups(event: &OrdersEventRecord) -> Vec<OrderFollowUp> {
                 )],
             }
         }
+        // A capture the order refused (it had ended: rejected, payment
+        // rejected, cancelled unpaid) is given back: the void of a
+        // captured payment refunds it. Only these codes: an order that
+        // ended paid keeps its money.
+        OrdersEventRecord::CommandRejected(refused)
+            if refused.command_type == MARK_ORDER_PAID
+                && PAYMENT_REFUSED_BY_ENDED_ORDER.contains(&refused.code.as_str()) =>
+        {
+            vec![void(
+                &refused.metadata,
+                &refused.metadata.aggregate_id,
+                "captured after the order ended",
+            )]
+        }
         OrdersEventRecord::Confirmed(_)
         | OrdersEventRecord::Shipped(_)
         | OrdersEventRecord::CommandRejected(_) => Vec::new(),
     }
 }
+
+const MARK_ORDER_PAID: &str = "foldline.orders.MarkOrderPaid";
+
+/// Why the orders decider refuses `MarkOrderPaid` for an order that ended
+/// without taking the payment.
+const PAYMENT_REFUSED_BY_ENDED_ORDER: &[&str] = &["not_awaiting_payment", "already_cancelled"];
 
 fn refund_reason(cancel_reason: &str) -> String {
     match cancel_reason.trim().is_empty() {

@@ -176,22 +176,53 @@ fn cancelling_an_unpaid_order_voids_and_a_free_one_does_nothing() {
 }
 
 #[test]
-fn confirmations_shipments_and_rejections_of_commands_cause_nothing() {
+fn confirmations_and_other_refusals_cause_nothing() {
     let confirmed = OrdersEventRecord::Confirmed(OrderConfirmed {
         metadata: metadata(2),
         order_id: ORDER.to_owned(),
         payment_id: payment_id_for(ORDER),
         amount: 2500,
     });
-    let refused = OrdersEventRecord::CommandRejected(CommandRejected {
+    let refused_other = OrdersEventRecord::CommandRejected(CommandRejected {
+        metadata: metadata(9),
+        command_type: "foldline.orders.CancelOrder".to_owned(),
+        code: "already_cancelled".to_owned(),
+        kind: "conflict".to_owned(),
+        message: "order is already cancelled".to_owned(),
+    });
+    let refused_paid = OrdersEventRecord::CommandRejected(CommandRejected {
         metadata: metadata(9),
         command_type: "foldline.orders.MarkOrderPaid".to_owned(),
-        code: "not_awaiting_payment".to_owned(),
+        code: "already_paid".to_owned(),
         kind: "conflict".to_owned(),
-        message: "order is not awaiting payment".to_owned(),
+        message: "order has already been paid".to_owned(),
     });
     assert_eq!(OrdersSaga.react(&confirmed), vec![]);
-    assert_eq!(OrdersSaga.react(&refused), vec![]);
+    assert_eq!(OrdersSaga.react(&refused_other), vec![]);
+    // An order that ended paid keeps its money.
+    assert_eq!(OrdersSaga.react(&refused_paid), vec![]);
+}
+
+#[test]
+fn a_capture_the_ended_order_refused_is_voided_which_refunds_it() {
+    for code in ["not_awaiting_payment", "already_cancelled"] {
+        let refused = OrdersEventRecord::CommandRejected(CommandRejected {
+            metadata: metadata(9),
+            command_type: "foldline.orders.MarkOrderPaid".to_owned(),
+            code: code.to_owned(),
+            kind: "conflict".to_owned(),
+            message: "order is not awaiting payment".to_owned(),
+        });
+        assert_eq!(
+            OrdersSaga.react(&refused),
+            vec![OrderFollowUp::Void {
+                cause: metadata(9),
+                payment_id: payment_id_for(ORDER),
+                reason: "captured after the order ended".to_owned(),
+            }],
+            "{code}"
+        );
+    }
 }
 
 #[test]
@@ -289,4 +320,39 @@ fn the_customers_read_model_keeps_each_users_status() {
         serde_json::from_slice::<CustomerStatus>(&rows[0].1.value).unwrap(),
         CustomerStatus::Deactivated
     );
+}
+
+#[test]
+fn the_saga_s_outbox_reacts_to_an_admitted_refusal_once_and_other_reactions_ignore_it() {
+    use foldline_platform::gated::GatedRecords;
+    use foldline_platform::outbox::Reactions;
+    use foldline_platform::projector::{apply_in_memory, MemoryTable};
+
+    let mut refusal_metadata = metadata(9);
+    refusal_metadata.aggregate_version = 0;
+    let refused = OrdersEventRecord::CommandRejected(CommandRejected {
+        metadata: refusal_metadata,
+        command_type: "foldline.orders.MarkOrderPaid".to_owned(),
+        code: "not_awaiting_payment".to_owned(),
+        kind: "conflict".to_owned(),
+        message: "order is not awaiting payment".to_owned(),
+    });
+    let outbox_rows = |table: &MemoryTable, name: &str| {
+        table
+            .iter()
+            .filter(|(key, _)| key.table == "outbox" && key.partition.starts_with(name.as_bytes()))
+            .count()
+    };
+    let saga = GatedRecords::new("orders", Reactions(OrdersSaga));
+    let mut table = MemoryTable::new();
+    apply_in_memory(&saga, &mut table, &refused, 0, 9).unwrap();
+    assert_eq!(outbox_rows(&table, OrdersSaga::NAME), 1, "{table:?}");
+    // A copy of the record further on is settled already: no second row.
+    apply_in_memory(&saga, &mut table, &refused, 0, 10).unwrap();
+    assert_eq!(outbox_rows(&table, OrdersSaga::NAME), 1, "{table:?}");
+
+    let timers = GatedRecords::new("orders", Reactions(PaymentDeadlines));
+    let mut table = MemoryTable::new();
+    apply_in_memory(&timers, &mut table, &refused, 0, 9).unwrap();
+    assert_eq!(outbox_rows(&table, PaymentDeadlines::NAME), 0, "{table:?}");
 }

@@ -10,6 +10,11 @@
 //!                                           RecordVoid ─► voided
 //! ```
 //!
+//! `Void` releases whatever the payment holds or may come to hold: a
+//! `requested` payment is abandoned at once (declined, code `abandoned`)
+//! and a later authorization of it is voided; a `captured` one is refunded
+//! in full of what is left. See `services/orders/src/saga/design.md`.
+//!
 //! A refund reserves its amount when it is requested, so the sum of issued
 //! and pending refunds never exceeds the captured amount, however many
 //! refunds are in flight.
@@ -20,7 +25,8 @@ use super::model::{
     Decline, Payment, PaymentCommand, PaymentEvent, PaymentRejection, PaymentState, PaymentStatus,
     Refund, RefundStatus,
 };
-use super::values::RefundId;
+use super::values::{Amount, DeclineCode, Note, PaymentId, RefundId};
+use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Payments;
@@ -86,6 +92,16 @@ impl Decider for Payments {
             PaymentCommand::RecordAuthorization {
                 provider_reference, ..
             } => {
+                if let Some(reason) = abandoned(payment) {
+                    // We gave up before the provider answered, yet it
+                    // authorized: release the hold rather than keep it.
+                    return Ok(PaymentEvent::VoidRequested {
+                        payment_id,
+                        order_id,
+                        reason,
+                        authorization: provider_reference.clone(),
+                    });
+                }
                 awaiting(payment, PaymentStatus::Requested, "authorization")?;
                 Ok(PaymentEvent::Authorized {
                     payment_id,
@@ -199,15 +215,45 @@ impl Decider for Payments {
                     reason: reason.clone(),
                 })
             }
-            PaymentCommand::Void { reason, .. } => {
-                authorized(payment)?;
-                Ok(PaymentEvent::VoidRequested {
+            PaymentCommand::Void { reason, .. } => match payment.status {
+                // Nothing is held yet: stop waiting for the provider. Its
+                // authorization, if it comes, is voided (RecordAuthorization).
+                PaymentStatus::Requested => Ok(PaymentEvent::Declined {
                     payment_id,
                     order_id,
+                    code: DeclineCode::Abandoned,
                     reason: reason.clone(),
-                    authorization: reference_of(payment.authorization.as_ref())?,
-                })
-            }
+                    provider_reference: None,
+                }),
+                // The money was taken: voiding it is giving back all that
+                // is still refundable, under the one refund id of voids.
+                PaymentStatus::Captured => {
+                    let refundable = payment.refundable();
+                    let refund_id = void_refund_id(payment_id);
+                    if payment.refunds.contains_key(&refund_id) || refundable == 0 {
+                        return Err(PaymentRejection::NotAuthorized(payment.status));
+                    }
+                    Ok(PaymentEvent::RefundRequested {
+                        payment_id,
+                        order_id,
+                        refund_id,
+                        amount: Amount::new(refundable)
+                            .map_err(|_| PaymentRejection::NotAuthorized(payment.status))?,
+                        currency: terms.currency.clone(),
+                        reason: reason.clone(),
+                        capture: reference_of(payment.capture.as_ref())?,
+                    })
+                }
+                _ => {
+                    authorized(payment)?;
+                    Ok(PaymentEvent::VoidRequested {
+                        payment_id,
+                        order_id,
+                        reason: reason.clone(),
+                        authorization: reference_of(payment.authorization.as_ref())?,
+                    })
+                }
+            },
             PaymentCommand::RecordVoid {
                 provider_reference, ..
             } => {
@@ -311,9 +357,16 @@ impl Decider for Payments {
                     refund.failure = Some(reason.clone());
                 }
             }
-            PaymentEvent::VoidRequested { reason, .. } => {
+            PaymentEvent::VoidRequested {
+                reason,
+                authorization,
+                ..
+            } => {
                 payment.status = PaymentStatus::Voiding;
                 payment.void_reason = Some(reason.clone());
+                // A late authorization of an abandoned payment is first
+                // known here.
+                payment.authorization = Some(authorization.clone());
             }
             PaymentEvent::Voided {
                 provider_reference, ..
@@ -324,6 +377,23 @@ impl Decider for Payments {
         }
         state
     }
+}
+
+/// Why a payment we declined on our own (deadline, void) is abandoned, if
+/// it is: an authorization arriving now is released at once.
+fn abandoned(payment: &Payment) -> Option<Note> {
+    match (&payment.status, &payment.decline) {
+        (PaymentStatus::Declined, Some(decline)) if decline.code.is_ours() => {
+            Some(decline.reason.clone())
+        }
+        _ => None,
+    }
+}
+
+/// The refund a void of a captured payment issues: one per payment, so a
+/// repeated void finds it and refunds nothing more.
+pub(super) fn void_refund_id(payment_id: PaymentId) -> RefundId {
+    RefundId::from_uuid(Uuid::new_v5(&payment_id.as_uuid(), b"void"))
 }
 
 /// The provider reference a later operation acts on. An authorized or

@@ -514,16 +514,138 @@ fn a_failed_void_leaves_the_payment_authorized() {
 }
 
 #[test]
-fn voiding_is_refused_unless_authorized() {
+fn voiding_is_refused_when_nothing_is_held_or_an_operation_is_in_flight() {
     for (history, status) in [
-        (vec![requested()], PaymentStatus::Requested),
         (vec![requested(), declined()], PaymentStatus::Declined),
-        (captured_history(), PaymentStatus::Captured),
+        (
+            vec![requested(), authorized(), capture_requested()],
+            PaymentStatus::Capturing,
+        ),
+        (
+            vec![requested(), authorized(), void_requested()],
+            PaymentStatus::Voiding,
+        ),
     ] {
         Given::given(history)
             .when(void())
             .then_rejected(PaymentRejection::NotAuthorized(status));
     }
+}
+
+fn abandoned() -> PaymentEvent {
+    PaymentEvent::Declined {
+        payment_id: payment_id(),
+        order_id: order_id(),
+        code: DeclineCode::Abandoned,
+        reason: note("order expired"),
+        provider_reference: None,
+    }
+}
+
+#[test]
+fn voiding_a_payment_still_awaiting_authorization_abandons_it() {
+    let state = Given::given([requested()]).when(void()).then(abandoned());
+    let payment = state.payment.unwrap();
+    assert_eq!(payment.status, PaymentStatus::Declined);
+    assert_eq!(payment.refundable(), 0);
+}
+
+#[test]
+fn an_authorization_arriving_after_the_payment_was_abandoned_is_voided() {
+    let state = Given::given([requested(), abandoned()])
+        .when(record_authorization())
+        .then(void_requested());
+    let payment = state.payment.unwrap();
+    assert_eq!(payment.status, PaymentStatus::Voiding);
+    assert_eq!(payment.authorization, Some(reference("auth_1")));
+    // The provider's void then ends it, as any void.
+    Given::given([requested(), abandoned(), void_requested()])
+        .when(PaymentCommand::RecordVoid {
+            payment_id: payment_id(),
+            provider_reference: reference("void_1"),
+        })
+        .then(PaymentEvent::Voided {
+            payment_id: payment_id(),
+            order_id: order_id(),
+            reason: note("order expired"),
+            provider_reference: reference("void_1"),
+        });
+}
+
+#[test]
+fn an_authorization_arriving_after_our_deadline_decline_is_voided() {
+    let deadline = PaymentEvent::Declined {
+        payment_id: payment_id(),
+        order_id: order_id(),
+        code: DeclineCode::DeadlineExceeded,
+        reason: note("no answer within 30000 ms"),
+        provider_reference: None,
+    };
+    Given::given([requested(), deadline])
+        .when(record_authorization())
+        .then(PaymentEvent::VoidRequested {
+            payment_id: payment_id(),
+            order_id: order_id(),
+            reason: note("no answer within 30000 ms"),
+            authorization: reference("auth_1"),
+        });
+}
+
+#[test]
+fn a_decline_arriving_after_the_payment_was_abandoned_changes_nothing() {
+    Given::given([requested(), abandoned()])
+        .when(PaymentCommand::RecordDecline {
+            payment_id: payment_id(),
+            code: DeclineCode::CardDeclined,
+            reason: note("do not honour"),
+            provider_reference: None,
+        })
+        .then_rejected(PaymentRejection::NoAnswerAwaited {
+            operation: "authorization",
+            status: PaymentStatus::Declined,
+        });
+}
+
+fn void_refund_requested(minor_units: i64) -> PaymentEvent {
+    PaymentEvent::RefundRequested {
+        payment_id: payment_id(),
+        order_id: order_id(),
+        refund_id: decider::void_refund_id(payment_id()),
+        amount: amount(minor_units),
+        currency: eur(),
+        reason: note("order expired"),
+        capture: reference("cap_1"),
+    }
+}
+
+#[test]
+fn voiding_a_captured_payment_refunds_what_is_left_of_the_capture() {
+    let state = Given::given(captured_history())
+        .when(void())
+        .then(void_refund_requested(10_000));
+    assert_eq!(state.payment.unwrap().refundable(), 0);
+    let mut partly_refunded = captured_history();
+    partly_refunded.extend([refund_requested(1, 3_000), refund_issued(1, 3_000, 3_000)]);
+    Given::given(partly_refunded)
+        .when(void())
+        .then(void_refund_requested(7_000));
+}
+
+#[test]
+fn voiding_a_captured_payment_twice_or_with_nothing_left_refunds_nothing() {
+    let mut voided_once = captured_history();
+    voided_once.push(void_refund_requested(10_000));
+    Given::given(voided_once)
+        .when(void())
+        .then_rejected(PaymentRejection::NotAuthorized(PaymentStatus::Captured));
+    let mut refunded = captured_history();
+    refunded.extend([
+        refund_requested(1, 10_000),
+        refund_issued(1, 10_000, 10_000),
+    ]);
+    Given::given(refunded)
+        .when(void())
+        .then_rejected(PaymentRejection::NotAuthorized(PaymentStatus::Captured));
 }
 
 #[test]

@@ -158,14 +158,18 @@ pub enum DeclineCode {
     ProviderRejected,
     /// No answer came from the provider within the configured deadline.
     DeadlineExceeded,
+    /// Voided by us while the provider's authorization was still awaited
+    /// (the order it pays for ended first); a late authorization is voided.
+    Abandoned,
 }
 
 impl DeclineCode {
-    pub const ALL: [DeclineCode; 4] = [
+    pub const ALL: [DeclineCode; 5] = [
         Self::CardDeclined,
         Self::InsufficientFunds,
         Self::ProviderRejected,
         Self::DeadlineExceeded,
+        Self::Abandoned,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -174,7 +178,14 @@ impl DeclineCode {
             Self::InsufficientFunds => "insufficient_funds",
             Self::ProviderRejected => "provider_rejected",
             Self::DeadlineExceeded => "deadline_exceeded",
+            Self::Abandoned => "abandoned",
         }
+    }
+
+    /// Whether we declined on our own, without the provider's answer: an
+    /// authorization the provider makes afterwards is held for nothing.
+    pub fn is_ours(&self) -> bool {
+        matches!(self, Self::DeadlineExceeded | Self::Abandoned)
     }
 
     pub fn parse(text: &str) -> Result<Self, ValueError> {
