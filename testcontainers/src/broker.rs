@@ -172,23 +172,13 @@ impl KafkaBroker {
 
     /// Whether the broker process is still running.
     pub fn is_running(&self) -> bool {
-        self.watchdog
-            .lock()
-            .map(|mut child| matches!(child.try_wait(), Ok(None)))
-            .unwrap_or(false)
+        still_running(&self.watchdog)
     }
 
     /// Kills the broker (SIGKILL, through its watchdog) and waits until it
     /// is gone: the outage case. Only for a [`dedicated_broker`].
     pub fn stop(&self) -> anyhow::Result<()> {
-        {
-            let mut lifeline = self
-                .lifeline
-                .lock()
-                .map_err(|_| anyhow::anyhow!("the broker's lifeline is poisoned"))?;
-            std::io::Write::write_all(&mut *lifeline, b"stop\n")
-                .context("signal the broker's watchdog")?;
-        }
+        ask_to_stop(&self.lifeline, "broker")?;
         if let Some(controller) = &self.controller {
             controller.stop()?;
         }
@@ -397,6 +387,24 @@ impl KafkaBroker {
     }
 }
 
+/// Whether the process under `watchdog` is still running.
+fn still_running(watchdog: &Mutex<Child>) -> bool {
+    watchdog
+        .lock()
+        .map(|mut child| matches!(child.try_wait(), Ok(None)))
+        .unwrap_or(false)
+}
+
+/// Writes a line to a watchdog's `lifeline`: it kills its process and
+/// removes its directory. `what` names the process in errors.
+fn ask_to_stop(lifeline: &Mutex<ChildStdin>, what: &str) -> anyhow::Result<()> {
+    let mut lifeline = lifeline
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the {what}'s lifeline is poisoned"))?;
+    std::io::Write::write_all(&mut *lifeline, b"stop\n")
+        .with_context(|| format!("signal the {what}'s watchdog"))
+}
+
 /// Writes a node's `server.properties` and log4j2 configuration into
 /// `directory` and formats its storage.
 fn prepare_node(directory: &Path, properties: &str, format_args: &[String]) -> anyhow::Result<()> {
@@ -440,10 +448,7 @@ impl Controller {
     }
 
     fn is_running(&self) -> bool {
-        self.watchdog
-            .lock()
-            .map(|mut child| matches!(child.try_wait(), Ok(None)))
-            .unwrap_or(false)
+        still_running(&self.watchdog)
     }
 
     /// How often the controller has fenced the broker so far.
@@ -478,12 +483,7 @@ impl Controller {
 
     /// Asks the controller's watchdog to stop it (and remove its directory).
     fn stop(&self) -> anyhow::Result<()> {
-        let mut lifeline = self
-            .lifeline
-            .lock()
-            .map_err(|_| anyhow::anyhow!("the controller's lifeline is poisoned"))?;
-        std::io::Write::write_all(&mut *lifeline, b"stop\n")
-            .context("signal the controller's watchdog")
+        ask_to_stop(&self.lifeline, "controller")
     }
 }
 
