@@ -68,6 +68,7 @@ mod notify_notices;
 mod outage;
 mod payments;
 mod poison;
+mod production;
 mod redis_outage;
 mod registry;
 mod replaced;

@@ -21,7 +21,7 @@ use crate::shared_gateway::{place_keyed_once_redis_answers, spawn_replica};
 use crate::support::binary;
 
 /// `keyspace_hits` of Redis's `INFO stats`.
-async fn keyspace_hits(redis: &RedisServer) -> anyhow::Result<u64> {
+pub(crate) async fn keyspace_hits(redis: &RedisServer) -> anyhow::Result<u64> {
     let client = redis::Client::open(redis.url())?;
     let mut connection = client.get_multiplexed_async_connection().await?;
     let info: String = redis::cmd("INFO")

@@ -15,18 +15,19 @@ use std::time::Duration;
 
 use foldline_testcontainers::{
     free_port, place_body, poll_until, server_pki, CommandOptions, Deadline, Deployment,
-    FoldlineProcess,
+    FoldlineProcess, ServerPki,
 };
 use serde_json::Value;
 
+use crate::scylla::as_pairs;
 use crate::support::binary;
 
-const USER: &str = "foldline";
-const PASSWORD: &str = "registry-secret-0";
+pub(crate) const USER: &str = "foldline";
+pub(crate) const PASSWORD: &str = "registry-secret-0";
 const WRONG_PASSWORD: &str = "not-the-registry-secret";
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
-fn https_client(ca: &std::path::Path) -> reqwest_registry::Client {
+pub(crate) fn https_client(ca: &std::path::Path) -> reqwest_registry::Client {
     let ca = std::fs::read(ca).unwrap();
     reqwest_registry::Client::builder()
         .tls_certs_only(reqwest_registry::Certificate::from_pem_bundle(&ca).unwrap())
@@ -34,6 +35,69 @@ fn https_client(ca: &std::path::Path) -> reqwest_registry::Client {
         .no_proxy()
         .build()
         .unwrap()
+}
+
+/// The registry role behind basic auth and TLS, and what its clients set.
+pub(crate) struct SecuredRegistry {
+    /// `[registry]` of every process that talks to it.
+    pub(crate) client: Vec<(String, String)>,
+    /// `[registry_server]` on top of `client`: the registry role's process.
+    pub(crate) server: Vec<(String, String)>,
+}
+
+impl SecuredRegistry {
+    pub(crate) fn new(deployment: &Deployment, pki: &ServerPki) -> SecuredRegistry {
+        let url = deployment.registry_url().replacen("http://", "https://", 1);
+        let owned = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), value.clone()))
+                .collect()
+        };
+        let client = owned(&[
+            ("FOLDLINE__REGISTRY__URL", url),
+            ("FOLDLINE__REGISTRY__USERNAME", USER.to_owned()),
+            ("FOLDLINE__REGISTRY__PASSWORD", PASSWORD.to_owned()),
+            ("FOLDLINE__REGISTRY__CA_FILE", pki.ca.display().to_string()),
+        ]);
+        let mut server = client.clone();
+        server.extend(owned(&[
+            ("FOLDLINE__REGISTRY_SERVER__USERNAME", USER.to_owned()),
+            ("FOLDLINE__REGISTRY_SERVER__PASSWORD", PASSWORD.to_owned()),
+            (
+                "FOLDLINE__REGISTRY_SERVER__CERTIFICATE_FILE",
+                pki.certificate.display().to_string(),
+            ),
+            (
+                "FOLDLINE__REGISTRY_SERVER__KEY_FILE",
+                pki.key.display().to_string(),
+            ),
+        ]));
+        SecuredRegistry { client, server }
+    }
+}
+
+/// Polls the registry's `subjects` over TLS, with the credentials, until it
+/// answers 200.
+pub(crate) async fn wait_answers(http: &reqwest_registry::Client, subjects_url: &str) {
+    poll_until(
+        "the registry answers over tls",
+        Deadline::secs(90),
+        || async {
+            match http
+                .get(subjects_url)
+                .basic_auth(USER, Some(PASSWORD))
+                .send()
+                .await
+            {
+                Ok(response) if response.status() == 200 => Ok(Some(())),
+                Ok(response) => Err(format!("http {}", response.status())),
+                Err(error) => Err(error.to_string()),
+            }
+        },
+    )
+    .await
+    .unwrap();
 }
 
 /// Waits for `process` to stop and returns its log, which must say
@@ -59,32 +123,12 @@ async fn the_platform_runs_against_a_registry_process_with_basic_auth_and_tls() 
     let deployment = Deployment::new(binary(), "registry-tls").unwrap();
     let pki = server_pki(&deployment.dir().join("pki")).unwrap();
     let url = deployment.registry_url().replacen("http://", "https://", 1);
-    let (ca, untrusted_ca) = (
-        pki.ca.display().to_string(),
-        pki.untrusted_ca.display().to_string(),
-    );
-    let (certificate, key) = (
-        pki.certificate.display().to_string(),
-        pki.key.display().to_string(),
-    );
-    let client: Vec<(&str, &str)> = vec![
-        ("FOLDLINE__REGISTRY__URL", &url),
-        ("FOLDLINE__REGISTRY__USERNAME", USER),
-        ("FOLDLINE__REGISTRY__PASSWORD", PASSWORD),
-        ("FOLDLINE__REGISTRY__CA_FILE", &ca),
-    ];
+    let untrusted_ca = pki.untrusted_ca.display().to_string();
+    let secured = SecuredRegistry::new(&deployment, &pki);
+    let client = as_pairs(&secured.client);
+    let server = as_pairs(&secured.server);
     // The registry role alone; its own client (it registers the declared
     // schemas too) reaches it through the same TLS and credentials.
-    let server = [
-        client.as_slice(),
-        &[
-            ("FOLDLINE__REGISTRY_SERVER__USERNAME", USER),
-            ("FOLDLINE__REGISTRY_SERVER__PASSWORD", PASSWORD),
-            ("FOLDLINE__REGISTRY_SERVER__CERTIFICATE_FILE", &certificate),
-            ("FOLDLINE__REGISTRY_SERVER__KEY_FILE", &key),
-        ],
-    ]
-    .concat();
     let _registry = deployment
         .spawn_with("registry", &["registry"], "store-registry", &server)
         .unwrap();
@@ -94,24 +138,7 @@ async fn the_platform_runs_against_a_registry_process_with_basic_auth_and_tls() 
         "{}-foldline.orders.OrderPlaced",
         deployment.topic("orders.events")
     );
-    poll_until(
-        "the registry answers over tls",
-        Deadline::secs(90),
-        || async {
-            match http
-                .get(&subjects_url)
-                .basic_auth(USER, Some(PASSWORD))
-                .send()
-                .await
-            {
-                Ok(response) if response.status() == 200 => Ok(Some(())),
-                Ok(response) => Err(format!("http {}", response.status())),
-                Err(error) => Err(error.to_string()),
-            }
-        },
-    )
-    .await
-    .unwrap();
+    wait_answers(&http, &subjects_url).await;
 
     // Confluent's refusal: 401 with a Basic challenge, with no or wrong
     // credentials, on every route.
