@@ -17,8 +17,7 @@
 //! records; the cached reads follow the projection as the saga moves the
 //! order on, and Redis counts their hits.
 
-use foldline_platform::config::{CqlConsistency, ScyllaConfig};
-use foldline_platform::store::{RowKey, Store};
+use foldline_platform::store::RowKey;
 use foldline_testcontainers::{
     cassandra, free_port, poll_until, server_pki, unique_keyspace, Api, ApiResponse,
     CommandOptions, Deadline, Deployment, RedisServer,
@@ -26,10 +25,10 @@ use foldline_testcontainers::{
 use serde_json::{json, Value};
 
 use crate::redis_outage::keyspace_hits;
-use crate::registry::{https_client, wait_answers, SecuredRegistry, PASSWORD, USER};
-use crate::scylla::{as_pairs, cql_env, migrate};
+use crate::registry::{https_client, subjects, wait_answers, SecuredRegistry};
+use crate::scylla::{as_pairs, cql_env, cql_store, migrate};
 use crate::shared_gateway::spawn_replica;
-use crate::support::binary;
+use crate::support::{binary, spawn_simulator};
 
 /// The simulator's card that it declines (README, *The order saga*).
 const DECLINED_CARD: &str = "tok_chargeDeclined";
@@ -110,23 +109,7 @@ async fn the_saga_runs_on_cql_redis_and_a_secured_registry_with_stateless_gatewa
     );
     wait_answers(&http, &subjects_url).await;
 
-    let mut simulator_env = env.clone();
-    simulator_env.push((
-        "FOLDLINE__PAYMENTS__SIMULATOR__LISTEN".to_owned(),
-        format!("127.0.0.1:{simulator_port}"),
-    ));
-    let mut simulator = deployment
-        .spawn_with(
-            "simulator",
-            &["provider-simulator"],
-            "unused",
-            &as_pairs(&simulator_env),
-        )
-        .unwrap();
-    simulator
-        .wait_ready(&format!("{simulator_url}/healthz"), Deadline::secs(60))
-        .await
-        .unwrap();
+    let _simulator = spawn_simulator(&deployment, &env, simulator_port).await;
 
     // One process per service, as a deployment would run them.
     let mut services = Vec::new();
@@ -289,17 +272,7 @@ async fn the_saga_runs_on_cql_redis_and_a_secured_registry_with_stateless_gatewa
     );
 
     // The rows are in the CQL store; the subjects in the secured registry.
-    let store = Store::connect_scylla(
-        &ScyllaConfig {
-            contact_points: vec![server.contact_point().to_owned()],
-            keyspace,
-            consistency: CqlConsistency::One,
-            ..ScyllaConfig::default()
-        },
-        &[],
-    )
-    .await
-    .unwrap();
+    let store = cql_store(server.contact_point(), &keyspace).await;
     for (table, id) in [("order_by_id", &paid), ("user_by_id", &user)] {
         let row = store
             .get(RowKey::new(table, id.clone().into_bytes(), Vec::new()))
@@ -307,15 +280,7 @@ async fn the_saga_runs_on_cql_redis_and_a_secured_registry_with_stateless_gatewa
             .unwrap();
         assert!(row.is_some(), "{table} {id} is in the cql store");
     }
-    let subjects: Vec<String> = http
-        .get(&subjects_url)
-        .basic_auth(USER, Some(PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let subjects = subjects(&http, &subjects_url).await;
     for topic in ["users.events", "orders.events", "payments.events"] {
         let topic = deployment.topic(topic);
         assert!(

@@ -22,8 +22,8 @@ use serde_json::Value;
 use crate::scylla::as_pairs;
 use crate::support::binary;
 
-pub(crate) const USER: &str = "foldline";
-pub(crate) const PASSWORD: &str = "registry-secret-0";
+const USER: &str = "foldline";
+const PASSWORD: &str = "registry-secret-0";
 const WRONG_PASSWORD: &str = "not-the-registry-secret";
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -98,6 +98,18 @@ pub(crate) async fn wait_answers(http: &reqwest_registry::Client, subjects_url: 
     )
     .await
     .unwrap();
+}
+
+/// The registry's subjects, read over TLS with the credentials.
+pub(crate) async fn subjects(http: &reqwest_registry::Client, subjects_url: &str) -> Vec<String> {
+    http.get(subjects_url)
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .expect("the registry answers")
+        .json()
+        .await
+        .expect("subjects are a json list")
 }
 
 /// Waits for `process` to stop and returns its log, which must say
@@ -184,15 +196,7 @@ async fn the_platform_runs_against_a_registry_process_with_basic_auth_and_tls() 
     assert_eq!(placed.status, 201, "{placed}\n{}", platform.report(40));
     let fetched = api.order(placed.str("id").unwrap()).await.unwrap();
     assert_eq!(fetched.status, 200, "{fetched}");
-    let subjects: Vec<String> = http
-        .get(&subjects_url)
-        .basic_auth(USER, Some(PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let subjects = subjects(&http, &subjects_url).await;
     assert!(subjects.contains(&events_subject), "{subjects:?}");
 
     // A schema the registry refuses: an earlier, incompatible version of a

@@ -41,7 +41,6 @@ use foldline_payments::projection::{
 };
 use foldline_payments::provider::simulator::{Counts, ReferenceCounts};
 use foldline_payments::PaymentsProjection;
-use foldline_platform::config::{CqlConsistency, ScyllaConfig};
 use foldline_platform::gated::GatedProjection;
 use foldline_platform::projector::MemoryTable;
 use foldline_platform::store::{RowKey, Store, StoredRow};
@@ -54,8 +53,8 @@ use foldline_testcontainers::{
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::scylla::{as_pairs, cql_env, migrate};
-use crate::support::{binary, retry_until_acknowledged, send_all, Sent};
+use crate::scylla::{as_pairs, cql_env, cql_store, migrate};
+use crate::support::{binary, retry_until_acknowledged, send_all, spawn_simulator, Sent};
 
 /// Active customers, and how many of them are deactivated before ordering.
 const CUSTOMERS: usize = 30;
@@ -124,10 +123,6 @@ impl Saga {
         let mut simulator_env = env.clone();
         simulator_env.extend(
             [
-                (
-                    "FOLDLINE__PAYMENTS__SIMULATOR__LISTEN",
-                    format!("127.0.0.1:{simulator_port}"),
-                ),
                 ("FOLDLINE__PAYMENTS__SIMULATOR__LATENCY_MS", "15".to_owned()),
                 (
                     "FOLDLINE__PAYMENTS__SIMULATOR__ERROR_RATE",
@@ -144,18 +139,7 @@ impl Saga {
             ]
             .map(|(key, value)| (key.to_owned(), value)),
         );
-        let mut simulator = deployment
-            .spawn_with(
-                "simulator",
-                &["provider-simulator"],
-                "unused",
-                &as_pairs(&simulator_env),
-            )
-            .unwrap();
-        simulator
-            .wait_ready(&format!("{simulator_url}/healthz"), Deadline::secs(60))
-            .await
-            .expect("the simulator becomes ready");
+        let simulator = spawn_simulator(&deployment, &simulator_env, simulator_port).await;
         // The simulator's process created every topic before it served; a
         // loaded broker can take a while to list them, and the registry
         // refuses to start on a schemas topic it cannot see yet.
@@ -170,17 +154,7 @@ impl Saga {
             )
             .await
             .expect("the gateway becomes ready");
-        let store = Store::connect_scylla(
-            &ScyllaConfig {
-                contact_points: vec![server.contact_point().to_owned()],
-                keyspace,
-                consistency: CqlConsistency::One,
-                ..ScyllaConfig::default()
-            },
-            &[],
-        )
-        .await
-        .expect("the test reads the cql store");
+        let store = cql_store(server.contact_point(), &keyspace).await;
         let api = deployment.api().unwrap();
         let mut saga = Saga {
             deployment,

@@ -39,6 +39,21 @@ pub(crate) fn as_pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// The test's own connection to the CQL store at `contact_point`.
+pub(crate) async fn cql_store(contact_point: &str, keyspace: &str) -> Store {
+    Store::connect_scylla(
+        &ScyllaConfig {
+            contact_points: vec![contact_point.to_owned()],
+            keyspace: keyspace.to_owned(),
+            consistency: CqlConsistency::One,
+            ..ScyllaConfig::default()
+        },
+        &[],
+    )
+    .await
+    .expect("the test reads the cql store")
+}
+
 /// Runs `foldline migrate` to its end; returns its output.
 pub(crate) fn migrate(deployment: &Deployment, env: &[(String, String)]) -> String {
     let mut command = std::process::Command::new(binary());
@@ -147,17 +162,7 @@ async fn stateless_gateways_serve_orders_from_the_cql_store_without_a_projector(
     );
 
     // What the gateways serve is what the CQL store holds.
-    let store = Store::connect_scylla(
-        &ScyllaConfig {
-            contact_points: vec![server.contact_point().to_owned()],
-            keyspace: keyspace.clone(),
-            consistency: CqlConsistency::One,
-            ..ScyllaConfig::default()
-        },
-        &[],
-    )
-    .await
-    .unwrap();
+    let store = cql_store(server.contact_point(), &keyspace).await;
     let row = store
         .get(RowKey::new(
             "order_by_id",

@@ -39,6 +39,35 @@ pub(crate) async fn spawn_platform(deployment: &Deployment) -> FoldlineProcess {
 
 /// The front process of every fault test: registry, gateway and the
 /// projector whose store the gateway reads. Ready when it returns.
+/// The payment provider simulator as its own process on `port`, with
+/// `env` (its knobs: `FOLDLINE__PAYMENTS__SIMULATOR__*`), once it answers.
+pub(crate) async fn spawn_simulator(
+    deployment: &Deployment,
+    env: &[(String, String)],
+    port: u16,
+) -> FoldlineProcess {
+    let mut env = env.to_vec();
+    env.push((
+        "FOLDLINE__PAYMENTS__SIMULATOR__LISTEN".to_owned(),
+        format!("127.0.0.1:{port}"),
+    ));
+    let pairs: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let mut simulator = deployment
+        .spawn_with("simulator", &["provider-simulator"], "unused", &pairs)
+        .unwrap();
+    simulator
+        .wait_ready(
+            &format!("http://127.0.0.1:{port}/healthz"),
+            Deadline::secs(60),
+        )
+        .await
+        .expect("the simulator becomes ready");
+    simulator
+}
+
 pub(crate) async fn spawn_gateway(deployment: &Deployment) -> FoldlineProcess {
     deployment
         .spawn_ready(
