@@ -64,7 +64,19 @@ async fn backlog(deployment: &Deployment, orders: usize) -> anyhow::Result<BTree
             let _permit = permit;
             let customer = uuid::Uuid::new_v4().to_string();
             let body = place_body(&customer, "EUR", &[("SKU-1", 1, 100), ("SKU-2", 2, 250)]);
-            api.place_order(&body, &CommandOptions::default()).await
+            // Admission refuses what the processor cannot settle yet (503
+            // with Retry-After): wait as asked and send the same order again.
+            loop {
+                let answer = api.place_order(&body, &CommandOptions::default()).await?;
+                if answer.status != 503 {
+                    return Ok::<_, anyhow::Error>(answer);
+                }
+                let seconds = answer
+                    .header("retry-after")
+                    .and_then(|value| value.parse::<f64>().ok())
+                    .unwrap_or(0.1);
+                tokio::time::sleep(Duration::from_secs_f64(seconds.min(0.2))).await;
+            }
         });
     }
     while let Some(placed) = placing.join_next().await {

@@ -2,7 +2,8 @@
 //!
 //! A projection is pure: given a record, its log position and the current
 //! rows it asked for, it returns row upserts. The loop does the I/O: read
-//! rows (through an in-batch overlay so a batch sees its own writes), write
+//! rows (all of a batch's at once, concurrently; then through an in-batch
+//! overlay so a batch sees its own writes), write
 //! the batch with the partition checkpoints in one store write, then store
 //! the consumer offsets. Redelivery re-applies records whose positions the
 //! rows already reflect: the store's position guard makes that a no-op, so
@@ -43,6 +44,12 @@ use crate::processor::assignment::{
 use crate::processor::retry;
 use crate::shutdown::Shutdown;
 use crate::store::{Checkpoint, RowKey, Store, StoreError, StoredRow, WriteBatch};
+
+/// The rows one record writes.
+type Upserts = Vec<(RowKey, StoredRow)>;
+
+/// How many row reads one batch keeps in flight against the store.
+const CONCURRENT_READS: usize = 32;
 
 /// Current rows a projection asked for; `None` when absent.
 pub type CurrentRows = HashMap<RowKey, Option<StoredRow>>;
@@ -414,24 +421,48 @@ impl<P: Projection> Projector<P> {
         batch: &[OwnedMessage],
         shutdown: &Shutdown,
     ) -> Result<Option<(WriteBatch, Vec<Admission>)>, ProjectorError> {
+        // Screen every record first, so the rows the batch reads are known
+        // up front and read from the store concurrently: one round trip's
+        // latency per batch instead of one per record (a CQL read is a
+        // network round trip). Nothing is written before the batch's one
+        // store write, so screening ahead changes no outcome.
+        let mut screened = Vec::with_capacity(batch.len());
+        for message in batch {
+            match self.screen(message, shutdown).await? {
+                Screened::Stopped => return Ok(None),
+                admitted_or_parked => screened.push((message, admitted_or_parked)),
+            }
+        }
+        let mut wanted = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (message, screened) in &screened {
+            if let Screened::Admitted(record) = screened {
+                for key in self.projection.rows_to_read_at(record, message.partition()) {
+                    if seen.insert(key.clone()) {
+                        wanted.push(key);
+                    }
+                }
+            }
+        }
+        let Some(before) = self.read_rows(wanted, shutdown).await? else {
+            return Ok(None);
+        };
         let mut overlay: CurrentRows = HashMap::new();
         let mut write = WriteBatch::default();
         let mut verdicts = Vec::new();
         let mut next_offsets: HashMap<i32, i64> = HashMap::new();
-        for message in batch {
+        for (message, screened) in screened {
             next_offsets.insert(message.partition(), message.offset() + 1);
+            let Screened::Admitted(record) = screened else {
+                continue;
+            };
             let span = tracing::debug_span!(
                 "record",
                 partition = message.partition(),
                 offset = message.offset()
             );
-            let Some((upserts, admission)) = self
-                .project_record(message, &overlay, shutdown)
-                .instrument(span)
-                .await?
-            else {
-                return Ok(None);
-            };
+            let (upserts, admission) =
+                span.in_scope(|| self.project_record(message, &record, &overlay, &before))?;
             verdicts.extend(admission);
             for (key, row) in upserts {
                 overlay.insert(key.clone(), Some(row.clone()));
@@ -450,15 +481,13 @@ impl<P: Projection> Projector<P> {
         Ok(Some((write, verdicts)))
     }
 
-    /// The upserts of one record (none for poison, which is parked) and
-    /// the gate's verdict on it; `None` when stopped.
-    async fn project_record(
+    /// Decodes one record, parking poison in the dead-letter topic.
+    async fn screen(
         &self,
         message: &OwnedMessage,
-        overlay: &CurrentRows,
         shutdown: &Shutdown,
-    ) -> Result<Option<(Vec<(RowKey, StoredRow)>, Option<Admission>)>, ProjectorError> {
-        let screened = match self.projection.parse_raw(message) {
+    ) -> Result<Screened<P::Record>, ProjectorError> {
+        Ok(match self.projection.parse_raw(message) {
             Some(Ok(record)) => Screened::Admitted(record),
             Some(Err(error)) => {
                 self.dead_letters
@@ -476,46 +505,73 @@ impl<P: Projection> Projector<P> {
                     )
                     .await?
             }
-        };
-        let record = match screened {
-            Screened::Admitted(record) => record,
-            Screened::Parked => return Ok(Some((Vec::new(), None))),
-            Screened::Stopped => return Ok(None),
-        };
-        let mut current = CurrentRows::new();
-        for key in self
-            .projection
-            .rows_to_read_at(&record, message.partition())
-        {
-            let row = match overlay.get(&key) {
-                Some(row) => row.clone(),
-                None => {
-                    let read = retry::until_settled(
-                        "read projection row",
-                        shutdown,
-                        || self.store.get(key.clone()),
-                        StoreError::is_transient,
-                    )
-                    .await;
-                    match read {
-                        None => return Ok(None),
-                        Some(row) => row?,
-                    }
+        })
+    }
+
+    /// The store's rows at `keys`, read concurrently (at most
+    /// [`CONCURRENT_READS`] at once), each retried while the store's error
+    /// is transient; `None` when stopped.
+    async fn read_rows(
+        &self,
+        keys: Vec<RowKey>,
+        shutdown: &Shutdown,
+    ) -> Result<Option<CurrentRows>, ProjectorError> {
+        use futures::StreamExt;
+
+        let mut reads = futures::stream::iter(keys)
+            .map(|key| async move {
+                let read = retry::until_settled(
+                    "read projection row",
+                    shutdown,
+                    || self.store.get(key.clone()),
+                    StoreError::is_transient,
+                )
+                .await;
+                (key, read)
+            })
+            .buffer_unordered(CONCURRENT_READS);
+        let mut rows = CurrentRows::new();
+        while let Some((key, read)) = reads.next().await {
+            match read {
+                None => return Ok(None),
+                Some(row) => {
+                    rows.insert(key, row?);
                 }
-            };
+            }
+        }
+        Ok(Some(rows))
+    }
+
+    /// The upserts of one admitted record and the gate's verdict on it,
+    /// from the rows the batch wrote so far (`overlay`) over the rows the
+    /// store held before the batch (`before`).
+    fn project_record(
+        &self,
+        message: &OwnedMessage,
+        record: &P::Record,
+        overlay: &CurrentRows,
+        before: &CurrentRows,
+    ) -> Result<(Upserts, Option<Admission>), ProjectorError> {
+        let mut current = CurrentRows::new();
+        for key in self.projection.rows_to_read_at(record, message.partition()) {
+            let row = overlay
+                .get(&key)
+                .or_else(|| before.get(&key))
+                .cloned()
+                .flatten();
             current.insert(key, row);
         }
         let upserts = self
             .projection
-            .project(&record, message.partition(), message.offset(), &current)
+            .project(record, message.partition(), message.offset(), &current)
             .map_err(|source| ProjectorError::Projection {
                 topic: self.options.topic.clone(),
                 partition: message.partition(),
                 offset: message.offset(),
                 source,
             })?;
-        let admission = self.projection.admission(&record, &current);
-        Ok(Some((upserts, admission)))
+        let admission = self.projection.admission(record, &current);
+        Ok((upserts, admission))
     }
 }
 

@@ -185,3 +185,106 @@ async fn the_store_checkpoint_decides_where_a_projection_resumes() {
         Some(9)
     );
 }
+
+/// Every record reads and bumps one shared row: the rows a batch needs are
+/// read up front, so each record after the first must see the batch's own
+/// writes over what the store held before it.
+#[derive(Debug, Default)]
+struct Counter;
+
+fn counter_key() -> RowKey {
+    RowKey::new(TABLE, b"counter".to_vec(), Vec::new())
+}
+
+impl Projection for Counter {
+    type Record = OrderShipped;
+
+    fn parse_record(&self, decoded: Decoded) -> Result<OrderShipped, WireError> {
+        foldline_contracts::record::read_avro(&decoded.record_name, &decoded.value)
+    }
+
+    fn rows_to_read(&self, _record: &OrderShipped) -> Vec<RowKey> {
+        vec![counter_key()]
+    }
+
+    fn project(
+        &self,
+        _record: &OrderShipped,
+        _partition: i32,
+        offset: i64,
+        current: &CurrentRows,
+    ) -> Result<Vec<(RowKey, StoredRow)>, ProjectionError> {
+        let count = match current.get(&counter_key()) {
+            Some(Some(row)) => u64::from_be_bytes(
+                row.value
+                    .as_slice()
+                    .try_into()
+                    .expect("the counter is 8 bytes"),
+            ),
+            Some(None) => 0,
+            None => panic!("the counter was not among the current rows"),
+        };
+        Ok(vec![(
+            counter_key(),
+            StoredRow {
+                position: offset,
+                value: (count + 1).to_be_bytes().to_vec(),
+            },
+        )])
+    }
+}
+
+async fn counted(store: &Store) -> (u64, i64) {
+    let row = store
+        .get(counter_key())
+        .await
+        .expect("read the counter")
+        .expect("the counter exists");
+    let count = u64::from_be_bytes(row.value.as_slice().try_into().expect("8 bytes"));
+    (count, row.position)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_one_batch_fold_over_each_others_writes_and_the_stored_row() {
+    let fixture = Fixture::start(1).await;
+    let store = Store::in_memory().expect("store");
+    let counter = Arc::new(Counter);
+    let run = |last: i64| {
+        let (handle, watermarks) = projector::watermarks();
+        let (trigger, shutdown) = shutdown::channel();
+        let options = ProjectorOptions {
+            name: PROJECTOR.to_owned(),
+            client_id: "counter-projector".to_owned(),
+            topic: fixture.topics.events.clone(),
+            dlq: fixture.topics.dlq.clone(),
+            max_batch: 4,
+        };
+        let (kafka, codec, store, counter) = (
+            fixture.kafka.clone(),
+            fixture.codec.clone(),
+            store.clone(),
+            Arc::clone(&counter),
+        );
+        async move {
+            let task = tokio::spawn(async move {
+                projector::run(counter, options, &kafka, codec, store, handle, shutdown).await
+            });
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            assert!(
+                watermarks.wait_for(0, last, deadline).await,
+                "the projector never reached offset {last}"
+            );
+            Running { trigger, task }.stop().await;
+        }
+    };
+
+    // Ten records in batches of at most four: every one counted once.
+    append(&fixture, 0..10).await;
+    run(9).await;
+    assert_eq!(counted(&store).await, (10, 9));
+
+    // A second run starts from the stored row, read before its first batch.
+    append(&fixture, 10..13).await;
+    run(12).await;
+    assert_eq!(counted(&store).await, (13, 12));
+}
