@@ -591,6 +591,83 @@ fn an_authorization_arriving_after_our_deadline_decline_is_voided() {
         });
 }
 
+fn deadline_declined() -> PaymentEvent {
+    PaymentEvent::Declined {
+        payment_id: payment_id(),
+        order_id: order_id(),
+        code: DeclineCode::DeadlineExceeded,
+        reason: note("no answer from the payment provider within 3000 ms"),
+        provider_reference: None,
+    }
+}
+
+/// The provider worker's reconciliation after its deadline decline (see
+/// `worker::reconcile_after_deadline`): the hold it finds is voided, and
+/// the payment keeps why it was declined.
+#[test]
+fn a_hold_found_after_our_deadline_decline_is_voided_and_the_decline_kept() {
+    let voiding = PaymentEvent::VoidRequested {
+        payment_id: payment_id(),
+        order_id: order_id(),
+        reason: note("no answer from the payment provider within 3000 ms"),
+        authorization: reference("auth_1"),
+    };
+    Given::given([requested(), deadline_declined()])
+        .when(record_authorization())
+        .then(voiding.clone());
+    let state = Given::given([requested(), deadline_declined(), voiding])
+        .when(PaymentCommand::RecordVoid {
+            payment_id: payment_id(),
+            provider_reference: reference("void_1"),
+        })
+        .then(PaymentEvent::Voided {
+            payment_id: payment_id(),
+            order_id: order_id(),
+            reason: note("no answer from the payment provider within 3000 ms"),
+            provider_reference: reference("void_1"),
+        });
+    let payment = state.payment.unwrap();
+    assert_eq!(payment.status, PaymentStatus::Voided);
+    assert_eq!(payment.void, Some(reference("void_1")));
+    assert_eq!(payment.decline.unwrap().code, DeclineCode::DeadlineExceeded);
+}
+
+#[test]
+fn a_refusal_found_after_our_deadline_decline_changes_nothing() {
+    // The key was answered with a refusal: nothing is held.
+    Given::given([requested(), deadline_declined()])
+        .when(PaymentCommand::RecordDecline {
+            payment_id: payment_id(),
+            code: DeclineCode::CardDeclined,
+            reason: note("card_declined: do not honour"),
+            provider_reference: None,
+        })
+        .then_rejected(PaymentRejection::NoAnswerAwaited {
+            operation: "authorization",
+            status: PaymentStatus::Declined,
+        });
+}
+
+#[test]
+fn our_deadline_decline_of_an_abandoned_payment_changes_nothing() {
+    // The saga gave up first; the worker's deadline decline comes after.
+    Given::given([requested(), abandoned()])
+        .when(PaymentCommand::RecordDecline {
+            payment_id: payment_id(),
+            code: DeclineCode::DeadlineExceeded,
+            reason: note("no answer from the payment provider within 3000 ms"),
+            provider_reference: None,
+        })
+        .then_rejected(PaymentRejection::NoAnswerAwaited {
+            operation: "authorization",
+            status: PaymentStatus::Declined,
+        });
+    // ...and the hold its reconciliation finds is voided all the same.
+    Given::given([requested(), abandoned()])
+        .when(record_authorization())
+        .then(void_requested());
+}
+
 #[test]
 fn a_decline_arriving_after_the_payment_was_abandoned_changes_nothing() {
     Given::given([requested(), abandoned()])
