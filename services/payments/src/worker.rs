@@ -555,6 +555,19 @@ mod tests {
         }
     }
 
+    /// A simulator on a free port, and its URL.
+    async fn serve_simulator(config: ProviderSimulatorConfig) -> (Simulator, String) {
+        let simulator = Simulator::new(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(simulator::serve(
+            simulator.clone(),
+            listener,
+            std::future::pending(),
+        ));
+        (simulator, url)
+    }
+
     #[test]
     fn keys_are_one_per_operation_and_stable() {
         let call = authorize_call(1);
@@ -689,18 +702,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_answer_at_the_deadline_is_declined_then_found_by_reconciling() {
-        let simulator = Simulator::new(ProviderSimulatorConfig {
+        let (simulator, url) = serve_simulator(ProviderSimulatorConfig {
             lost_answer_rate: 1.0,
             unreachable_after_lost_answer_ms: 1_500,
             ..ProviderSimulatorConfig::default()
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(simulator::serve(
-            simulator.clone(),
-            listener,
-            std::future::pending(),
-        ));
+        })
+        .await;
         let mut config = client(&url);
         config.authorization_deadline_ms = 500;
         let provider = HttpProvider::new(&config).unwrap();
@@ -728,21 +735,15 @@ mod tests {
 
     #[tokio::test]
     async fn an_outage_is_retried_with_the_same_key_until_authorized() {
-        let simulator = Simulator::new(ProviderSimulatorConfig {
+        let (simulator, url) = serve_simulator(ProviderSimulatorConfig {
             outages: vec![OutageWindow {
                 after_ms: 0,
                 for_ms: 200,
             }],
             lost_answer_rate: 0.5,
             ..ProviderSimulatorConfig::default()
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(simulator::serve(
-            simulator.clone(),
-            listener,
-            std::future::pending(),
-        ));
+        })
+        .await;
         let mut config = client(&url);
         config.authorization_deadline_ms = 30_000;
         let provider = HttpProvider::new(&config).unwrap();

@@ -18,7 +18,7 @@ use foldline_platform::codec::Codec;
 use foldline_platform::outbox::send_command;
 use foldline_testcontainers::wait::POLL_INTERVAL;
 use foldline_testcontainers::{
-    free_port, poll_until, Api, ApiResponse, CommandOptions, Deadline, Deployment, FoldlineProcess,
+    free_port, poll_until, Api, ApiResponse, Deadline, Deployment, FoldlineProcess,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::FutureProducer;
@@ -26,7 +26,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::binary;
+use crate::support::{binary, command_answered};
 
 const AMOUNT: i64 = 10_000;
 
@@ -717,26 +717,6 @@ async fn kill_9_of_the_provider_worker_mid_stream_never_charges_twice() {
     drop((front, back, provider.process));
 }
 
-/// A command retried (same key) until the gateway answers it with 200/201.
-async fn created(api: &Api, path: &str, body: Value, key: &str) -> String {
-    let answer = poll_until(&format!("POST {path} ({key})"), Deadline::secs(60), || {
-        let body = body.to_string();
-        async move {
-            let answer = api
-                .command(path, body, &CommandOptions::keyed_waiting(key, 5))
-                .await
-                .map_err(|error| error.to_string())?;
-            match answer.status {
-                200 | 201 => Ok(Some(answer)),
-                _ => Err(answer.to_string()),
-            }
-        }
-    })
-    .await
-    .expect("the gateway takes the command");
-    answer.str("id").expect("an id").to_owned()
-}
-
 /// Polls `GET /v1/orders/{id}` until its status is `status`.
 async fn wait_for_order(api: &Api, order: &str, status: &str, budget: u64) -> ApiResponse {
     poll_until(
@@ -754,6 +734,46 @@ async fn wait_for_order(api: &Api, order: &str, status: &str, budget: u64) -> Ap
     .unwrap_or_else(|error| panic!("{error:#}"))
 }
 
+const DEADLINE_MS: &str = "3000";
+
+/// Places an order of `customer` (idempotency key `key`) and waits until
+/// the payments deadline rejected it: the order `payment_rejected` with
+/// the deadline as its reason, its payment `declined` (`deadline_exceeded`).
+/// Returns the order id and its payment id.
+async fn rejected_on_the_deadline(api: &Api, customer: &str, key: &str) -> (String, String) {
+    let order = command_answered(
+        api,
+        "/v1/orders",
+        json!({
+            "customer_id": customer,
+            "currency": "EUR",
+            "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price": 1250}],
+        }),
+        key,
+    )
+    .await;
+    let order = order["id"].as_str().expect("an order id").to_owned();
+    let rejected = wait_for_order(api, &order, "payment_rejected", 90).await;
+    let reason = format!("no answer from the payment provider within {DEADLINE_MS} ms");
+    assert!(
+        rejected
+            .str("payment_rejection_reason")
+            .is_some_and(|given| given.contains(&reason)),
+        "the order says why: {rejected}"
+    );
+    let payment = rejected
+        .str("payment_id")
+        .unwrap_or_else(|| panic!("a payment id: {rejected}"))
+        .to_owned();
+    let declined = wait_for_status(api, &payment, "declined", 30).await;
+    assert_eq!(
+        declined.str("decline_code"),
+        Some("deadline_exceeded"),
+        "{declined}"
+    );
+    (order, payment)
+}
+
 /// The payments deadline (3 s) declines two orders' payments without the
 /// provider's answer, and the provider still ends up holding nothing for
 /// them, by its own ledger:
@@ -761,14 +781,13 @@ async fn wait_for_order(api: &Api, order: &str, status: &str, budget: u64) -> Ap
 ///   still asking with the same key, gets the authorization executed only
 ///   then, records it, and voids it;
 /// - *lost*: the provider executes the authorization at once but its
-///   answer is lost and its key unreachable past the deadline; once
-///   reachable, the same key is answered from its store, and that hold is
-///   voided.
+///   answer is lost and its key unreachable past the deadline; the worker
+///   is killed with SIGKILL while it waits; restarted, it asks the same key
+///   again, is answered from the provider's store, and voids that hold.
 ///
 /// Both orders end `payment_rejected` with the deadline as their reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_the_payment_deadline_gave_up_on_are_voided_at_the_provider() {
-    const DEADLINE_MS: &str = "3000";
     let deployment = Deployment::new(binary(), "payments-late-hold").unwrap();
     let port = free_port().unwrap();
     let mut env = provider_env(&format!("http://127.0.0.1:{port}"));
@@ -785,70 +804,32 @@ async fn holds_the_payment_deadline_gave_up_on_are_voided_at_the_provider() {
         ]
         .map(|(key, value)| (key, value.to_owned())),
     );
-    let platform = deployment
-        .spawn_ready_with(
+    let env = borrowed(&env);
+    let spawn_platform = || {
+        deployment.spawn_ready_with(
             "platform",
             &["registry", "gateway", "users", "orders", "payments"],
             "store",
-            &borrowed(&env),
+            &env,
             Deadline::secs(90),
         )
-        .await
-        .expect("the platform becomes ready");
+    };
+    let mut platform = spawn_platform().await.expect("the platform becomes ready");
     let api = deployment.api().unwrap();
     let prefix = deployment.prefix().to_owned();
-    let customer = created(
+    let customer = command_answered(
         &api,
         "/v1/users",
         json!({"email": format!("hold@{prefix}.example.org"), "name": "Hold Tester"}),
         &format!("{prefix}-user"),
     )
     .await;
-    let place = |name: &'static str| {
-        let (api, customer, prefix) = (&api, customer.clone(), prefix.clone());
-        async move {
-            created(
-                api,
-                "/v1/orders",
-                json!({
-                    "customer_id": customer,
-                    "currency": "EUR",
-                    "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price": 1250}],
-                }),
-                &format!("{prefix}-{name}"),
-            )
-            .await
-        }
-    };
-    let payment_of = |order: &ApiResponse| {
-        order
-            .str("payment_id")
-            .unwrap_or_else(|| panic!("a payment id: {order}"))
-            .to_owned()
-    };
-    let deadline_reason = format!("no answer from the payment provider within {DEADLINE_MS} ms");
-    let ended_on_the_deadline = |order: &ApiResponse| {
-        assert!(
-            order
-                .str("payment_rejection_reason")
-                .is_some_and(|reason| reason.contains(&deadline_reason)),
-            "the order says why: {order}"
-        );
-    };
+    let customer = customer["id"].as_str().expect("a user id").to_owned();
 
     // Late: nobody listens at the provider's address until the deadline
     // has declined the payment and rejected the order.
-    let late_order = place("late").await;
-    let rejected = wait_for_order(&api, &late_order, "payment_rejected", 90).await;
-    ended_on_the_deadline(&rejected);
-    let late = payment_of(&rejected);
-    let declined = wait_for_status(&api, &late, "declined", 30).await;
-    assert_eq!(
-        declined.str("decline_code"),
-        Some("deadline_exceeded"),
-        "{declined}"
-    );
-
+    let (late_order, late) =
+        rejected_on_the_deadline(&api, &customer, &format!("{prefix}-late")).await;
     // The provider comes up, losing every first answer and staying out of
     // reach of its key for longer than the deadline.
     let provider = Provider::spawn_on(
@@ -864,12 +845,7 @@ async fn holds_the_payment_deadline_gave_up_on_are_voided_at_the_provider() {
         ],
     )
     .await;
-    let voided = wait_for_status(&api, &late, "voided", 120).await;
-    assert_eq!(
-        voided.str("decline_code"),
-        Some("deadline_exceeded"),
-        "{voided}"
-    );
+    wait_for_status(&api, &late, "voided", 120).await;
     let counts = provider.counts().await;
     let held = counts.by_reference.get(&late).cloned().unwrap_or_default();
     assert_eq!(
@@ -879,26 +855,28 @@ async fn holds_the_payment_deadline_gave_up_on_are_voided_at_the_provider() {
     );
 
     // Lost: the provider executes at once; its answer never comes in time.
-    let lost_order = place("lost").await;
-    let rejected = wait_for_order(&api, &lost_order, "payment_rejected", 90).await;
-    ended_on_the_deadline(&rejected);
-    let lost = payment_of(&rejected);
-    let declined = wait_for_status(&api, &lost, "declined", 30).await;
-    assert_eq!(
-        declined.str("decline_code"),
-        Some("deadline_exceeded"),
-        "{declined}"
-    );
+    let (lost_order, lost) =
+        rejected_on_the_deadline(&api, &customer, &format!("{prefix}-lost")).await;
     let at_decline = provider.counts().await;
     assert_eq!(
         at_decline
             .by_reference
             .get(&lost)
-            .map(|held| held.authorizations),
-        Some(1),
+            .map(|held| (held.authorizations, held.voids)),
+        Some((1, 0)),
         "the provider held the authorization we declined: {at_decline:?}"
     );
-    wait_for_status(&api, &lost, "voided", 120).await;
+    // The worker dies after its decline, before the provider answered.
+    platform.kill9().unwrap();
+    platform = spawn_platform()
+        .await
+        .expect("the platform comes back after kill -9");
+    let voided = wait_for_status(&api, &lost, "voided", 120).await;
+    assert_eq!(
+        voided.str("decline_code"),
+        Some("deadline_exceeded"),
+        "{voided}"
+    );
 
     // The provider's own ledger: every hold of a rejected order voided,
     // nothing captured, nothing authorized twice.

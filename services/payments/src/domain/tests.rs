@@ -632,55 +632,45 @@ fn a_hold_found_after_our_deadline_decline_is_voided_and_the_decline_kept() {
     assert_eq!(payment.decline.unwrap().code, DeclineCode::DeadlineExceeded);
 }
 
+/// Answers to a payment we declined on our own: a refusal the worker's
+/// reconciliation finds (nothing is held), a late refusal of an abandoned
+/// payment, and the worker's deadline decline after the saga abandoned it.
 #[test]
-fn a_refusal_found_after_our_deadline_decline_changes_nothing() {
-    // The key was answered with a refusal: nothing is held.
-    Given::given([requested(), deadline_declined()])
-        .when(PaymentCommand::RecordDecline {
-            payment_id: payment_id(),
-            code: DeclineCode::CardDeclined,
-            reason: note("card_declined: do not honour"),
-            provider_reference: None,
-        })
-        .then_rejected(PaymentRejection::NoAnswerAwaited {
-            operation: "authorization",
-            status: PaymentStatus::Declined,
-        });
-}
-
-#[test]
-fn our_deadline_decline_of_an_abandoned_payment_changes_nothing() {
-    // The saga gave up first; the worker's deadline decline comes after.
-    Given::given([requested(), abandoned()])
-        .when(PaymentCommand::RecordDecline {
-            payment_id: payment_id(),
-            code: DeclineCode::DeadlineExceeded,
-            reason: note("no answer from the payment provider within 3000 ms"),
-            provider_reference: None,
-        })
-        .then_rejected(PaymentRejection::NoAnswerAwaited {
-            operation: "authorization",
-            status: PaymentStatus::Declined,
-        });
-    // ...and the hold its reconciliation finds is voided all the same.
+fn declines_arriving_after_we_declined_change_nothing() {
+    let decline = |code, reason: &str| PaymentCommand::RecordDecline {
+        payment_id: payment_id(),
+        code,
+        reason: note(reason),
+        provider_reference: None,
+    };
+    for (history, command) in [
+        (
+            [requested(), deadline_declined()],
+            decline(DeclineCode::CardDeclined, "card_declined: do not honour"),
+        ),
+        (
+            [requested(), abandoned()],
+            decline(DeclineCode::CardDeclined, "do not honour"),
+        ),
+        (
+            [requested(), abandoned()],
+            decline(
+                DeclineCode::DeadlineExceeded,
+                "no answer from the payment provider within 3000 ms",
+            ),
+        ),
+    ] {
+        Given::given(history)
+            .when(command)
+            .then_rejected(PaymentRejection::NoAnswerAwaited {
+                operation: "authorization",
+                status: PaymentStatus::Declined,
+            });
+    }
+    // The hold the reconciliation of an abandoned payment finds is voided.
     Given::given([requested(), abandoned()])
         .when(record_authorization())
         .then(void_requested());
-}
-
-#[test]
-fn a_decline_arriving_after_the_payment_was_abandoned_changes_nothing() {
-    Given::given([requested(), abandoned()])
-        .when(PaymentCommand::RecordDecline {
-            payment_id: payment_id(),
-            code: DeclineCode::CardDeclined,
-            reason: note("do not honour"),
-            provider_reference: None,
-        })
-        .then_rejected(PaymentRejection::NoAnswerAwaited {
-            operation: "authorization",
-            status: PaymentStatus::Declined,
-        });
 }
 
 fn void_refund_requested(minor_units: i64) -> PaymentEvent {

@@ -722,6 +722,24 @@ mod tests {
         }
     }
 
+    /// Retries `key` while the simulator refuses it (for at most 10 s).
+    async fn approved_once_reachable(
+        provider: &HttpProvider,
+        key: &str,
+        request: &AuthorizeRequest,
+    ) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match provider.authorize(key, request).await {
+                Ok(answer) => return approved(Ok(answer)),
+                Err(error) if error.is_transient() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_same_key_gets_the_same_answer_and_executes_once() {
         let (simulator, provider, _) = start(quiet()).await;
@@ -799,16 +817,7 @@ mod tests {
         let request = hold(500, "tok_visa", "p1");
         let refused = provider.authorize("k", &request).await;
         assert!(refused.unwrap_err().is_transient());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let reference = loop {
-            match provider.authorize("k", &request).await {
-                Ok(answer) => break approved(Ok(answer)),
-                Err(error) if error.is_transient() && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
-                }
-                Err(error) => panic!("{error}"),
-            }
-        };
+        let reference = approved_once_reachable(&provider, "k", &request).await;
         assert!(reference.starts_with("auth_"));
         let counts = simulator.counts();
         assert_eq!(counts.authorizations, 1);
@@ -837,16 +846,7 @@ mod tests {
             .await
             .unwrap_err()
             .is_transient());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let reference = loop {
-            match provider.authorize("k", &request).await {
-                Ok(answer) => break approved(Ok(answer)),
-                Err(error) if error.is_transient() && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
-                }
-                Err(error) => panic!("{error}"),
-            }
-        };
+        let reference = approved_once_reachable(&provider, "k", &request).await;
         assert!(reference.starts_with("auth_"));
         let counts = simulator.counts();
         assert_eq!(counts.by_reference["p1"].authorizations, 1, "{counts:?}");
