@@ -97,9 +97,6 @@ struct OrderView {
     /// Why the order was rejected (`rejected`): `code` and `reason`.
     #[serde(skip_serializing_if = "Option::is_none")]
     rejection: Option<RejectionView>,
-    /// Why its payment failed (`payment_rejected`), as the payment said.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payment_rejection_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -138,7 +135,6 @@ fn order_view(row: &OrderRow) -> Option<OrderView> {
                 code: code.clone(),
                 reason: reason.clone(),
             }),
-        payment_rejection_reason: details.payment_rejection_reason.clone(),
     })
 }
 

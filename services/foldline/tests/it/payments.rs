@@ -737,8 +737,8 @@ async fn wait_for_order(api: &Api, order: &str, status: &str, budget: u64) -> Ap
 const DEADLINE_MS: &str = "3000";
 
 /// Places an order of `customer` (idempotency key `key`) and waits until
-/// the payments deadline rejected it: the order `payment_rejected` with
-/// the deadline as its reason, its payment `declined` (`deadline_exceeded`).
+/// the payments deadline rejected it: the order `payment_rejected`, its
+/// payment `declined` (`deadline_exceeded`) with the deadline as its reason.
 /// Returns the order id and its payment id.
 async fn rejected_on_the_deadline(api: &Api, customer: &str, key: &str) -> (String, String) {
     let order = command_answered(
@@ -754,13 +754,6 @@ async fn rejected_on_the_deadline(api: &Api, customer: &str, key: &str) -> (Stri
     .await;
     let order = order["id"].as_str().expect("an order id").to_owned();
     let rejected = wait_for_order(api, &order, "payment_rejected", 90).await;
-    let reason = format!("no answer from the payment provider within {DEADLINE_MS} ms");
-    assert!(
-        rejected
-            .str("payment_rejection_reason")
-            .is_some_and(|given| given.contains(&reason)),
-        "the order says why: {rejected}"
-    );
     let payment = rejected
         .str("payment_id")
         .unwrap_or_else(|| panic!("a payment id: {rejected}"))
@@ -770,6 +763,14 @@ async fn rejected_on_the_deadline(api: &Api, customer: &str, key: &str) -> (Stri
         declined.str("decline_code"),
         Some("deadline_exceeded"),
         "{declined}"
+    );
+    // The reason the saga gave the order (`OrderPaymentRejected.reason`).
+    let reason = format!("no answer from the payment provider within {DEADLINE_MS} ms");
+    assert!(
+        declined
+            .str("decline_reason")
+            .is_some_and(|given| given.contains(&reason)),
+        "the payment says why: {declined}"
     );
     (order, payment)
 }
