@@ -13,9 +13,15 @@
 //! from the requesting event's id, so performing a call again (a crash
 //! before the relay's cursor moved) asks the provider again with the same
 //! key (the provider answers from its idempotency store, executing nothing)
-//! and records the same command (the processor settles it once). Why this
-//! never charges twice, and how the deadline survives restarts, is in
-//! `design.md`.
+//! and records the same command (the processor settles it once).
+//!
+//! An authorization with no answer by its deadline is declined by us
+//! (`RecordDecline`, `deadline_exceeded`) under a command id of its own,
+//! and the worker then keeps asking with the same key until the provider
+//! answers: an authorization it finds (made before, or only now) is
+//! recorded under the answer's id, and the decider turns it into a void of
+//! that hold. Why this never charges twice, why no hold outlives a payment
+//! we declined, and how the deadline survives restarts, is in `design.md`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,8 +45,12 @@ use crate::wire::PaymentsWire;
 
 /// Who the worker's commands are issued by.
 pub const WORKER: &str = "payments-provider-worker";
-/// Names the one command each requesting event causes.
+/// Names the command recording the provider's answer to a request.
 const ANSWER_STEP: &str = "provider-answer";
+/// Names the decline we record on our own when the deadline passes: not
+/// the provider's answer, so the answer that may still come is recorded
+/// too rather than settled as a copy of the decline.
+const DEADLINE_STEP: &str = "authorization-deadline";
 
 /// One provider call, as kept in the outbox: everything needed to make it
 /// and to record its answer, the cause's metadata included.
@@ -198,7 +208,11 @@ fn decline_code(provider_code: &str) -> DeclineCode {
 /// The command recording `outcome` of `call`. Pure: the same call and
 /// outcome always give the same command (id included).
 pub fn answer_command(call: &ProviderCall, outcome: Outcome) -> PaymentsCommandRecord {
-    let metadata: CommandMetadata = follow_up_metadata(&call.cause, ANSWER_STEP, WORKER);
+    let step = match outcome {
+        Outcome::DeadlineExceeded { .. } => DEADLINE_STEP,
+        _ => ANSWER_STEP,
+    };
+    let metadata: CommandMetadata = follow_up_metadata(&call.cause, step, WORKER);
     let payment_id = call.payment_id.clone();
     // A reference the domain would not accept cannot be recorded as done.
     let outcome = match outcome {
@@ -378,26 +392,56 @@ async fn attempt<P: PaymentProvider>(
     }
 }
 
+/// When `call` gives up waiting for the provider, in Unix milliseconds:
+/// authorizations only, the requesting event's time plus the configured
+/// deadline (absolute, so a restarted worker keeps the same one).
+pub fn deadline_of(call: &ProviderCall, config: &ProviderClientConfig) -> Option<i64> {
+    match call.operation {
+        Operation::Authorize { .. } => {
+            Some(call.cause.occurred_at.saturating_add(
+                i64::try_from(config.authorization_deadline_ms).unwrap_or(i64::MAX),
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Calls the provider until it answers, retrying transient failures with
 /// backoff (the same key every time). An authorization gives up at its
-/// deadline, which is absolute (the requesting event's time plus the
-/// configured deadline), so a restarted worker keeps the same one; it is
-/// always asked at least once, so an authorization made before a crash is
-/// found (answered from the provider's store) rather than declined.
+/// deadline ([`deadline_of`]); it is always asked at least once, so an
+/// authorization made before a crash is found (answered from the
+/// provider's store) rather than declined.
 pub async fn call_until_answered<P: PaymentProvider>(
     provider: &P,
     config: &ProviderClientConfig,
     call: &ProviderCall,
     now: impl Fn() -> i64,
 ) -> Outcome {
+    call_with_retries(provider, config, call, deadline_of(call, config), now).await
+}
+
+/// After the deadline declined an authorization: asks the provider with
+/// the same key and parameters until it answers, however long that takes.
+/// A key the provider executed is answered from its store; one it never
+/// executed is executed now. Either way, once it answered, the key holds
+/// nothing the answer does not name, so an authorization found here is the
+/// only hold there is, and recording it voids it.
+pub async fn reconcile_after_deadline<P: PaymentProvider>(
+    provider: &P,
+    config: &ProviderClientConfig,
+    call: &ProviderCall,
+) -> Outcome {
+    call_with_retries(provider, config, call, None, now_ms).await
+}
+
+async fn call_with_retries<P: PaymentProvider>(
+    provider: &P,
+    config: &ProviderClientConfig,
+    call: &ProviderCall,
+    deadline: Option<i64>,
+    now: impl Fn() -> i64,
+) -> Outcome {
     let key = call.idempotency_key();
-    let deadline =
-        match call.operation {
-            Operation::Authorize { .. } => Some(call.cause.occurred_at.saturating_add(
-                i64::try_from(config.authorization_deadline_ms).unwrap_or(i64::MAX),
-            )),
-            _ => None,
-        };
     let mut delays = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(config.retry_first_delay_ms))
         .with_max_delay(Duration::from_millis(config.retry_max_delay_ms))
@@ -449,8 +493,19 @@ pub async fn call_until_answered<P: PaymentProvider>(
 impl<P: PaymentProvider> Performer<ProviderCall> for ProviderWorker<P> {
     async fn perform(&self, call: &ProviderCall) -> Result<(), FollowUpError> {
         let outcome = call_until_answered(&self.provider, &self.config, call, now_ms).await;
+        let gave_up = matches!(outcome, Outcome::DeadlineExceeded { .. });
         let command = answer_command(call, outcome);
-        send_command(&self.producer, &self.codec, &self.commands_topic, &command).await
+        send_command(&self.producer, &self.codec, &self.commands_topic, &command).await?;
+        if gave_up {
+            // The provider may hold an authorization whose answer never
+            // came; the relay's cursor stays on this row until the key is
+            // answered, so a crash in between reconciles again.
+            let answer = reconcile_after_deadline(&self.provider, &self.config, call).await;
+            tracing::info!(payment_id = %call.payment_id, ?answer, "the provider answered after the deadline decline");
+            let command = answer_command(call, answer);
+            send_command(&self.producer, &self.codec, &self.commands_topic, &command).await?;
+        }
+        Ok(())
     }
 }
 
@@ -500,6 +555,19 @@ mod tests {
         }
     }
 
+    /// A simulator on a free port, and its URL.
+    async fn serve_simulator(config: ProviderSimulatorConfig) -> (Simulator, String) {
+        let simulator = Simulator::new(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(simulator::serve(
+            simulator.clone(),
+            listener,
+            std::future::pending(),
+        ));
+        (simulator, url)
+    }
+
     #[test]
     fn keys_are_one_per_operation_and_stable() {
         let call = authorize_call(1);
@@ -535,17 +603,54 @@ mod tests {
                 }
             )
         );
-        let declined = answer_command(&call, Outcome::DeadlineExceeded { deadline_ms: 9 });
+        let refused = answer_command(
+            &call,
+            Outcome::Refused {
+                code: "card_declined".to_owned(),
+                reason: "no".to_owned(),
+                reference: None,
+            },
+        );
         assert_eq!(
             approved.metadata().command_id,
-            declined.metadata().command_id,
+            refused.metadata().command_id,
             "one answer per request: the processor settles the first"
+        );
+    }
+
+    #[test]
+    fn the_deadline_decline_is_not_the_answer_so_a_late_answer_is_recorded_too() {
+        let call = authorize_call(1);
+        let declined = answer_command(&call, Outcome::DeadlineExceeded { deadline_ms: 9 });
+        assert_eq!(
+            declined,
+            answer_command(&call, Outcome::DeadlineExceeded { deadline_ms: 9 }),
+            "a re-performed deadline records the same decline"
+        );
+        let late = answer_command(
+            &call,
+            Outcome::Approved {
+                reference: "auth_1".to_owned(),
+            },
+        );
+        assert_ne!(
+            declined.metadata().command_id,
+            late.metadata().command_id,
+            "the processor must decide the late authorization, not settle it as the decline"
+        );
+        assert_eq!(
+            declined.metadata().causation_id,
+            late.metadata().causation_id
         );
         let PaymentsCommandRecord::RecordDecline(decline) = declined else {
             panic!("{declined:?}")
         };
         assert_eq!(decline.code, "deadline_exceeded");
         assert!(decline.reason.contains("9 ms"));
+        assert!(matches!(
+            late,
+            PaymentsCommandRecord::RecordAuthorization(_)
+        ));
     }
 
     #[test]
@@ -596,22 +701,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lost_answer_at_the_deadline_is_declined_then_found_by_reconciling() {
+        let (simulator, url) = serve_simulator(ProviderSimulatorConfig {
+            lost_answer_rate: 1.0,
+            unreachable_after_lost_answer_ms: 1_500,
+            ..ProviderSimulatorConfig::default()
+        })
+        .await;
+        let mut config = client(&url);
+        config.authorization_deadline_ms = 500;
+        let provider = HttpProvider::new(&config).unwrap();
+        let call = authorize_call(now_ms());
+        // Executed at once, its answer lost, the provider unreachable past
+        // the deadline: we decline without knowing of the hold.
+        let outcome = call_until_answered(&provider, &config, &call, now_ms).await;
+        assert_eq!(outcome, Outcome::DeadlineExceeded { deadline_ms: 500 });
+        assert_eq!(simulator.counts().authorizations, 1);
+        // The same key, asked on until it answers: the hold it made.
+        let found = reconcile_after_deadline(&provider, &config, &call).await;
+        assert!(matches!(found, Outcome::Approved { .. }), "{found:?}");
+        let counts = simulator.counts();
+        assert_eq!(
+            (counts.authorizations, counts.lost_answers, counts.replayed),
+            (1, 1, 1),
+            "{counts:?}"
+        );
+        assert!(counts.unavailable >= 1, "{counts:?}");
+        assert!(matches!(
+            answer_command(&call, found),
+            PaymentsCommandRecord::RecordAuthorization(_)
+        ));
+    }
+
+    #[tokio::test]
     async fn an_outage_is_retried_with_the_same_key_until_authorized() {
-        let simulator = Simulator::new(ProviderSimulatorConfig {
+        let (simulator, url) = serve_simulator(ProviderSimulatorConfig {
             outages: vec![OutageWindow {
                 after_ms: 0,
                 for_ms: 200,
             }],
             lost_answer_rate: 0.5,
             ..ProviderSimulatorConfig::default()
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(simulator::serve(
-            simulator.clone(),
-            listener,
-            std::future::pending(),
-        ));
+        })
+        .await;
         let mut config = client(&url);
         config.authorization_deadline_ms = 30_000;
         let provider = HttpProvider::new(&config).unwrap();

@@ -19,13 +19,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use foldline_testcontainers::replay::read_topic;
 use foldline_testcontainers::wait::poll_until;
 use foldline_testcontainers::{
-    free_port, Api, Behaviour, CommandOptions, Deadline, Deployment, FakeProvider, FoldlineProcess,
+    free_port, Api, Behaviour, Deadline, Deployment, FakeProvider, FoldlineProcess,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
-use crate::support::binary;
+use crate::support::{binary, command_answered};
 
 const SAGA_ON: (&str, &str) = ("FOLDLINE__SAGA__ENABLED", "true");
 
@@ -91,21 +91,7 @@ async fn spawn_front(deployment: &Deployment, env: &[(String, String)]) -> Foldl
 /// A command retried (same key) until the gateway answers it: the gateway
 /// dies with the front process.
 async fn command(api: &Api, path: &str, body: Value, key: &str) -> Value {
-    poll_until(&format!("POST {path} ({key})"), Deadline::secs(120), || {
-        let body = body.to_string();
-        async move {
-            let answer = api
-                .command(path, body, &CommandOptions::keyed_waiting(key, 5))
-                .await
-                .map_err(|error| error.to_string())?;
-            match answer.status {
-                200 | 201 => Ok(Some(answer.body)),
-                _ => Err(answer.to_string()),
-            }
-        }
-    })
-    .await
-    .expect("the gateway takes the command")
+    command_answered(api, path, body, key).await
 }
 
 fn id_of(body: &Value) -> String {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use foldline_testcontainers::wait::POLL_INTERVAL;
 use foldline_testcontainers::{
-    place_body, Api, CommandOptions, Deadline, Deployment, FoldlineProcess, Replay,
+    place_body, poll_until, Api, CommandOptions, Deadline, Deployment, FoldlineProcess, Replay,
 };
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -808,4 +808,24 @@ pub(crate) async fn settle_and_check(
     check_invariants(api, &replay, commands, &outcomes).await;
     let aborted = check_no_aborted_record_folded(deployment, &replay).await;
     (replay, aborted)
+}
+
+/// A command retried (same key) until the gateway answers it with 200 or
+/// 201 (a gateway that restarts in between is retried too): its body.
+pub(crate) async fn command_answered(api: &Api, path: &str, body: Value, key: &str) -> Value {
+    poll_until(&format!("POST {path} ({key})"), Deadline::secs(120), || {
+        let body = body.to_string();
+        async move {
+            let answer = api
+                .command(path, body, &CommandOptions::keyed_waiting(key, 5))
+                .await
+                .map_err(|error| error.to_string())?;
+            match answer.status {
+                200 | 201 => Ok(Some(answer.body)),
+                _ => Err(answer.to_string()),
+            }
+        }
+    })
+    .await
+    .expect("the gateway takes the command")
 }

@@ -71,6 +71,11 @@ pub struct ProviderSimulatorConfig {
     /// (504): the client must retry with the same key and gets the stored
     /// answer.
     pub lost_answer_rate: f64,
+    /// After an answer is lost, every request with its idempotency key is
+    /// refused with 503 for this long (the provider executed, then could
+    /// not be reached), so a client whose deadline falls in that window
+    /// gives up without the answer. 0: a retry gets the answer at once.
+    pub unreachable_after_lost_answer_ms: u64,
     /// Seeds the draws of both rates, so a run can be repeated.
     pub seed: u64,
     /// Card tokens the issuer declines (`card_declined`).
@@ -88,6 +93,7 @@ impl Default for ProviderSimulatorConfig {
             latency_ms: 0,
             error_rate: 0.0,
             lost_answer_rate: 0.0,
+            unreachable_after_lost_answer_ms: 0,
             seed: 1,
             decline_card_tokens: vec!["tok_chargeDeclined".to_owned()],
             decline_amount_above: Some(1_000_000),
@@ -196,6 +202,10 @@ mod tests {
             ("FOLDLINE__PAYMENTS__SIMULATOR__ERROR_RATE", "0.25"),
             ("FOLDLINE__PAYMENTS__SIMULATOR__LATENCY_MS", "7"),
             (
+                "FOLDLINE__PAYMENTS__SIMULATOR__UNREACHABLE_AFTER_LOST_ANSWER_MS",
+                "2500",
+            ),
+            (
                 "FOLDLINE__PAYMENTS__SIMULATOR__DECLINE_CARD_TOKENS",
                 "[\"tok_a\", \"tok_b\"]",
             ),
@@ -211,6 +221,7 @@ mod tests {
         assert_eq!(payments.provider.authorization_deadline_ms, 1_500);
         assert_eq!(payments.simulator.error_rate, 0.25);
         assert_eq!(payments.simulator.latency_ms, 7);
+        assert_eq!(payments.simulator.unreachable_after_lost_answer_ms, 2_500);
         assert_eq!(payments.simulator.decline_card_tokens, ["tok_a", "tok_b"]);
         assert_eq!(payments.simulator.decline_amount_above, Some(500));
         assert_eq!(payments.simulator.outages.len(), 1);
@@ -266,6 +277,11 @@ mod tests {
                 "decline_amount_above",
             ),
             ("FOLDLINE__PAYMENTS__SIMULATOR__LISTEN", "nowhere", "listen"),
+            (
+                "FOLDLINE__PAYMENTS__SIMULATOR__UNREACHABLE_AFTER_LOST_ANSWER_MS",
+                "-1",
+                "unreachable_after_lost_answer_ms",
+            ),
             (
                 "FOLDLINE__PAYMENTS__SIMULATOR__OUTAGES",
                 "[{after_ms = 0, for_ms = 0}]",

@@ -9,10 +9,10 @@ use foldline_contracts::orders::{self as orders_wire, OrdersCommandRecord};
 use foldline_contracts::payments::{self as payments_wire, PaymentsCommandRecord};
 use foldline_platform::codec::Codec;
 use foldline_platform::config::SagaConfig;
-use foldline_platform::gated::read_json_row;
 use foldline_platform::kafka;
 use foldline_platform::outbox::{
-    follow_up_metadata, relay_named, send_command, FollowUpError, Performer, ProcessManager,
+    follow_up_metadata, read_json, relay_named, send_command, FollowUpError, Performer,
+    ProcessManager,
 };
 use foldline_platform::service::{DomainTopics, RoleContext, RoleFuture, ServiceError};
 use foldline_platform::store::Store;
@@ -31,10 +31,6 @@ pub const SAGA: &str = "orders-saga";
 pub const ORDERS_RELAY: &str = "saga relay (orders events)";
 pub const PAYMENTS_RELAY: &str = "saga relay (payments events)";
 pub const DEADLINES_RELAY: &str = "saga relay (payment deadlines)";
-
-fn store_failure(error: foldline_platform::store::StoreError) -> FollowUpError {
-    FollowUpError::from(error)
-}
 
 /// The topics the saga writes to, and how.
 pub struct SagaPerformer {
@@ -86,21 +82,13 @@ impl SagaPerformer {
     }
 
     async fn customer(&self, customer_id: &str) -> Result<Option<CustomerStatus>, FollowUpError> {
-        let key = customer_key(customer_id);
-        let row = self.store.get(key.clone()).await.map_err(store_failure)?;
-        let current = std::iter::once((key.clone(), row)).collect();
-        read_json_row::<CustomerStatus>(&key, &current)
-            .map_err(|error| FollowUpError::Permanent(error.to_string()))
+        read_json::<CustomerStatus>(&self.store, customer_key(customer_id)).await
     }
 
     /// Whether the order is still placed in this domain's own projection.
     /// Only saves a refused command: the decider has the last word.
     async fn still_awaiting_payment(&self, order_id: &str) -> Result<bool, FollowUpError> {
-        let key = order_key(order_id);
-        let row = self.store.get(key.clone()).await.map_err(store_failure)?;
-        let current = std::iter::once((key.clone(), row)).collect();
-        let order = read_json_row::<OrderRow>(&key, &current)
-            .map_err(|error| FollowUpError::Permanent(error.to_string()))?;
+        let order = read_json::<OrderRow>(&self.store, order_key(order_id)).await?;
         Ok(order.is_none_or(|order| order.state.status() == Some(OrderStatus::Placed)))
     }
 

@@ -591,19 +591,86 @@ fn an_authorization_arriving_after_our_deadline_decline_is_voided() {
         });
 }
 
+fn deadline_declined() -> PaymentEvent {
+    PaymentEvent::Declined {
+        payment_id: payment_id(),
+        order_id: order_id(),
+        code: DeclineCode::DeadlineExceeded,
+        reason: note("no answer from the payment provider within 3000 ms"),
+        provider_reference: None,
+    }
+}
+
+/// The provider worker's reconciliation after its deadline decline (see
+/// `worker::reconcile_after_deadline`): the hold it finds is voided, and
+/// the payment keeps why it was declined.
 #[test]
-fn a_decline_arriving_after_the_payment_was_abandoned_changes_nothing() {
-    Given::given([requested(), abandoned()])
-        .when(PaymentCommand::RecordDecline {
+fn a_hold_found_after_our_deadline_decline_is_voided_and_the_decline_kept() {
+    let voiding = PaymentEvent::VoidRequested {
+        payment_id: payment_id(),
+        order_id: order_id(),
+        reason: note("no answer from the payment provider within 3000 ms"),
+        authorization: reference("auth_1"),
+    };
+    Given::given([requested(), deadline_declined()])
+        .when(record_authorization())
+        .then(voiding.clone());
+    let state = Given::given([requested(), deadline_declined(), voiding])
+        .when(PaymentCommand::RecordVoid {
             payment_id: payment_id(),
-            code: DeclineCode::CardDeclined,
-            reason: note("do not honour"),
-            provider_reference: None,
+            provider_reference: reference("void_1"),
         })
-        .then_rejected(PaymentRejection::NoAnswerAwaited {
-            operation: "authorization",
-            status: PaymentStatus::Declined,
+        .then(PaymentEvent::Voided {
+            payment_id: payment_id(),
+            order_id: order_id(),
+            reason: note("no answer from the payment provider within 3000 ms"),
+            provider_reference: reference("void_1"),
         });
+    let payment = state.payment.unwrap();
+    assert_eq!(payment.status, PaymentStatus::Voided);
+    assert_eq!(payment.void, Some(reference("void_1")));
+    assert_eq!(payment.decline.unwrap().code, DeclineCode::DeadlineExceeded);
+}
+
+/// Answers to a payment we declined on our own: a refusal the worker's
+/// reconciliation finds (nothing is held), a late refusal of an abandoned
+/// payment, and the worker's deadline decline after the saga abandoned it.
+#[test]
+fn declines_arriving_after_we_declined_change_nothing() {
+    let decline = |code, reason: &str| PaymentCommand::RecordDecline {
+        payment_id: payment_id(),
+        code,
+        reason: note(reason),
+        provider_reference: None,
+    };
+    for (history, command) in [
+        (
+            [requested(), deadline_declined()],
+            decline(DeclineCode::CardDeclined, "card_declined: do not honour"),
+        ),
+        (
+            [requested(), abandoned()],
+            decline(DeclineCode::CardDeclined, "do not honour"),
+        ),
+        (
+            [requested(), abandoned()],
+            decline(
+                DeclineCode::DeadlineExceeded,
+                "no answer from the payment provider within 3000 ms",
+            ),
+        ),
+    ] {
+        Given::given(history)
+            .when(command)
+            .then_rejected(PaymentRejection::NoAnswerAwaited {
+                operation: "authorization",
+                status: PaymentStatus::Declined,
+            });
+    }
+    // The hold the reconciliation of an abandoned payment finds is voided.
+    Given::given([requested(), abandoned()])
+        .when(record_authorization())
+        .then(void_requested());
 }
 
 fn void_refund_requested(minor_units: i64) -> PaymentEvent {

@@ -16,6 +16,12 @@
 //!   malformed body, parameters that fail validation, a client that gave
 //!   up during the latency) store nothing, so a retry executes normally.
 //!
+//! A lost answer (`lost_answer_rate`) can leave its key unreachable for a
+//! while (`unreachable_after_lost_answer_ms`: every request with it is
+//! refused with 503 until then), the way a provider that executed and then
+//! dropped off the network looks to its client: the authorization is held,
+//! and no answer comes before the client's deadline.
+//!
 //! `GET /v1/simulator/counts` reports the effects really executed (an
 //! authorization, a capture, a refund, a void), in total and per caller
 //! reference: the ground truth for "charged twice".
@@ -105,6 +111,8 @@ struct Ledger {
     rng: u64,
     next_id: u64,
     keys: HashMap<String, KeyEntry>,
+    /// Keys whose answer was lost, refused until the instant given.
+    unreachable_until: HashMap<String, Instant>,
     authorizations: HashMap<String, Authorization>,
     captures: HashMap<String, Capture>,
     counts: Counts,
@@ -178,6 +186,7 @@ impl Simulator {
                 rng: seed,
                 next_id: 0,
                 keys: HashMap::new(),
+                unreachable_until: HashMap::new(),
                 authorizations: HashMap::new(),
                 captures: HashMap::new(),
                 counts: Counts::default(),
@@ -217,6 +226,20 @@ impl Simulator {
             .outages
             .iter()
             .any(|window| (window.after_ms..window.after_ms + window.for_ms).contains(&elapsed))
+    }
+
+    /// Whether `key` lost its answer less than
+    /// `unreachable_after_lost_answer_ms` ago.
+    fn unreachable(&self, key: &str) -> bool {
+        let mut ledger = self.ledger();
+        match ledger.unreachable_until.get(key) {
+            Some(until) if Instant::now() < *until => true,
+            Some(_) => {
+                ledger.unreachable_until.remove(key);
+                false
+            }
+            None => false,
+        }
     }
 
     /// The idempotent frame around one operation: `execute` runs at most
@@ -268,6 +291,15 @@ impl Simulator {
             Ok(value @ Value::Object(_)) => value,
             _ => return invalid("the body must be a JSON object"),
         };
+        if self.unreachable(key) {
+            self.ledger().counts.unavailable += 1;
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                "unavailable",
+                "the provider cannot be reached, retry with the same idempotency key",
+            );
+        }
         // serde_json's map is ordered: equal parameters print alike.
         let fingerprint = format!("{method} {path} {parsed}");
         {
@@ -343,6 +375,13 @@ impl Simulator {
         );
         if ledger.draw() < self.0.config.lost_answer_rate {
             ledger.counts.lost_answers += 1;
+            let unreachable = self.0.config.unreachable_after_lost_answer_ms;
+            if unreachable > 0 {
+                ledger.unreachable_until.insert(
+                    key.to_owned(),
+                    Instant::now() + Duration::from_millis(unreachable),
+                );
+            }
             return error(
                 StatusCode::GATEWAY_TIMEOUT,
                 "api_error",
@@ -683,6 +722,24 @@ mod tests {
         }
     }
 
+    /// Retries `key` while the simulator refuses it (for at most 10 s).
+    async fn approved_once_reachable(
+        provider: &HttpProvider,
+        key: &str,
+        request: &AuthorizeRequest,
+    ) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match provider.authorize(key, request).await {
+                Ok(answer) => return approved(Ok(answer)),
+                Err(error) if error.is_transient() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_same_key_gets_the_same_answer_and_executes_once() {
         let (simulator, provider, _) = start(quiet()).await;
@@ -760,20 +817,41 @@ mod tests {
         let request = hold(500, "tok_visa", "p1");
         let refused = provider.authorize("k", &request).await;
         assert!(refused.unwrap_err().is_transient());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let reference = loop {
-            match provider.authorize("k", &request).await {
-                Ok(answer) => break approved(Ok(answer)),
-                Err(error) if error.is_transient() && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
-                }
-                Err(error) => panic!("{error}"),
-            }
-        };
+        let reference = approved_once_reachable(&provider, "k", &request).await;
         assert!(reference.starts_with("auth_"));
         let counts = simulator.counts();
         assert_eq!(counts.authorizations, 1);
         assert!(counts.unavailable >= 1);
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_keeps_its_key_unreachable_then_replays_what_was_executed() {
+        let (simulator, provider, _) = start(ProviderSimulatorConfig {
+            lost_answer_rate: 1.0,
+            unreachable_after_lost_answer_ms: 300,
+            ..quiet()
+        })
+        .await;
+        let request = hold(500, "tok_visa", "p1");
+        let lost = provider.authorize("k", &request).await;
+        assert!(lost.unwrap_err().is_transient());
+        let refused = provider.authorize("k", &request).await;
+        assert!(
+            matches!(&refused, Err(ProviderError::Transient(reason)) if reason.contains("503")),
+            "{refused:?}"
+        );
+        // Another key is not affected (its own answer is lost, though).
+        assert!(provider
+            .authorize("other", &hold(500, "tok_visa", "p2"))
+            .await
+            .unwrap_err()
+            .is_transient());
+        let reference = approved_once_reachable(&provider, "k", &request).await;
+        assert!(reference.starts_with("auth_"));
+        let counts = simulator.counts();
+        assert_eq!(counts.by_reference["p1"].authorizations, 1, "{counts:?}");
+        assert_eq!((counts.lost_answers, counts.replayed), (2, 1), "{counts:?}");
+        assert!(counts.unavailable >= 1, "{counts:?}");
     }
 
     #[tokio::test]
