@@ -528,8 +528,13 @@ impl Workload {
                 self.ship(process, order).await;
             }
         };
+        // Sometimes the customer is refunded in part first and cancels
+        // after (the refund settled): what the cancellation gives back
+        // must then be what is left, not the whole total again.
+        let refund_first = paid.is_some() && rng_for(seed, 9).chance(30);
+        let cancels_late = refund_first || (paid.is_some() && rng_for(seed, 6).chance(40));
         let late_cancel = async {
-            if paid.is_some() && rng_for(seed, 6).chance(40) {
+            if cancels_late {
                 let request = Request {
                     f: "cancel",
                     method: Method::POST,
@@ -583,7 +588,25 @@ impl Workload {
             };
             tokio::join!(first, second);
         };
-        tokio::join!(ship, late_cancel, refunds);
+        if refund_first {
+            let partial = Request {
+                f: "refund",
+                method: Method::POST,
+                key: format!("{}refund-{order}-first", self.prefix),
+                path: format!(
+                    "/v1/payments/{}/refunds",
+                    paid.as_deref().unwrap_or_default()
+                ),
+                body: json!({"amount": 250, "reason": "a damaged item"}).to_string(),
+                wait: true,
+                extra: json!({"order_id": order, "payment_id": paid, "amount": 250}),
+            };
+            self.http_command_retried(process, partial).await;
+            tokio::join!(ship, refunds);
+            late_cancel.await;
+        } else {
+            tokio::join!(ship, late_cancel, refunds);
+        }
         self.read_order(process, order).await;
         if let Some(payment) = paid.as_deref() {
             let path = format!("/v1/payments/{payment}");
