@@ -8,6 +8,9 @@
 //! started with `honours_idempotency_key` answers a repeated key with the
 //! first answer and does not count it again (it counts it as absorbed); one
 //! without counts every acceptance, so a second delivery shows.
+//!
+//! `GET /v1/fake/accepted` serves the counts to a checker outside the test
+//! process (`{"accepted": {id: times}, "calls": n, "absorbed_repeats": n}`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,7 +21,7 @@ use anyhow::Context;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -108,6 +111,15 @@ async fn message(
     Json(json!({"message_id": format!("m-{id}")})).into_response()
 }
 
+async fn counts(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let counts = lock(&shared.counts);
+    Json(json!({
+        "accepted": counts.accepted,
+        "calls": counts.calls,
+        "absorbed_repeats": counts.absorbed_repeats,
+    }))
+}
+
 impl FakeProvider {
     /// Starts a fake on a free loopback port, accepting.
     pub async fn start(honours_idempotency_key: bool) -> anyhow::Result<FakeProvider> {
@@ -122,6 +134,7 @@ impl FakeProvider {
         let address = listener.local_addr().context("read the fake's address")?;
         let app = Router::new()
             .route("/v1/messages", post(message))
+            .route("/v1/fake/accepted", get(counts))
             .with_state(Arc::clone(&shared));
         let server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {

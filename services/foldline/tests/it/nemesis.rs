@@ -1,17 +1,24 @@
-//! The nemesis run: contended commands and reads (orders: cancel / pay /
-//! ship races; users: two or three registrations of one address at once,
+//! The nemesis run: contended commands and reads (orders: cancel / ship
+//! races with the saga paying for them, then late cancels, ships and
+//! client refunds racing on the paid ones, some above what is left;
+//! users: two or three registrations of one address at once,
 //! profile and address changes, deactivations and erasures racing on each
-//! user) while a seeded scheduler
+//! user), with the order saga on (orders ↔ payments through the provider
+//! simulator, which fails some requests and loses some answers after
+//! executing them), while a seeded scheduler
 //! kills (-9), stops (SIGTERM) and freezes (SIGSTOP/SIGCONT) each role, a
-//! process of its own: the command processor, the gateway and the
-//! projector (the last two share a CQL store on Apache Cassandra; a
+//! process of its own: the command processor (orders, users, payments),
+//! the gateway and the projector (every projector, the saga's process
+//! managers and timers, the payment provider worker; the last two share a
+//! CQL store on Apache Cassandra; a
 //! gateway killed between reserving an `Idempotency-Key` and producing its
 //! command is one of the windows its kills land in). It kills the
 //! processor again while its counters show a restore under way, and while
 //! it writes a snapshot (frozen between its `writing` and `wrote aggregate
 //! snapshot` log lines, then killed), kills the broker (-9, data kept) and
 //! restarts it once per run, re-produces raw command records into
-//! `orders.commands` and `users.commands`, produces poison records there,
+//! `orders.commands`, `users.commands` and `payments.commands`, produces
+//! poison records into `orders.commands`,
 //! and appends a zombie's stale decision to `orders.events`.
 //!
 //! The services' counters (`GET /metrics`, scraped before every fault and
@@ -21,10 +28,12 @@
 //! restore, poison parked, records the projectors applied and ignored,
 //! keyed retries answered from the gateway's idempotency window, and in
 //! the transactional mode transactions that failed. Every client operation goes
-//! into a history file; at the end the independent checker
+//! into a history file; once the saga is quiet (every order ended, every
+//! payment answered), the independent checker
 //! (`tests/oracle/check_history.py`, Python on stock clients, no code shared
 //! with the system) folds the broker's topics itself and judges the history
-//! and the live projection. The run passes only with zero anomalies.
+//! and the live projection, and the saga's invariants against the
+//! simulator's own ledger. The run passes only with zero anomalies.
 //!
 //! It runs in both `kafka.transactions` modes (`_idempotent`,
 //! `_transactional`). In both the checker reads `read_committed`; in the
@@ -48,14 +57,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use foldline_contracts::envelope::{CommandMetadata, EventMetadata};
-use foldline_contracts::orders::{
-    MarkOrderPaid, MarkOrderPaymentFailed, OrderCancelled, ShipOrder,
-};
+use foldline_contracts::orders::{OrderCancelled, ShipOrder};
 use foldline_platform::codec::Codec;
 use foldline_platform::headers::{command_headers, record_headers};
 use foldline_testcontainers::replay::read_topic;
 use foldline_testcontainers::{
-    cassandra, place_body, poll_until, unique_keyspace, Api, Deadline, Deployment, FoldlineProcess,
+    cassandra, place_body, poll_until, unique_keyspace, Api, Deadline, Deployment, FakeProvider,
+    FoldlineProcess,
 };
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -76,6 +84,13 @@ const ORDER_WORKERS: usize = 3;
 const GATEWAY_CLIENT_ID: &str = "nemesis";
 /// A client gives up on a request after this long (a frozen gateway).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Registered users the orders are placed by.
+const CUSTOMERS: usize = 5;
+/// The simulator declines amounts above this: the largest order total
+/// (3 × 1250 + 99) is declined (insufficient funds).
+const DECLINE_ABOVE: i64 = 3_000;
+/// The saga rejects an order its payment did not confirm within this.
+const PAYMENT_DEADLINE_MS: &str = "15000";
 /// How long one command is retried with its key before the worker moves on
 /// (the final resolve pass retries it again).
 const RETRY_BUDGET: Duration = Duration::from_secs(20);
@@ -182,6 +197,8 @@ struct Workload {
     /// Every order whose placement a client saw settled (201): its
     /// placement is in the log, so a decision against version 0 is stale.
     placed: Mutex<Vec<String>>,
+    /// Every order an answer named (201 or 202), for the saga's quiescence.
+    orders: Mutex<Vec<String>>,
 }
 
 /// One HTTP command request: its history kind (`f`), Idempotency-Key,
@@ -445,6 +462,10 @@ impl Workload {
         let Some(order_id) = order_id else {
             return;
         };
+        self.orders
+            .lock()
+            .expect("orders lock")
+            .push(order_id.clone());
         if placement_settled {
             self.placed
                 .lock()
@@ -466,50 +487,6 @@ impl Workload {
                 self.http_command_retried(process, request).await;
             }
         };
-        let pay = async {
-            let mut rng = rng_for(seed, 3);
-            if rng.chance(75) {
-                let amount = if rng.chance(15) { total + 1 } else { total };
-                let metadata = self.metadata();
-                let payment_id = uuid::Uuid::new_v4().to_string();
-                let record = MarkOrderPaid {
-                    metadata: metadata.clone(),
-                    order_id: order.to_owned(),
-                    payment_id: payment_id.clone(),
-                    amount,
-                };
-                let copies = if rng.chance(30) { 2 } else { 1 };
-                let command = Produced {
-                    f: "pay",
-                    record_name: "foldline.orders.MarkOrderPaid",
-                    metadata,
-                    order_id: order,
-                    record,
-                    extra: json!({"amount": amount, "payment_id": payment_id}),
-                    copies,
-                };
-                self.produce_command(process, command).await;
-            }
-            if rng.chance(15) {
-                let metadata = self.metadata();
-                let record = MarkOrderPaymentFailed {
-                    metadata: metadata.clone(),
-                    order_id: order.to_owned(),
-                    payment_id: uuid::Uuid::new_v4().to_string(),
-                    reason: "card declined".to_owned(),
-                };
-                let command = Produced {
-                    f: "pay-fail",
-                    record_name: "foldline.orders.MarkOrderPaymentFailed",
-                    metadata,
-                    order_id: order,
-                    record,
-                    extra: json!({}),
-                    copies: 1,
-                };
-                self.produce_command(process, command).await;
-            }
-        };
         let ship = async {
             if rng_for(seed, 4).chance(40) {
                 self.ship(process, order).await;
@@ -521,12 +498,126 @@ impl Workload {
                 self.list_customer(process, customer).await;
             }
         };
-        tokio::join!(cancel, pay, ship, read);
-        // A later ship, usually after the payment settled.
-        if rng.chance(60) {
-            self.ship(process, order).await;
+        tokio::join!(cancel, ship, read);
+        // The saga pays for the order (authorize, capture, confirm through
+        // the provider simulator) or rejects it; the client polls it (each
+        // poll a read of the history) until it has ended, then races a
+        // late ship, a late cancel and refunds of its payment.
+        let deadline = Deadline::secs(30);
+        let mut ended = None;
+        while !deadline.passed() {
+            let path = format!("/v1/orders/{order}");
+            let read = self
+                .read(process, "read", json!({"order_id": order}), &path)
+                .await;
+            if let Some(response) = read.filter(|response| response.status == 200) {
+                if response.str("status") != Some("placed") {
+                    ended = Some(response);
+                    break;
+                }
+            }
+            tokio::time::sleep(foldline_testcontainers::wait::POLL_INTERVAL).await;
+        }
+        let paid = ended.as_ref().and_then(|response| {
+            matches!(response.str("status"), Some("confirmed" | "shipped"))
+                .then(|| response.str("payment_id").map(str::to_owned))
+                .flatten()
+        });
+        let ship = async {
+            if rng.chance(60) {
+                self.ship(process, order).await;
+            }
+        };
+        // Sometimes the customer is refunded in part first and cancels
+        // after (the refund settled): what the cancellation gives back
+        // must then be what is left, not the whole total again.
+        let refund_first = paid.is_some() && rng_for(seed, 9).chance(30);
+        let cancels_late = refund_first || (paid.is_some() && rng_for(seed, 6).chance(40));
+        let late_cancel = async {
+            if cancels_late {
+                let request = Request {
+                    f: "cancel",
+                    method: Method::POST,
+                    key: format!("{}late-cancel-{order}", self.prefix),
+                    path: format!("/v1/orders/{order}/cancel"),
+                    body: json!({"reason": "changed my mind"}).to_string(),
+                    wait: rng_for(seed, 7).chance(50),
+                    extra: json!({"order_id": order}),
+                };
+                self.http_command_retried(process, request).await;
+            }
+        };
+        let refunds = async {
+            let Some(payment) = paid.as_deref() else {
+                return;
+            };
+            let mut rng = rng_for(seed, 8);
+            let count = match rng.below(10) {
+                0..=3 => 0,
+                4..=7 => 1,
+                _ => 2,
+            };
+            let refund = |n: u64| {
+                let mut rng = rng_for(seed, 30 + n);
+                // Partial, the whole total, or more than was captured.
+                let amount = match rng.below(10) {
+                    0..=4 => 100 + rng.below(900) as i64,
+                    5..=7 => total,
+                    _ => total + 1,
+                };
+                Request {
+                    f: "refund",
+                    method: Method::POST,
+                    key: format!("{}refund-{order}-{n}", self.prefix),
+                    path: format!("/v1/payments/{payment}/refunds"),
+                    body: json!({"amount": amount, "reason": "the customer asked"}).to_string(),
+                    wait: rng.chance(50),
+                    extra: json!({"order_id": order, "payment_id": payment, "amount": amount}),
+                }
+            };
+            // Two refunds of one payment at once race for what is left.
+            let second = async {
+                if count == 2 {
+                    self.http_command_retried(process, refund(1)).await;
+                }
+            };
+            let first = async {
+                if count >= 1 {
+                    self.http_command_retried(process, refund(0)).await;
+                }
+            };
+            tokio::join!(first, second);
+        };
+        if refund_first {
+            let partial = Request {
+                f: "refund",
+                method: Method::POST,
+                key: format!("{}refund-{order}-first", self.prefix),
+                path: format!(
+                    "/v1/payments/{}/refunds",
+                    paid.as_deref().unwrap_or_default()
+                ),
+                body: json!({"amount": 250, "reason": "a damaged item"}).to_string(),
+                wait: true,
+                extra: json!({"order_id": order, "payment_id": paid, "amount": 250}),
+            };
+            self.http_command_retried(process, partial).await;
+            tokio::join!(ship, refunds);
+            late_cancel.await;
+        } else {
+            tokio::join!(ship, late_cancel, refunds);
         }
         self.read_order(process, order).await;
+        if let Some(payment) = paid.as_deref() {
+            let path = format!("/v1/payments/{payment}");
+            self.read(
+                process,
+                "read-payment",
+                json!({"payment_id": payment}),
+                &path,
+            )
+            .await;
+        }
     }
 
     async fn ship(&self, process: usize, order: &str) {
@@ -1306,13 +1397,15 @@ async fn inject_poison(workload: &Workload, rng: &mut Rng) {
     }));
 }
 
-/// Re-produces 1..=4 raw records of `orders.commands` or `users.commands`
+/// Re-produces 1..=4 raw records of `orders.commands`, `users.commands` or
+/// `payments.commands`
 /// exactly (partition, key, value, headers): a producer retry or a
 /// replayed topic.
 async fn inject_duplicates(deployment: &Deployment, workload: &Workload, rng: &mut Rng) -> usize {
-    let topic = match rng.chance(50) {
-        true => workload.commands_topic.clone(),
-        false => deployment.topic("users.commands"),
+    let topic = match rng.below(3) {
+        0 => workload.commands_topic.clone(),
+        1 => deployment.topic("users.commands"),
+        _ => deployment.topic("payments.commands"),
     };
     let records = read_topic(deployment.bootstrap_servers(), &topic)
         .await
@@ -1499,24 +1592,123 @@ async fn nemesis_run(mode: Mode) {
     let server = cassandra().expect("the cql server starts");
     let cql = cql_env(server.contact_point(), &unique_keyspace("nemesis"));
     migrate(&deployment, &cql);
-    // Each role process runs both domains' part (orders and users).
+    // The payment provider: the saga's simulator, with its own ledger of
+    // what it executed (the checker's ground truth for "charged twice").
+    // It declines the largest order total, fails some requests and loses
+    // some answers after executing them. Never faulted: it stands for
+    // the card processor outside the platform.
+    let simulator_port = foldline_testcontainers::free_port().expect("a free port");
+    let simulator_url = format!("http://127.0.0.1:{simulator_port}");
+    let simulator_env = [
+        (
+            "FOLDLINE__PAYMENTS__SIMULATOR__LISTEN",
+            format!("127.0.0.1:{simulator_port}"),
+        ),
+        ("FOLDLINE__PAYMENTS__SIMULATOR__LATENCY_MS", "15".to_owned()),
+        (
+            "FOLDLINE__PAYMENTS__SIMULATOR__ERROR_RATE",
+            "0.1".to_owned(),
+        ),
+        (
+            "FOLDLINE__PAYMENTS__SIMULATOR__LOST_ANSWER_RATE",
+            "0.1".to_owned(),
+        ),
+        (
+            "FOLDLINE__PAYMENTS__SIMULATOR__DECLINE_AMOUNT_ABOVE",
+            DECLINE_ABOVE.to_string(),
+        ),
+    ];
+    let simulator_env: Vec<(&str, &str)> = simulator_env
+        .iter()
+        .map(|(key, value)| (*key, value.as_str()))
+        .collect();
+    let mut simulator = deployment
+        .spawn_with(
+            "simulator",
+            &["provider-simulator"],
+            "unused",
+            &simulator_env,
+        )
+        .expect("the provider simulator starts");
+    simulator
+        .wait_ready(&format!("{simulator_url}/healthz"), Deadline::secs(60))
+        .await
+        .expect("the provider simulator becomes ready");
+    // The order notices' providers (notify): one per channel, each
+    // honouring `Idempotency-Key`, so each notification is accepted at
+    // most once per provider (ARCHITECTURE.md, *Notify*) and a second
+    // notification for one event and channel would show in its counts.
+    let mail = FakeProvider::start(true)
+        .await
+        .expect("a fake mail provider");
+    let sms = FakeProvider::start(true)
+        .await
+        .expect("a fake sms provider");
+    let (mail_url, sms_url) = (
+        format!("mail={}", mail.url()),
+        format!("primary={}", sms.url()),
+    );
+    // The saga on: the orders projector's process managers and timers
+    // call payments, the provider worker calls the simulator, notify's
+    // relays notice what the saga decided.
+    let saga_env: Vec<(String, String)> = [
+        ("FOLDLINE__NOTIFY__EMAIL_PROVIDERS", mail_url.as_str()),
+        ("FOLDLINE__NOTIFY__SMS_PROVIDERS", sms_url.as_str()),
+        ("FOLDLINE__NOTIFY__RETRY_BACKOFF_MS", "200"),
+        ("FOLDLINE__NOTIFY__RETRY_BACKOFF_MAX_MS", "800"),
+        // Far above any outage of the run: a notice waits for notify's
+        // read models rather than be skipped as `order_unknown`.
+        ("FOLDLINE__NOTIFY__ORDER_NOTICE_GRACE_MS", "600000"),
+        ("FOLDLINE__SAGA__ENABLED", "true"),
+        ("FOLDLINE__SAGA__PAYMENT_DEADLINE_MS", PAYMENT_DEADLINE_MS),
+        ("FOLDLINE__PAYMENTS__PROVIDER__URL", simulator_url.as_str()),
+        ("FOLDLINE__PAYMENTS__PROVIDER__RETRY_FIRST_DELAY_MS", "20"),
+        ("FOLDLINE__PAYMENTS__PROVIDER__RETRY_MAX_DELAY_MS", "300"),
+        ("FOLDLINE__PAYMENTS__PROVIDER__REQUEST_TIMEOUT_MS", "2000"),
+        // Far above the run: every authorization the simulator made is
+        // answered and recorded, so its ledger and the log must agree.
+        (
+            "FOLDLINE__PAYMENTS__PROVIDER__AUTHORIZATION_DEADLINE_MS",
+            "600000",
+        ),
+    ]
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .to_vec();
+    // Each role process runs its part of every domain of the saga
+    // (orders, users, payments, notify): the processor also decides
+    // payments and notifications, the projector also runs their
+    // projections, the provider worker and the notices' relays and
+    // delivery worker, so every fault of theirs lands on them too.
     let processor = Role::launch_headless(
         &deployment,
         "processor",
-        &["orders-processor", "users-processor"],
+        &[
+            "orders-processor",
+            "users-processor",
+            "payments-processor",
+            "notify-processor",
+        ],
         "store-processor",
-        Vec::new(),
+        saga_env.clone(),
     )
     .await;
+    let mut projector_env = cql.clone();
+    projector_env.extend(saga_env.iter().cloned());
     let projector = Role::launch_headless(
         &deployment,
         "projector",
-        &["orders-projector", "users-projector"],
+        &[
+            "orders-projector",
+            "users-projector",
+            "payments-projector",
+            "notify-projector",
+        ],
         "unused",
-        cql.clone(),
+        projector_env,
     )
     .await;
     let mut gateway_env = cql;
+    gateway_env.extend(saga_env.iter().cloned());
     gateway_env.push((
         "FOLDLINE__GATEWAY__CLIENT_ID".to_owned(),
         GATEWAY_CLIENT_ID.to_owned(),
@@ -1526,7 +1718,7 @@ async fn nemesis_run(mode: Mode) {
     let mut roles = [processor, gateway, projector];
 
     let history_path = deployment.dir().join("history.jsonl");
-    let workload = Arc::new(Workload {
+    let mut workload = Workload {
         api: Api::with_timeout(&deployment.gateway_url(), CLIENT_TIMEOUT).unwrap(),
         history: History::create(&history_path),
         codec: Codec::new(&deployment.registry_url()).unwrap(),
@@ -1543,11 +1735,35 @@ async fn nemesis_run(mode: Mode) {
             .trim_end_matches('-')
             .to_lowercase()
             .replace(|c: char| !c.is_ascii_alphanumeric(), ""),
-        customers: (0..5).map(|_| uuid::Uuid::new_v4().to_string()).collect(),
+        customers: Vec::new(),
         keys: Mutex::new(Vec::new()),
         raw_ids: Mutex::new(Vec::new()),
         placed: Mutex::new(Vec::new()),
-    });
+        orders: Mutex::new(Vec::new()),
+    };
+    // The customers are registered users: the saga's customer check
+    // (orders' read model of users.events) lets their orders be paid.
+    for index in 0..CUSTOMERS {
+        let email = format!("customer{index}.{}@example.org", workload.tag);
+        let request = Request {
+            f: "register",
+            method: Method::POST,
+            key: format!("{}customer-{index}", workload.prefix),
+            path: "/v1/users".to_owned(),
+            body: match index % 5 < 2 {
+                true => json!({"email": email, "name": format!("Customer {index}"), "phone": format!("+4420796{index:05}")}),
+                false => json!({"email": email, "name": format!("Customer {index}")}),
+            }
+            .to_string(),
+            wait: true,
+            extra: json!({ "email": email }),
+        };
+        let answer = workload.http_command_retried(WORKERS, request).await;
+        let customer = registered_user(&answer)
+            .unwrap_or_else(|| panic!("customer {index} not registered: {answer:?}"));
+        workload.customers.push(customer);
+    }
+    let workload = Arc::new(workload);
 
     // Workers start orders until the nemesis is done.
     let stop = Arc::new(AtomicBool::new(false));
@@ -1621,7 +1837,7 @@ async fn nemesis_run(mode: Mode) {
         // An order's command is always produced again (202); a user's may
         // be refused first by the gateway (a registration of an erased
         // subject, a change the projected user cannot take).
-        let orders = matches!(request.f, "place" | "cancel");
+        let orders = matches!(request.f, "place" | "cancel" | "refund");
         let request = Request {
             wait: false,
             extra,
@@ -1683,9 +1899,44 @@ async fn nemesis_run(mode: Mode) {
             tokio::time::sleep(foldline_testcontainers::wait::POLL_INTERVAL).await;
         }
     }
+    // The saga quiet: every order ended, every payment answered, what an
+    // order that ended unpaid was charged given back. Bounded: past the
+    // deadline the checker runs anyway and names what is not.
+    let orders: Vec<String> = workload.orders.lock().unwrap().clone();
+    let quiet = poll_until("the saga to be quiet", Deadline::secs(120), || {
+        let (api, orders) = (&workload.api, &orders);
+        async move {
+            for order in orders {
+                if let Some(why) = saga_unsettled(api, order).await {
+                    return Err(why);
+                }
+            }
+            Ok(Some(()))
+        }
+    })
+    .await;
+    if let Err(error) = quiet {
+        eprintln!("nemesis: {error:#}");
+    }
     workload.history.flush();
 
-    let checker = run_checker(&python, &deployment, &history_path);
+    // The checker runs in a thread of its own: the fake providers it asks
+    // for their counts are served by this test's runtime.
+    let checker = {
+        let (deployment, history_path, simulator_url) =
+            (&deployment, &history_path, &simulator_url);
+        let (python, mail, sms) = (&python, &mail, &sms);
+        tokio::task::block_in_place(|| {
+            run_checker(python, deployment, history_path, simulator_url, (mail, sms))
+        })
+    };
+    let ledger: Value = reqwest::get(format!("{simulator_url}/v1/simulator/counts"))
+        .await
+        .expect("the simulator answers")
+        .json()
+        .await
+        .expect("the simulator's counts are json");
+    assert!(simulator.is_running(), "{}", simulator.report(40));
     // The services' own word that the fault windows were hit: the last
     // scrape of every incarnation, summed.
     let client = reqwest::Client::builder()
@@ -1882,7 +2133,99 @@ async fn nemesis_run(mode: Mode) {
             );
         }
     }
+    // The saga's windows: the provider executed operations whose answers
+    // were lost, so the provider worker performed them again and was
+    // answered from the provider's store; and money moved every way.
+    let executed = |field: &str| ledger[field].as_u64().unwrap_or(0);
+    eprintln!(
+        "nemesis {mode:?}: provider ledger: requests {}, authorizations {}, declines {}, captures {}, refunds {}, voids {}, \
+         replayed {}, refused before executing {}, answers lost after executing {}",
+        executed("requests"),
+        executed("authorizations"),
+        executed("declines"),
+        executed("captures"),
+        executed("refunds"),
+        executed("voids"),
+        executed("replayed"),
+        executed("unavailable"),
+        executed("lost_answers"),
+    );
+    assert!(
+        executed("lost_answers") > 0 && executed("replayed") > 0,
+        "no lost provider answer was performed again: {ledger}"
+    );
+    for field in ["authorizations", "declines", "captures", "refunds"] {
+        assert!(
+            executed(field) > 0,
+            "the provider executed no {field}: {ledger}"
+        );
+    }
+    let (emails, texts) = (mail.accepted().len(), sms.accepted().len());
+    eprintln!(
+        "nemesis {mode:?}: notices accepted by the fakes: {emails} emails, {texts} SMS; repeats absorbed by their keys: {}",
+        mail.absorbed_repeats() + sms.absorbed_repeats()
+    );
+    assert!(
+        emails > 0 && texts > 0,
+        "no order notice reached a provider"
+    );
+    let payments_admitted = summary["log"]["payments admitted"].as_u64().unwrap_or(0);
+    assert!(
+        payments_admitted > 0,
+        "the checker folded no payments event: {summary}"
+    );
     eprintln!("nemesis: the log holds {ignored_copies} records of already settled commands, ignored by the gate");
+}
+
+/// Why an order's saga is not over yet, as the gateway serves it: the
+/// order still placed, a payment waiting for the provider or holding an
+/// authorization, a refund pending, money an order that ended unpaid
+/// still keeps. `None` when it is over.
+async fn saga_unsettled(api: &Api, order: &str) -> Option<String> {
+    let read = |path: String| async move {
+        match api.get(&path).await {
+            Ok(response) if response.status == 200 => Ok(response.body),
+            Ok(response) => Err(format!("{path} answers {}", response.status)),
+            Err(error) => Err(format!("{path}: {error:#}")),
+        }
+    };
+    let order_view = match read(format!("/v1/orders/{order}")).await {
+        Ok(view) => view,
+        Err(why) => return Some(why),
+    };
+    let status = order_view["status"].as_str().unwrap_or_default().to_owned();
+    if status == "placed" {
+        return Some(format!("order {order} is still placed"));
+    }
+    let payments = match read(format!("/v1/orders/{order}/payments")).await {
+        Ok(view) => view,
+        Err(why) => return Some(why),
+    };
+    for summary in payments["payments"].as_array().into_iter().flatten() {
+        let id = summary["payment_id"].as_str().unwrap_or_default();
+        let payment = match read(format!("/v1/payments/{id}")).await {
+            Ok(view) => view,
+            Err(why) => return Some(why),
+        };
+        let payment_status = payment["status"].as_str().unwrap_or_default();
+        let pending = payment["refunds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|refund| refund["status"] == "pending");
+        let kept =
+            payment["captured"].as_i64().unwrap_or(0) - payment["refunded"].as_i64().unwrap_or(0);
+        let paid = matches!(status.as_str(), "confirmed" | "shipped");
+        if matches!(
+            payment_status,
+            "requested" | "authorized" | "capturing" | "voiding"
+        ) || pending
+            || (!paid && kept != 0)
+        {
+            return Some(format!("order {order} is {status}, its payment {id} is {payment_status} (pending refund {pending}, keeps {kept})"));
+        }
+    }
+    None
 }
 
 struct Checked {
@@ -1890,7 +2233,13 @@ struct Checked {
     summary: Value,
 }
 
-fn run_checker(python: &Path, deployment: &Deployment, history: &Path) -> Checked {
+fn run_checker(
+    python: &Path,
+    deployment: &Deployment,
+    history: &Path,
+    simulator_url: &str,
+    fakes: (&FakeProvider, &FakeProvider),
+) -> Checked {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let output = std::process::Command::new(python)
         .arg(manifest.join("tests/oracle/check_history.py"))
@@ -1908,6 +2257,12 @@ fn run_checker(python: &Path, deployment: &Deployment, history: &Path) -> Checke
         .arg(history)
         .arg("--client-id")
         .arg(GATEWAY_CLIENT_ID)
+        .arg("--simulator")
+        .arg(simulator_url)
+        .arg("--notify-email")
+        .arg(fakes.0.url())
+        .arg("--notify-sms")
+        .arg(fakes.1.url())
         .arg("--dump")
         .arg(deployment.dir().join("projection-dump.json"))
         .output()

@@ -36,6 +36,11 @@ Anomalies (each kind counted; any one fails the run, exit status 1):
   phantom-row         a live row the fold does not have
   log-structure       undecodable records, keys that are not the aggregate,
                       an aggregate on two partitions, conflicting copies
+
+The users domain's kinds are listed in users_model.py, payments' and the
+saga's (over-refund, charged-twice, ledger-disagrees, saga-inconsistent,
+saga-unsettled) in payments_model.py, the order notices' (notice-lost,
+notice-twice, notice-phantom, notice-unsettled) in notify_model.py.
 """
 
 import argparse
@@ -54,6 +59,8 @@ from pathlib import Path
 import fastavro
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+import notify_model
+import payments_model
 import users_model
 from gate import REJECTED, admitted, settlement, rfc3339_millis, without_message
 
@@ -68,7 +75,7 @@ DOMAIN_CODES = {
     "too_many_lines", "duplicate_sku", "invalid_price", "total_overflow",
     "already_cancelled", "already_shipped", "already_paid",
     "payment_amount_mismatch", "not_awaiting_payment", "not_paid",
-    "reason_required", "reason_too_long",
+    "reason_required", "reason_too_long", "invalid_card_token", "invalid_rejection_code",
 }
 COMMAND_KINDS = {"place", "cancel", "pay", "pay-fail", "ship"}
 HTTP_COMMANDS = {"place", "cancel"}
@@ -239,12 +246,27 @@ def decide(state, name, command):
             return ("rejected", "already_cancelled")
         if status == "shipped":
             return ("rejected", "already_shipped")
-        return ("event", NS + "OrderCancelled", {"reason": command["reason"]})
-    if kind in ("MarkOrderPaid", "MarkOrderPaymentFailed"):
+        # A confirmed order's cancellation owes the refund of what it was
+        # paid (the saga's design.md, rule 4), decided from its own state.
+        owed = status == "confirmed" and state["payment_id"] is not None
+        return ("event", NS + "OrderCancelled", {
+            "reason": command["reason"],
+            "refund_payment_id": state["payment_id"] if owed else None,
+            "refund_amount": state["total"] if owed else None,
+        })
+    if kind in ("MarkOrderPaid", "MarkOrderPaymentFailed", "RejectOrder"):
         refusal = {"confirmed": "already_paid", "cancelled": "already_cancelled",
-                   "payment_rejected": "not_awaiting_payment", "shipped": "already_shipped"}.get(status)
+                   "payment_rejected": "not_awaiting_payment", "rejected": "not_awaiting_payment",
+                   "shipped": "already_shipped"}.get(status)
         if refusal:
             return ("rejected", refusal)
+        if kind == "RejectOrder":
+            code = command["code"]
+            if not code or len(code) > 64 or not all(c in "abcdefghijklmnopqrstuvwxyz0123456789_" for c in code):
+                return ("rejected", "invalid_rejection_code")
+            if not command["reason"].strip():
+                return ("rejected", "reason_required")
+            return ("event", NS + "OrderRejected", {"code": code, "reason": command["reason"]})
         if kind == "MarkOrderPaid":
             if command["amount"] != state["total"]:
                 return ("rejected", "payment_amount_mismatch")
@@ -255,7 +277,7 @@ def decide(state, name, command):
         return ("event", NS + "OrderPaymentRejected",
                 {"payment_id": command["payment_id"], "reason": command["reason"]})
     if kind == "ShipOrder":
-        refusal = {"placed": "not_paid", "payment_rejected": "not_paid",
+        refusal = {"placed": "not_paid", "payment_rejected": "not_paid", "rejected": "not_paid",
                    "cancelled": "already_cancelled", "shipped": "already_shipped"}.get(status)
         if refusal:
             return ("rejected", refusal)
@@ -266,7 +288,8 @@ def decide(state, name, command):
 # Which status each event may follow, and where it leads.
 TRANSITIONS = {
     NS + "OrderPlaced": ({None}, "placed"),
-    NS + "OrderCancelled": ({"placed", "confirmed", "payment_rejected"}, "cancelled"),
+    NS + "OrderCancelled": ({"placed", "confirmed", "payment_rejected", "rejected"}, "cancelled"),
+    NS + "OrderRejected": ({"placed"}, "rejected"),
     NS + "OrderConfirmed": ({"placed"}, "confirmed"),
     NS + "OrderPaymentRejected": ({"placed"}, "payment_rejected"),
     NS + "OrderShipped": ({"confirmed"}, "shipped"),
@@ -286,13 +309,15 @@ def evolve(state, name, event):
             "currency": event["currency"],
             "lines": [dict(line) for line in event["lines"]],
             "total": event["total"], "status": status, "placed_at": at, "updated_at": at,
-            "payment_id": None, "cancel_reason": None,
+            "payment_id": None, "cancel_reason": None, "rejection": None,
         }
     state = dict(state, status=status, updated_at=at)
     if name == NS + "OrderCancelled":
         state["cancel_reason"] = event["reason"]
     if name in (NS + "OrderConfirmed", NS + "OrderPaymentRejected"):
         state["payment_id"] = event["payment_id"]
+    if name == NS + "OrderRejected":
+        state["rejection"] = {"code": event["code"], "reason": event["reason"]}
     return state
 
 
@@ -309,6 +334,8 @@ def order_view(state, version):
         view["cancel_reason"] = state["cancel_reason"]
     if state["payment_id"] is not None:
         view["payment_id"] = state["payment_id"]
+    if state["rejection"] is not None:
+        view["rejection"] = dict(state["rejection"])
     return view
 
 
@@ -707,6 +734,11 @@ def main():
     parser.add_argument("--dump", help="write the projection dump here")
     parser.add_argument("--client-id", default="anonymous",
                         help="the gateway's gateway.client_id (keyed command ids derive from it)")
+    parser.add_argument("--simulator", help="the provider simulator's URL: with it, the saga's invariants "
+                        "are checked against its ledger (GET /v1/simulator/counts)")
+    parser.add_argument("--notify-email", help="the fake email provider's URL: with it (and --notify-sms), the "
+                        "order notices are checked against what the fakes accepted")
+    parser.add_argument("--notify-sms", help="the fake SMS provider's URL")
     parser.add_argument("--converge-seconds", type=float, default=60.0,
                         help="how long the projection may take to equal the fold")
     args = parser.parse_args()
@@ -744,23 +776,77 @@ def main():
     users_model.check_no_plaintext(users_topics, plain, anomalies, stats)
     users_ids = set(users.settled) | set(plain.request_of)
 
-    check_history(operations, fold, anomalies, foreign=users_ids)
+    # Payments (payments_model.py), and the saga across both domains.
+    payments_topics = {name: read_topic(args.bootstrap, args.prefix + name)
+                       for name in ("payments.commands", "payments.events", "payments.outcomes")}
+    payment_commands = payments_model.decode_commands(payments_topics["payments.commands"], decode_users, Undecodable,
+                                                      anomalies, stats)
+    check_isolation(payments_topics["payments.events"],
+                    read_topic(args.bootstrap, args.prefix + "payments.events", isolation="read_uncommitted"),
+                    anomalies, stats)
+    payments = payments_model.PaymentsFold(anomalies)
+    payments.run(payments_topics["payments.events"], payment_commands, decode_users, Undecodable)
+    check_outcomes(payments_topics["payments.outcomes"], payments, registry, readers, anomalies, stats)
+    payments_model.check_payments_history(operations, payments, args.client_id, users_model.command_id_of_key,
+                                          anomalies)
+    payments_ids = set(payments.settled) | payments_model.command_ids_of_history(
+        operations, args.client_id, users_model.command_id_of_key)
+    ledger = None
+    if args.simulator:
+        with urllib.request.urlopen(args.simulator.rstrip("/") + "/v1/simulator/counts", timeout=10) as response:
+            ledger = json.load(response)
+        orders = {order_id: (slot["state"], slot["state"]["payment_id"])
+                  for order_id, slot in fold.aggregates.items() if slot["state"]}
+        payments_model.check_saga(orders, payments, ledger, anomalies, stats)
+
+    check_history(operations, fold, anomalies, foreign=users_ids | payments_ids)
 
     deadline = time.monotonic() + args.converge_seconds
     while True:
-        dump = dump_projection(args.gateway, fold, operations, foreign=users_ids)
+        dump = dump_projection(args.gateway, fold, operations, foreign=users_ids | payments_ids)
         found = check_projection(dump, fold)
         dump["users"] = users_model.dump_users(
             lambda path: http_get(args.gateway, path),
             lambda path, body, key: http_post(args.gateway, path, body, key),
             users, plain, operations, user_commands)
         users_model.check_users_projection(dump["users"], users, plain, found)
+        paid_orders = set(fold.aggregates) | {slot["state"]["order_id"] for slot in payments.payments().values()}
+        dump["payments"] = payments_model.dump_payments(
+            lambda path: http_get(args.gateway, path), payments, paid_orders, operations, args.client_id,
+            users_model.command_id_of_key)
+        payments_model.check_payments_projection(dump["payments"], payments, found)
         if found.total() == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     for kind, messages in found.by_kind.items():
         for message in messages:
             anomalies.add(kind, message)
+    # The order notices (notify_model.py): converged like the projection,
+    # since delivery follows the saga's events by a relay and a worker.
+    notices = None
+    if args.notify_email and args.notify_sms:
+        phones = notify_model.customer_phones(operations)
+        expected = notify_model.expected_notices(fold, payments, users.users(), phones)
+        deadline = time.monotonic() + args.converge_seconds
+        while True:
+            notices, notify_stats = Anomalies(), Counter()
+            recorded = notify_model.fold_notify(read_topic(args.bootstrap, args.prefix + "notify.events"),
+                                                decode_users, Undecodable, notices, notify_stats)
+            accepted = {"email": notify_model.fetch_accepted(args.notify_email),
+                        "sms": notify_model.fetch_accepted(args.notify_sms)}
+            notify_model.check_notices(expected, accepted, recorded, notices)
+            if notices.total() == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        for kind, messages in notices.by_kind.items():
+            for message in messages:
+                anomalies.add(kind, message)
+        stats.update(notify_stats)
+        by_channel = Counter(channel for channel, *_ in expected.values())
+        print(f"oracle: {len(expected)} order notices expected {dict(sorted(by_channel.items()))}; accepted: "
+              f"{len(accepted['email']['accepted'])} emails, {len(accepted['sms']['accepted'])} SMS, repeats absorbed "
+              f"by their keys {accepted['email']['absorbed_repeats'] + accepted['sms']['absorbed_repeats']}; "
+              f"{len(recorded)} notifications in notify.events")
     if args.dump:
         Path(args.dump).write_text(json.dumps(dump, indent=1, sort_keys=True))
 
@@ -779,6 +865,14 @@ def main():
           f"address claims held; {len(users.settled)} users commands settled; projection dump: "
           f"{len(dump['users']['users'])} users, {len(dump['users']['emails'])} addresses, "
           f"{len(dump['users']['commands'])} commands, {len(dump['users']['erasure_probes'])} erasure probes")
+    stats.update(payments.stats)
+    final_payments = Counter(slot["state"]["status"] for slot in payments.payments().values())
+    refunds = Counter(refund["status"] for slot in payments.payments().values() for refund in slot["state"]["refunds"].values())
+    print(f"oracle: {len(payments.payments())} payments, final statuses {dict(sorted(final_payments.items()))}, "
+          f"refunds {dict(sorted(refunds.items()))}; {len(payments.settled)} payments commands settled; "
+          f"provider ledger: {({k: v for k, v in ledger.items() if k != 'by_reference'} if ledger else 'not checked')}; "
+          f"projection dump: {len(dump['payments']['payments'])} payments, {len(dump['payments']['orders'])} orders' "
+          f"payments, {len(dump['payments']['commands'])} commands")
     final = Counter(slot["state"]["status"] for slot in fold.aggregates.values() if slot["state"])
     print(f"oracle: {len(fold.aggregates)} orders, final statuses {dict(sorted(final.items()))}; "
           f"{len(fold.settled)} commands settled; projection dump: {len(dump['orders'])} orders, "

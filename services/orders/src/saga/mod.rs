@@ -8,7 +8,7 @@
 //! | `orders.events` | `OrderPlaced` | check the customer (the `customers` read model), then `AuthorizePayment` or `RejectOrder` (`customer_unknown`, `customer_deactivated`) |
 //! | `orders.events` | `OrderPlaced` (`saga_deadlines`, a timer) | `RejectOrder` (`payment_deadline_passed`) when the deadline passes, unless the order was decided |
 //! | `orders.events` | `OrderRejected`, `OrderPaymentRejected` | `VoidAuthorization` (refused harmlessly when nothing is authorized) |
-//! | `orders.events` | `OrderCancelled` owing a refund | `RefundPayment` of what was confirmed |
+//! | `orders.events` | `OrderCancelled` owing a refund | `VoidAuthorization`: on the captured payment, a refund of all that is still refundable (what was confirmed, less what the customer was refunded already) |
 //! | `orders.events` | `OrderCancelled` owing none | `VoidAuthorization` |
 //! | `orders.events` | `MarkOrderPaid` refused (`not_awaiting_payment`, `already_cancelled`) | `VoidAuthorization`: the payment was captured after the order ended, and the void of a captured payment refunds it |
 //! | `payments.events` | `PaymentAuthorized` | `CapturePayment` |
@@ -18,7 +18,9 @@
 //!
 //! Capture comes before confirmation, so a confirmed order is always a
 //! captured one and the refund its cancellation owes always finds a capture
-//! to refund (never more than it: the payments domain refuses that).
+//! to refund. The payments domain, not the order, knows what is left of
+//! it (a client may have been refunded in part), so the saga asks for the
+//! rest rather than for an amount.
 
 pub mod customers;
 pub mod relay;
@@ -38,15 +40,6 @@ const SAGA_NAMESPACE: Uuid = Uuid::from_u128(0x5a6a_0e1d_7c2b_4f1a_9d3e_0b8c_6f4
 /// and a redelivered `OrderPlaced` opens the same payment.
 pub fn payment_id_for(order_id: &str) -> String {
     Uuid::new_v5(&SAGA_NAMESPACE, format!("payment/{order_id}").as_bytes()).to_string()
-}
-
-/// The refund a cancellation owes, named by the cancellation event.
-pub fn refund_id_for(cancellation: &EventMetadata) -> String {
-    Uuid::new_v5(
-        &SAGA_NAMESPACE,
-        format!("refund/{}", cancellation.event_id).as_bytes(),
-    )
-    .to_string()
 }
 
 /// Reason codes of `RejectOrder`.
@@ -77,6 +70,10 @@ pub enum OrderFollowUp {
         payment_id: String,
         reason: String,
     },
+    /// A refund of an amount. No reaction issues it any more (a
+    /// cancellation owing a refund voids the captured payment, which
+    /// refunds what is left); kept so outbox rows written before are still
+    /// performed.
     Refund {
         cause: EventMetadata,
         payment_id: String,
@@ -194,11 +191,15 @@ pub fn order_follow_ups(event: &OrdersEventRecord) -> Vec<OrderFollowUp> {
         )],
         OrdersEventRecord::Cancelled(cancelled) => {
             match (&cancelled.refund_payment_id, cancelled.refund_amount) {
-                (Some(payment_id), Some(amount)) if amount > 0 => vec![OrderFollowUp::Refund {
+                // Not a refund of `amount`: a client refunded in part
+                // before would make it exceed what is left, the payments
+                // domain would refuse it and the customer would keep
+                // paying for a cancelled order. The void of a captured
+                // payment refunds all that is still refundable, once
+                // (one void refund id per payment).
+                (Some(payment_id), Some(amount)) if amount > 0 => vec![OrderFollowUp::Void {
                     cause: cancelled.metadata.clone(),
                     payment_id: payment_id.clone(),
-                    refund_id: refund_id_for(&cancelled.metadata),
-                    amount,
                     reason: refund_reason(&cancelled.reason),
                 }],
                 // A free order was confirmed with nothing to give back.
