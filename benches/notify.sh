@@ -30,4 +30,4 @@ case "$profile" in
 esac
 
 "$bin/foldline-notify-latency" --foldline "$bin/foldline" --build "$profile" \
-  --stamp "$(date -u +%Y%m%dT%H%M%SZ)" --results-dir benches/results "$@"
+  --stamp "$(date -u +%Y%m%dT%H%M%SZ)" "$@"

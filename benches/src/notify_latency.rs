@@ -441,16 +441,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.degraded_delay_ms >= args.provider_timeout_ms {
         bail!("--degraded-delay-ms must stay below --provider-timeout-ms (degraded, not down)");
     }
-    if !args.foldline.exists() {
-        bail!(
+    // The processes run in their own directories: the path must not be relative.
+    let foldline = args.foldline.canonicalize().with_context(|| {
+        format!(
             "{} does not exist: build it (bash benches/notify.sh does)",
             args.foldline.display()
-        );
-    }
+        )
+    })?;
     let load_before = load_average();
     let primary = Arc::new(FakeProvider::start(true).await?);
     let backup = Arc::new(FakeProvider::start(true).await?);
-    let deployment = Deployment::new(&args.foldline, "notify-latency")?;
+    let deployment = Deployment::new(&foldline, "notify-latency")?;
     let (_front, _processor) = spawn(&args, &deployment, &primary, &backup).await?;
     let run = Run {
         args: &args,

@@ -3,11 +3,15 @@
 //! sends, the recorded notices, notify's latency figures and the dead
 //! letters.
 
+use std::time::Duration;
+
 use foldline_testcontainers::replay::{read_topic, RawRecord};
 use foldline_testcontainers::wait::poll_until;
 use foldline_testcontainers::{
     free_port, Api, CommandOptions, Deadline, Deployment, FoldlineProcess,
 };
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
 use crate::support::binary;
@@ -293,4 +297,33 @@ pub(crate) fn delivered_by(view: &Value) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// Produces a record that is no Avro to every partition of `topic`;
+/// returns how many partitions it has.
+pub(crate) async fn poison_every_partition(deployment: &Deployment, topic: &str) -> usize {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", deployment.bootstrap_servers())
+        .create()
+        .unwrap();
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len();
+    assert!(partitions > 0, "{topic} has partitions");
+    for partition in 0..partitions {
+        producer
+            .send(
+                FutureRecord::<[u8], [u8]>::to(topic)
+                    .partition(i32::try_from(partition).unwrap())
+                    .key(b"garbage")
+                    .payload(b"not avro"),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(error, _)| error)
+            .unwrap();
+    }
+    partitions
 }

@@ -10,21 +10,19 @@
 //! second delivery would show there.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use foldline_testcontainers::wait::poll_until;
 use foldline_testcontainers::{
     Api, Behaviour, CommandOptions, Deadline, Deployment, FakeProvider, FoldlineProcess,
     REFUSED_RECIPIENT,
 };
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::notices_support::{
-    dead_letters_until, delivered_by, header_text, latency, quick_retries, report_latency,
-    wait_status,
+    dead_letters_until, delivered_by, header_text, latency, poison_every_partition, quick_retries,
+    report_latency, wait_status,
 };
 use crate::support::binary;
 
@@ -278,20 +276,7 @@ async fn the_breaker_moves_sms_to_the_backup_and_back_and_nothing_is_lost_or_dou
             .contains("refused"),
         "{failed:?}"
     );
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", deployment.bootstrap_servers())
-        .create()
-        .unwrap();
-    producer
-        .send(
-            FutureRecord::<[u8], [u8]>::to(&deployment.topic("notify.commands"))
-                .key(b"garbage")
-                .payload(b"not avro"),
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|(error, _)| error)
-        .unwrap();
+    poison_every_partition(&deployment, &deployment.topic("notify.commands")).await;
     let after_poison = send_all(&api, keys(&prefix, "after-poison", 10), recipient).await;
     wait_status(&api, &after_poison, "sent", Deadline::secs(60)).await;
     all.extend(after_poison);

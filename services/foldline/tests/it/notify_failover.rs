@@ -16,21 +16,19 @@
 //! timed out, and the attempt moved on to the backup), and is counted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use foldline_platform::codec::Codec;
 use foldline_platform::dlq::headers as dlq;
-use foldline_testcontainers::{Api, Behaviour, Deadline, Deployment, FakeProvider};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
+use foldline_testcontainers::{Api, Behaviour, Deadline, FakeProvider};
 use serde_json::Value;
 use tokio::task::JoinSet;
 
 use crate::analytics::{summary_reaching, sums_of_the_topics};
 use crate::notices_support::{
     dead_letters_until, delivered_by, header_text, latency, notices, notification_ids,
-    payments_env, place, quick_retries, register, report_latency, saga_deployment, spawn_front,
-    spawn_processors, spawn_simulator, status_of, wait_status,
+    payments_env, place, poison_every_partition, quick_retries, register, report_latency,
+    saga_deployment, spawn_front, spawn_processors, spawn_simulator, status_of, wait_status,
 };
 
 /// Customers; the first [`WITH_PHONE`] have a phone number.
@@ -142,35 +140,6 @@ fn failover_reasons(views: &[Value]) -> Vec<String> {
         .filter(|failover| failover["from"] == "primary")
         .filter_map(|failover| failover["reason"].as_str().map(str::to_owned))
         .collect()
-}
-
-/// Produces a record that is no Avro to every partition of `topic`;
-/// returns how many partitions it has.
-async fn poison_every_partition(deployment: &Deployment, topic: &str) -> usize {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", deployment.bootstrap_servers())
-        .create()
-        .unwrap();
-    let metadata = producer
-        .client()
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
-        .unwrap();
-    let partitions = metadata.topics()[0].partitions().len();
-    assert!(partitions > 0, "{topic} has partitions");
-    for partition in 0..partitions {
-        producer
-            .send(
-                FutureRecord::<[u8], [u8]>::to(topic)
-                    .partition(i32::try_from(partition).unwrap())
-                    .key(b"garbage")
-                    .payload(b"not avro"),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(error, _)| error)
-            .unwrap();
-    }
-    partitions
 }
 
 /// The metrics of the summary the topics' sums cover (users and payments
