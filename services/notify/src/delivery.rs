@@ -492,6 +492,52 @@ impl Performer<DeliverNotification> for FirstAttempts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{NotificationId, Parameters, Recipient, Template};
+
+    fn text() -> Message {
+        Message {
+            notification_id: NotificationId::parse(&uuid::Uuid::new_v4().to_string()).unwrap(),
+            channel: Channel::Sms,
+            recipient: Recipient::parse(Channel::Sms, "+447700900123").unwrap(),
+            template: Template::parse("order.confirmed").unwrap(),
+            parameters: Parameters::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_keeps_failing_is_skipped_without_a_call_once_its_breaker_opens() {
+        // A port nothing listens on: every call to it fails at once.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let config = NotifyConfig {
+            sms_providers: format!("down=http://{closed},backup=sink"),
+            breaker_consecutive_failures: 2,
+            breaker_open_wait_ms: 600_000,
+            ..NotifyConfig::default()
+        };
+        let chains = ProviderChains::new(&config, &Store::in_memory().unwrap()).unwrap();
+        let mut reasons = Vec::new();
+        for _ in 0..4 {
+            match chains.deliver(&text()).await {
+                ChainOutcome::Accepted { provider, hops, .. } => {
+                    assert_eq!(provider.to_string(), "backup");
+                    reasons.extend(hops.into_iter().map(|hop| hop.reason.as_str().to_owned()));
+                }
+                failed => panic!("the backup takes it: {failed:?}"),
+            }
+        }
+        assert_eq!(
+            reasons,
+            [
+                "cannot be reached",
+                "cannot be reached",
+                BREAKER_OPEN,
+                BREAKER_OPEN
+            ]
+        );
+    }
 
     #[test]
     fn the_retry_schedule_doubles_up_to_its_cap_and_ends() {
