@@ -1,5 +1,6 @@
-//! A fake notification provider API on loopback, for the notify tests: it
-//! accepts, fails (503), stalls (never answers in time) or recovers on cue,
+//! A fake notification provider API on loopback, for the notify tests and
+//! benches: it accepts, answers slowly, fails (503), stalls (never answers
+//! in time) or recovers on cue,
 //! refuses one recipient outright (422), and counts what it accepted per
 //! notification id.
 //!
@@ -36,6 +37,8 @@ pub enum Behaviour {
     Fail,
     /// Holds the request far longer than any client timeout.
     Stall,
+    /// Answers as [`Behaviour::Accept`] after this delay (a degraded network).
+    Slow(Duration),
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +91,7 @@ async fn message(
             tokio::time::sleep(Duration::from_secs(60)).await;
             return StatusCode::GATEWAY_TIMEOUT.into_response();
         }
+        Behaviour::Slow(delay) => tokio::time::sleep(delay).await,
         Behaviour::Accept => {}
     }
     if body.get("recipient").and_then(Value::as_str) == Some(REFUSED_RECIPIENT) {

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use foldline_contracts::envelope::EventMetadata;
 use foldline_contracts::notify::{self as wire, NotifyCommandRecord};
+use foldline_platform::breaker::Breaker;
 use foldline_platform::codec::Codec;
 use foldline_platform::config::NotifyConfig;
 use foldline_platform::outbox::{follow_up_metadata, send_command, FollowUpError, Performer};
 use foldline_platform::processor::retry::produce_is_transient;
 use foldline_platform::store::{RowKey, Store, StoredRow};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use recloser::{AsyncRecloser, Recloser};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Attempt, Channel, ProviderName, Reason};
@@ -44,11 +44,7 @@ fn now_millis() -> i64 {
 pub struct Provider {
     pub name: ProviderName,
     adapter: Adapter,
-    breaker: AsyncRecloser,
-}
-
-fn counts_against_breaker(error: &ProviderError) -> bool {
-    error.counts_against_breaker()
+    breaker: Breaker,
 }
 
 /// One move to the next provider within an attempt.
@@ -97,16 +93,14 @@ impl ProviderChains {
                         name: spec.name.to_string(),
                     }
                 })?;
-                let breaker = Recloser::custom()
-                    .error_rate(config.breaker_error_rate)
-                    .closed_len(config.breaker_closed_len)
-                    .half_open_len(config.breaker_half_open_len)
-                    .open_wait(Duration::from_millis(config.breaker_open_wait_ms))
-                    .build();
+                let breaker = Breaker::new(
+                    &format!("notify {} provider {}", channel.as_str(), spec.name),
+                    &config.breaker_policy(),
+                )?;
                 providers.push(Provider {
                     name: spec.name,
                     adapter,
-                    breaker: AsyncRecloser::from(breaker),
+                    breaker,
                 });
             }
             built.insert(channel, providers);
@@ -133,13 +127,17 @@ impl ProviderChains {
                     reason,
                 });
             }
+            if !provider.breaker.permits() {
+                previous = Some((provider.name.clone(), Reason::truncated(BREAKER_OPEN)));
+                continue;
+            }
             let started = Instant::now();
-            let call = provider.adapter.send(&provider.name, message);
-            match provider
+            let answer = provider.adapter.send(&provider.name, message).await;
+            // A refusal of the message itself says the provider is up.
+            provider
                 .breaker
-                .call_with(counts_against_breaker as fn(&ProviderError) -> bool, call)
-                .await
-            {
+                .record(!matches!(&answer, Err(error) if error.counts_against_breaker()));
+            match answer {
                 Ok(accepted) => {
                     return ChainOutcome::Accepted {
                         provider: provider.name.clone(),
@@ -148,13 +146,10 @@ impl ProviderChains {
                         hops,
                     }
                 }
-                Err(recloser::Error::Rejected) => {
-                    previous = Some((provider.name.clone(), Reason::truncated(BREAKER_OPEN)));
-                }
-                Err(recloser::Error::Inner(ProviderError::Unavailable(reason))) => {
+                Err(ProviderError::Unavailable(reason)) => {
                     previous = Some((provider.name.clone(), Reason::truncated(&reason)));
                 }
-                Err(recloser::Error::Inner(ProviderError::Refused(reason))) => {
+                Err(ProviderError::Refused(reason)) => {
                     return ChainOutcome::Failed {
                         reason: Reason::truncated(&format!(
                             "{} refused it: {reason}",
@@ -497,6 +492,52 @@ impl Performer<DeliverNotification> for FirstAttempts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{NotificationId, Parameters, Recipient, Template};
+
+    fn text() -> Message {
+        Message {
+            notification_id: NotificationId::parse(&uuid::Uuid::new_v4().to_string()).unwrap(),
+            channel: Channel::Sms,
+            recipient: Recipient::parse(Channel::Sms, "+447700900123").unwrap(),
+            template: Template::parse("order.confirmed").unwrap(),
+            parameters: Parameters::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_keeps_failing_is_skipped_without_a_call_once_its_breaker_opens() {
+        // A port nothing listens on: every call to it fails at once.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let config = NotifyConfig {
+            sms_providers: format!("down=http://{closed},backup=sink"),
+            breaker_consecutive_failures: 2,
+            breaker_open_wait_ms: 600_000,
+            ..NotifyConfig::default()
+        };
+        let chains = ProviderChains::new(&config, &Store::in_memory().unwrap()).unwrap();
+        let mut reasons = Vec::new();
+        for _ in 0..4 {
+            match chains.deliver(&text()).await {
+                ChainOutcome::Accepted { provider, hops, .. } => {
+                    assert_eq!(provider.to_string(), "backup");
+                    reasons.extend(hops.into_iter().map(|hop| hop.reason.as_str().to_owned()));
+                }
+                failed => panic!("the backup takes it: {failed:?}"),
+            }
+        }
+        assert_eq!(
+            reasons,
+            [
+                "cannot be reached",
+                "cannot be reached",
+                BREAKER_OPEN,
+                BREAKER_OPEN
+            ]
+        );
+    }
 
     #[test]
     fn the_retry_schedule_doubles_up_to_its_cap_and_ends() {

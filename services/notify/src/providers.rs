@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use foldline_platform::breaker::BreakerPolicyError;
 use foldline_platform::config::NotifyConfig;
 use foldline_platform::store::{RowKey, Store, StoredRow};
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,8 @@ pub enum ChainError {
     BadTarget { channel: &'static str, name: String },
     #[error("notify.{0} is out of range")]
     OutOfRange(&'static str),
+    #[error("notify.breaker_*: {0}")]
+    Breaker(#[from] BreakerPolicyError),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,12 +127,7 @@ impl Chains {
             true => Ok(()),
             false => Err(ChainError::OutOfRange(key)),
         };
-        in_range(
-            config.breaker_error_rate > 0.0 && config.breaker_error_rate <= 1.0,
-            "breaker_error_rate",
-        )?;
-        in_range(config.breaker_closed_len >= 1, "breaker_closed_len")?;
-        in_range(config.breaker_half_open_len >= 1, "breaker_half_open_len")?;
+        config.breaker_policy().validate()?;
         in_range(config.provider_timeout_ms >= 1, "provider_timeout_ms")?;
         in_range(config.max_attempts >= 1, "max_attempts")?;
         in_range(
@@ -346,13 +344,59 @@ mod tests {
         for channel in Channel::ALL {
             assert_eq!(chains.0[&channel][0].target, Target::Sink);
         }
-        let config = NotifyConfig {
-            breaker_error_rate: 0.0,
-            ..NotifyConfig::default()
-        };
-        assert_eq!(
-            Chains::from_config(&config),
-            Err(ChainError::OutOfRange("breaker_error_rate"))
-        );
+        let garbage = [
+            (
+                NotifyConfig {
+                    breaker_error_rate: 0.0,
+                    ..NotifyConfig::default()
+                },
+                ChainError::Breaker(BreakerPolicyError::RateOutOfRange),
+            ),
+            (
+                NotifyConfig {
+                    breaker_error_rate: f64::NAN,
+                    ..NotifyConfig::default()
+                },
+                ChainError::Breaker(BreakerPolicyError::RateOutOfRange),
+            ),
+            (
+                NotifyConfig {
+                    breaker_consecutive_failures: 0,
+                    ..NotifyConfig::default()
+                },
+                ChainError::Breaker(BreakerPolicyError::NoFailures),
+            ),
+            (
+                NotifyConfig {
+                    breaker_min_calls: 0,
+                    ..NotifyConfig::default()
+                },
+                ChainError::Breaker(BreakerPolicyError::NoMinCalls),
+            ),
+            (
+                NotifyConfig {
+                    breaker_window_secs: 0,
+                    ..NotifyConfig::default()
+                },
+                ChainError::Breaker(BreakerPolicyError::WindowTooShort),
+            ),
+            (
+                NotifyConfig {
+                    breaker_open_wait_ms: 0,
+                    ..NotifyConfig::default()
+                },
+                ChainError::Breaker(BreakerPolicyError::NoOpenWait),
+            ),
+            (
+                NotifyConfig {
+                    provider_timeout_ms: 0,
+                    ..NotifyConfig::default()
+                },
+                ChainError::OutOfRange("provider_timeout_ms"),
+            ),
+        ];
+        for (config, expected) in garbage {
+            assert_eq!(Chains::from_config(&config), Err(expected));
+        }
     }
 }

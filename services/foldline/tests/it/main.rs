@@ -42,6 +42,11 @@
 //!   declined, refunded, erased and unknown customers) across a kill -9,
 //!   counted at fake providers and by analytics; an SMS exhausted into
 //!   `notify.dlq` while emails flow.
+//! - [`notify_failover`]: orders confirmed while the primary SMS provider
+//!   fails, then stalls, then recovers: the breaker opens, the backup
+//!   takes every text once, traffic returns, poison on every partition of
+//!   `notify.commands` is parked while confirmations flow, and analytics
+//!   equals the sums of the events.
 //! - [`saga`]: over 500 orders through the saga, every role its own
 //!   process on the CQL store, the simulator declining, slow and failing;
 //!   then kill -9 of each service in turn mid-saga. Every order ends, the
@@ -63,7 +68,9 @@ mod flow;
 mod idempotency;
 mod in_process;
 mod nemesis;
+mod notices_support;
 mod notify;
+mod notify_failover;
 mod notify_notices;
 mod outage;
 mod payments;

@@ -10,19 +10,20 @@
 //! second delivery would show there.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use foldline_testcontainers::replay::read_topic;
 use foldline_testcontainers::wait::poll_until;
 use foldline_testcontainers::{
     Api, Behaviour, CommandOptions, Deadline, Deployment, FakeProvider, FoldlineProcess,
     REFUSED_RECIPIENT,
 };
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::task::JoinSet;
 
+use crate::notices_support::{
+    dead_letters_until, delivered_by, header_text, latency, poison_every_partition, quick_retries,
+    report_latency, wait_status,
+};
 use crate::support::binary;
 
 const CONCURRENCY: usize = 8;
@@ -37,16 +38,15 @@ fn provider_env(primary: &FakeProvider, backup: &FakeProvider) -> Vec<(String, S
         // (a timed-out call that was accepted is a second delivery through
         // the backup); the stall phase's calls hang for 60 s either way.
         ("FOLDLINE__NOTIFY__PROVIDER_TIMEOUT_MS", "2000".to_owned()),
-        ("FOLDLINE__NOTIFY__BREAKER_ERROR_RATE", "0.5".to_owned()),
-        ("FOLDLINE__NOTIFY__BREAKER_CLOSED_LEN", "4".to_owned()),
-        ("FOLDLINE__NOTIFY__BREAKER_HALF_OPEN_LEN", "2".to_owned()),
+        (
+            "FOLDLINE__NOTIFY__BREAKER_CONSECUTIVE_FAILURES",
+            "2".to_owned(),
+        ),
         ("FOLDLINE__NOTIFY__BREAKER_OPEN_WAIT_MS", "1000".to_owned()),
-        ("FOLDLINE__NOTIFY__MAX_ATTEMPTS", "3".to_owned()),
-        ("FOLDLINE__NOTIFY__RETRY_BACKOFF_MS", "200".to_owned()),
-        ("FOLDLINE__NOTIFY__RETRY_BACKOFF_MAX_MS", "800".to_owned()),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))
+    .chain(quick_retries())
     .collect()
 }
 
@@ -114,63 +114,10 @@ async fn send_all_on(api: &Api, channel: &str, keys: Vec<String>, recipient: &st
     ids.into_values().collect()
 }
 
-/// Waits until every notification reached `status`; returns their views.
-async fn wait_status(api: &Api, ids: &[String], status: &str, deadline: Deadline) -> Vec<Value> {
-    let mut views = Vec::new();
-    for id in ids {
-        let view = poll_until(&format!("notification {id} {status}"), deadline, || async {
-            let answer = api
-                .get(&format!("/v1/notifications/{id}"))
-                .await
-                .map_err(|error| error.to_string())?;
-            match answer.str("status") {
-                Some(seen) if seen == status => Ok(Some(answer.body)),
-                _ => Err(answer.to_string()),
-            }
-        })
-        .await
-        .expect("the notification settles");
-        views.push(view);
-    }
-    views
-}
-
 fn keys(prefix: &str, phase: &str, count: usize) -> Vec<String> {
     (0..count)
         .map(|index| format!("{prefix}{phase}-{index}"))
         .collect()
-}
-
-fn delivered_by(view: &Value) -> String {
-    view["delivery"]["provider"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn latency(api: &Api) -> Value {
-    api.get("/v1/notifications/latency")
-        .await
-        .expect("latency")
-        .body
-}
-
-fn report_latency(label: &str, figures: &Value) {
-    for provider in figures["providers"].as_array().into_iter().flatten() {
-        eprintln!(
-            "notify latency [{label}] {}/{}: n={} p50={}ms p99={}ms max={}ms (call p50={}us p99={}us) breaches {}ms SLA: {}",
-            provider["channel"].as_str().unwrap_or_default(),
-            provider["provider"].as_str().unwrap_or_default(),
-            provider["end_to_end_ms"]["count"],
-            provider["end_to_end_ms"]["p50"],
-            provider["end_to_end_ms"]["p99"],
-            provider["end_to_end_ms"]["max"],
-            provider["provider_call_us"]["p50"],
-            provider["provider_call_us"]["p99"],
-            provider["sla_p99_ms"],
-            provider["p99_breaches_sla"],
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,46 +276,25 @@ async fn the_breaker_moves_sms_to_the_backup_and_back_and_nothing_is_lost_or_dou
             .contains("refused"),
         "{failed:?}"
     );
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", deployment.bootstrap_servers())
-        .create()
-        .unwrap();
-    producer
-        .send(
-            FutureRecord::<[u8], [u8]>::to(&deployment.topic("notify.commands"))
-                .key(b"garbage")
-                .payload(b"not avro"),
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|(error, _)| error)
-        .unwrap();
+    poison_every_partition(&deployment, &deployment.topic("notify.commands")).await;
     let after_poison = send_all(&api, keys(&prefix, "after-poison", 10), recipient).await;
     wait_status(&api, &after_poison, "sent", Deadline::secs(60)).await;
     all.extend(after_poison);
-    let dlq_topic = deployment.topic("notify.dlq");
-    let parked = poll_until("two dead letters", Deadline::secs(30), || async {
-        let records = read_topic(deployment.bootstrap_servers(), &dlq_topic)
-            .await
-            .map_err(|error| error.to_string())?;
+    let reason = dead_letters_until(&deployment, "two dead letters", |records| {
         let causes: BTreeSet<String> = records
             .iter()
-            .filter_map(|record| record.header("dlq-cause"))
-            .map(|cause| String::from_utf8_lossy(cause).into_owned())
+            .map(|record| header_text(record, "dlq-cause"))
             .collect();
         match causes.contains("exhausted") && causes.contains("poison") {
-            true => Ok(Some(records)),
+            true => records
+                .iter()
+                .find(|record| record.header("dlq-cause") == Some(b"exhausted".as_slice()))
+                .map(|record| header_text(record, "dlq-error"))
+                .ok_or_else(|| "no exhausted letter".to_owned()),
             false => Err(format!("causes so far: {causes:?}")),
         }
     })
-    .await
-    .unwrap();
-    let exhausted = parked
-        .iter()
-        .find(|record| record.header("dlq-cause") == Some(b"exhausted".as_slice()))
-        .unwrap();
-    let reason =
-        String::from_utf8_lossy(exhausted.header("dlq-error").unwrap_or_default()).into_owned();
+    .await;
     assert!(reason.contains("refused"), "{reason}");
 
     // kill -9 of the process running the delivery worker (and the gateway)

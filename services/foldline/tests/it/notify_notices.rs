@@ -16,18 +16,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use foldline_testcontainers::replay::read_topic;
 use foldline_testcontainers::wait::poll_until;
-use foldline_testcontainers::{
-    free_port, Api, Behaviour, Deadline, Deployment, FakeProvider, FoldlineProcess,
-};
+use foldline_testcontainers::{Api, Behaviour, Deadline, FakeProvider};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::support::{binary, command_answered};
-
-const SAGA_ON: (&str, &str) = ("FOLDLINE__SAGA__ENABLED", "true");
+use crate::notices_support::{
+    command, dead_letters_until, header_text, latency, notices, notification_ids, payments_env,
+    place, quick_retries, register, report_latency, saga_deployment, spawn_front, spawn_processors,
+    spawn_simulator, status_of,
+};
 
 struct Fakes {
     mail: FakeProvider,
@@ -35,126 +34,23 @@ struct Fakes {
 }
 
 fn front_env(fakes: &Fakes, simulator: &str) -> Vec<(String, String)> {
-    [
+    let mut env = vec![
         (
-            "FOLDLINE__NOTIFY__EMAIL_PROVIDERS",
+            "FOLDLINE__NOTIFY__EMAIL_PROVIDERS".to_owned(),
             format!("mail={}", fakes.mail.url()),
         ),
         (
-            "FOLDLINE__NOTIFY__SMS_PROVIDERS",
+            "FOLDLINE__NOTIFY__SMS_PROVIDERS".to_owned(),
             format!("primary={}", fakes.sms.url()),
         ),
-        ("FOLDLINE__NOTIFY__PROVIDER_TIMEOUT_MS", "500".to_owned()),
-        ("FOLDLINE__NOTIFY__MAX_ATTEMPTS", "3".to_owned()),
-        ("FOLDLINE__NOTIFY__RETRY_BACKOFF_MS", "200".to_owned()),
-        ("FOLDLINE__NOTIFY__RETRY_BACKOFF_MAX_MS", "800".to_owned()),
-        ("FOLDLINE__PAYMENTS__PROVIDER__URL", simulator.to_owned()),
         (
-            "FOLDLINE__PAYMENTS__PROVIDER__RETRY_FIRST_DELAY_MS",
-            "20".to_owned(),
+            "FOLDLINE__NOTIFY__PROVIDER_TIMEOUT_MS".to_owned(),
+            "500".to_owned(),
         ),
-        (
-            "FOLDLINE__PAYMENTS__PROVIDER__RETRY_MAX_DELAY_MS",
-            "300".to_owned(),
-        ),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), value))
-    .collect()
-}
-
-/// Everything that reads a store: the gateway, every projector and relay
-/// (the notices', the delivery worker, the saga's, the payment provider
-/// worker) and analytics. The process the test kills.
-async fn spawn_front(deployment: &Deployment, env: &[(String, String)]) -> FoldlineProcess {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    deployment
-        .spawn_ready_with(
-            "front",
-            &[
-                "registry",
-                "gateway",
-                "users-projector",
-                "orders-projector",
-                "payments-projector",
-                "notify-projector",
-                "analytics",
-            ],
-            "store-front",
-            &env,
-            Deadline::secs(90),
-        )
-        .await
-        .expect("the front process becomes ready")
-}
-
-/// A command retried (same key) until the gateway answers it: the gateway
-/// dies with the front process.
-async fn command(api: &Api, path: &str, body: Value, key: &str) -> Value {
-    command_answered(api, path, body, key).await
-}
-
-fn id_of(body: &Value) -> String {
-    body["id"].as_str().expect("an id").to_owned()
-}
-
-async fn register(api: &Api, prefix: &str, index: usize, phone: bool) -> String {
-    let mut body = json!({
-        "email": format!("notice-{index}@{prefix}.example.org"),
-        "name": format!("Customer {index}"),
-    });
-    if phone {
-        body["phone"] = json!(format!("+4477009{:05}", index));
-    }
-    id_of(&command(api, "/v1/users", body, &format!("{prefix}-user-{index}")).await)
-}
-
-async fn place(api: &Api, key: String, customer: String, card: Option<&'static str>) -> String {
-    let mut body = json!({
-        "customer_id": customer,
-        "currency": "EUR",
-        "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price": 1250}],
-    });
-    if let Some(card) = card {
-        body["card_token"] = json!(card);
-    }
-    id_of(&command(api, "/v1/orders", body, &key).await)
-}
-
-async fn status_of(api: &Api, order: &str, wanted: &[&str]) -> String {
-    poll_until(
-        &format!("order {order} in {wanted:?}"),
-        Deadline::secs(120),
-        || async {
-            let answer = api.order(order).await.map_err(|e| e.to_string())?;
-            match answer.str("status") {
-                Some(status) if wanted.contains(&status) => Ok(Some(status.to_owned())),
-                _ => Err(answer.to_string()),
-            }
-        },
-    )
-    .await
-    .expect("the saga settles the order")
-}
-
-/// The recorded notices of an order, once there are `count` of them.
-async fn notices(api: &Api, order: &str, count: usize) -> Vec<Value> {
-    poll_until(
-        &format!("{count} notices of order {order}"),
-        Deadline::secs(120),
-        || async {
-            let answer = api
-                .get(&format!("/v1/notifications/notices?order_id={order}"))
-                .await
-                .map_err(|e| e.to_string())?;
-            match answer.body["items"].as_array() {
-                Some(items) if items.len() >= count => Ok(Some(items.clone())),
-                _ => Err(answer.to_string()),
-            }
-        },
-    )
-    .await
-    .expect("the notices are recorded")
+    ];
+    env.extend(quick_retries());
+    env.extend(payments_env(simulator));
+    env
 }
 
 /// An order the test expects notices for.
@@ -186,12 +82,7 @@ async fn delivered(
         );
         for notice in &recorded {
             assert_eq!(notice["outcome"], "queued", "{notice}");
-            let ids: Vec<String> = notice["notification_ids"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|id| id.as_str().map(str::to_owned))
-                .collect();
+            let ids = notification_ids(notice);
             assert_eq!(ids.len(), 1 + usize::from(wanted.phone), "{notice}");
             emails.insert(ids[0].clone());
             texts.extend(ids.get(1).cloned());
@@ -211,60 +102,17 @@ async fn delivered(
     (emails, texts)
 }
 
-/// Prints notify's own latency figures per provider: for a notice, its
-/// request time is its event's, so this is order event → provider accepted.
-async fn report_latency(api: &Api, label: &str) {
-    let figures = api.get("/v1/notifications/latency").await.unwrap().body;
-    for provider in figures["providers"].as_array().into_iter().flatten() {
-        eprintln!(
-            "notify notices latency [{label}] {}/{}: n={} p50={}ms p99={}ms max={}ms",
-            provider["channel"].as_str().unwrap_or_default(),
-            provider["provider"].as_str().unwrap_or_default(),
-            provider["end_to_end_ms"]["count"],
-            provider["end_to_end_ms"]["p50"],
-            provider["end_to_end_ms"]["p99"],
-            provider["end_to_end_ms"]["max"],
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_saga_outcome_is_told_once_per_channel_across_a_kill_9_and_analytics_counts_it() {
     let fakes = Fakes {
         mail: FakeProvider::start(true).await.unwrap(),
         sms: FakeProvider::start(true).await.unwrap(),
     };
-    let deployment = Deployment::new(binary(), "notify-notices")
-        .unwrap()
-        .with_role_env(vec![(SAGA_ON.0.to_owned(), SAGA_ON.1.to_owned())]);
-    let simulator_listen = format!("127.0.0.1:{}", free_port().unwrap());
-    let mut simulator = deployment
-        .spawn_with(
-            "simulator",
-            &["provider-simulator"],
-            "store-simulator",
-            &[("FOLDLINE__PAYMENTS__SIMULATOR__LISTEN", &simulator_listen)],
-        )
-        .unwrap();
-    let simulator_url = format!("http://{simulator_listen}");
-    simulator
-        .wait_ready(&format!("{simulator_url}/healthz"), Deadline::secs(30))
-        .await
-        .expect("the simulator becomes ready");
+    let deployment = saga_deployment("notify-notices");
+    let (_simulator, simulator_url) = spawn_simulator(&deployment).await;
     let env = front_env(&fakes, &simulator_url);
     let mut front = spawn_front(&deployment, &env).await;
-    let _processors = deployment
-        .spawn(
-            "processors",
-            &[
-                "users-processor",
-                "orders-processor",
-                "payments-processor",
-                "notify-processor",
-            ],
-            "store-processors",
-        )
-        .unwrap();
+    let _processors = spawn_processors(&deployment);
     let api = deployment.api().unwrap();
     let prefix = deployment.prefix().to_owned();
 
@@ -332,7 +180,7 @@ async fn every_saga_outcome_is_told_once_per_channel_across_a_kill_9_and_analyti
     }
 
     delivered(&api, &fakes, &expected).await;
-    report_latency(&api, "before the kill").await;
+    report_latency("before the kill", &latency(&api).await);
 
     // kill -9 of the front mid-stream, while orders are still placed and
     // their notices queued and delivered.
@@ -407,7 +255,7 @@ async fn every_saga_outcome_is_told_once_per_channel_across_a_kill_9_and_analyti
     }
 
     // Analytics counts what the fakes counted.
-    report_latency(&api, "after the kill").await;
+    report_latency("after the kill", &latency(&api).await);
     let notices_sent = i64::try_from(emails.len() + texts.len()).unwrap();
     let summary = poll_until(
         "analytics counts the notices",
@@ -460,15 +308,7 @@ async fn every_saga_outcome_is_told_once_per_channel_across_a_kill_9_and_analyti
     let mut ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for order in [&failing, &behind] {
         let recorded = notices(&api, order, 1).await;
-        ids.insert(
-            order.as_str(),
-            recorded[0]["notification_ids"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|id| id.as_str().map(str::to_owned))
-                .collect(),
-        );
+        ids.insert(order.as_str(), notification_ids(&recorded[0]));
     }
     let failed_sms = ids[failing.as_str()][1].clone();
     let flowing_emails = [
@@ -490,34 +330,15 @@ async fn every_saga_outcome_is_told_once_per_channel_across_a_kill_9_and_analyti
     )
     .await
     .unwrap();
-    let dlq_topic = deployment.topic("notify.dlq");
-    let parked = poll_until(
-        "the SMS parked as exhausted",
-        Deadline::secs(60),
-        || async {
-            let records = read_topic(deployment.bootstrap_servers(), &dlq_topic)
-                .await
-                .map_err(|error| error.to_string())?;
-            let exhausted: Vec<String> = records
-                .iter()
-                .filter(|record| record.header("dlq-cause") == Some(b"exhausted".as_slice()))
-                .filter(|record| record.key.as_deref() == Some(failed_sms.as_bytes()))
-                .map(|record| {
-                    String::from_utf8_lossy(record.header("dlq-error").unwrap_or_default())
-                        .into_owned()
-                })
-                .collect();
-            match exhausted.first() {
-                Some(reason) => Ok(Some(reason.clone())),
-                None => Err(format!(
-                    "{} dead letters, none for {failed_sms}",
-                    records.len()
-                )),
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let parked = dead_letters_until(&deployment, "the SMS parked as exhausted", |records| {
+        records
+            .iter()
+            .filter(|record| record.header("dlq-cause") == Some(b"exhausted".as_slice()))
+            .find(|record| record.key.as_deref() == Some(failed_sms.as_bytes()))
+            .map(|record| header_text(record, "dlq-error"))
+            .ok_or_else(|| format!("{} dead letters, none for {failed_sms}", records.len()))
+    })
+    .await;
     assert!(parked.contains("503"), "{parked}");
     poll_until("the SMS recorded failed", Deadline::secs(60), || async {
         let view = api

@@ -31,12 +31,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use failsafe::backoff;
-use failsafe::failure_policy::{self, ConsecutiveFailures};
-use failsafe::StateMachine;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
+use crate::breaker::{Breaker, BreakerPolicy};
 use crate::config::{CacheConfig, ConfigError};
 use crate::store::{RowKey, StoredRow};
 
@@ -98,38 +96,20 @@ impl std::fmt::Debug for RowCache {
     }
 }
 
-/// Consecutive failed Redis calls that open a [`Breaker`].
+/// Consecutive failed Redis calls that open the breaker.
 const FAILURES_TO_OPEN: u32 = 3;
 
-/// Skips Redis calls at once while Redis keeps failing, so a Redis that is
-/// down costs a request nothing instead of a timeout per call: after
-/// [`FAILURES_TO_OPEN`] consecutive failures calls are refused for a
+/// The breaker every Redis client of the platform sits behind, so a Redis
+/// that is down costs a request nothing instead of a timeout per call:
+/// after [`FAILURES_TO_OPEN`] consecutive failures calls are refused for a
 /// second, then probed again (a failed probe pauses another second); the
 /// first success closes it.
-#[derive(Clone)]
-pub(crate) struct Breaker(StateMachine<ConsecutiveFailures<backoff::Constant>, ()>);
-
-impl Breaker {
-    pub(crate) fn new() -> Breaker {
-        let policy = failure_policy::consecutive_failures(
-            FAILURES_TO_OPEN,
-            backoff::constant(Duration::from_secs(1)),
-        );
-        Breaker(failsafe::Config::new().failure_policy(policy).build())
-    }
-
-    /// Whether a call may go to Redis now.
-    pub(crate) fn permits(&self) -> bool {
-        self.0.is_call_permitted()
-    }
-
-    pub(crate) fn record(&self, succeeded: bool) {
-        if succeeded {
-            self.0.on_success();
-        } else {
-            self.0.on_error();
-        }
-    }
+pub(crate) fn redis_breaker(name: &str) -> Result<Breaker, ConfigError> {
+    Breaker::new(
+        name,
+        &BreakerPolicy::consecutive(FAILURES_TO_OPEN, Duration::from_secs(1)),
+    )
+    .map_err(|error| ConfigError::Invalid(format!("{name} breaker: {error}")))
 }
 
 /// A self-reconnecting connection to the Redis at `url` that connects on
@@ -168,7 +148,7 @@ impl RowCache {
             fill: Script::new(FILL),
             invalidate: Script::new(INVALIDATE),
             last_warning: AtomicU64::new(0),
-            breaker: Breaker::new(),
+            breaker: redis_breaker("redis cache")?,
         })
     }
 

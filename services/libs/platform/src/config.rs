@@ -817,13 +817,15 @@ pub struct NotifyConfig {
     pub webhook_providers: String,
     /// How long one provider call may take before it counts as failed.
     pub provider_timeout_ms: u64,
-    /// Failure rate (0 to 1] over the breaker's window that opens it.
-    pub breaker_error_rate: f32,
-    /// Calls a closed breaker observes before judging the failure rate.
-    pub breaker_closed_len: usize,
-    /// Trial calls a half-open breaker lets through before judging again.
-    pub breaker_half_open_len: usize,
-    /// How long an open breaker refuses calls before going half-open.
+    /// Unavailable calls in a row that open a provider's breaker.
+    pub breaker_consecutive_failures: u32,
+    /// Failure rate (0 to 1] over `breaker_window_secs` that opens it too.
+    pub breaker_error_rate: f64,
+    /// Calls the window must hold before the rate is judged.
+    pub breaker_min_calls: u32,
+    /// The window the failure rate is taken over, whole seconds.
+    pub breaker_window_secs: u64,
+    /// How long an open breaker refuses calls before a trial call.
     pub breaker_open_wait_ms: u64,
     /// Attempts per notification (each tries the whole chain) before it
     /// goes to the dead-letter topic.
@@ -847,9 +849,10 @@ impl Default for NotifyConfig {
             sms_providers: "sms-sink=sink".to_owned(),
             webhook_providers: "webhook-sink=sink".to_owned(),
             provider_timeout_ms: 2_000,
+            breaker_consecutive_failures: 5,
             breaker_error_rate: 0.5,
-            breaker_closed_len: 10,
-            breaker_half_open_len: 3,
+            breaker_min_calls: 10,
+            breaker_window_secs: 10,
             breaker_open_wait_ms: 5_000,
             max_attempts: 5,
             retry_backoff_ms: 500,
@@ -857,6 +860,27 @@ impl Default for NotifyConfig {
             order_notices: true,
             order_notice_grace_ms: 10_000,
         }
+    }
+}
+
+impl NotifyConfig {
+    /// The policy of every provider's breaker (`breaker_*` keys).
+    pub fn breaker_policy(&self) -> crate::breaker::BreakerPolicy {
+        crate::breaker::BreakerPolicy {
+            consecutive_failures: self.breaker_consecutive_failures,
+            failure_rate: Some(crate::breaker::FailureRate {
+                rate: self.breaker_error_rate,
+                min_calls: self.breaker_min_calls,
+                window: std::time::Duration::from_secs(self.breaker_window_secs),
+            }),
+            open_wait: std::time::Duration::from_millis(self.breaker_open_wait_ms),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.breaker_policy()
+            .validate()
+            .map_err(|error| ConfigError::Invalid(format!("notify.breaker_*: {error}")))
     }
 }
 
@@ -950,6 +974,7 @@ impl Config {
         config.registry_server.validate()?;
         config.saga.validate()?;
         config.payments.validate()?;
+        config.notify.validate()?;
         if config.store.kind == StoreKind::Scylla {
             config.store.scylla.validate()?;
         }
@@ -1205,6 +1230,49 @@ mod tests {
             let error = Config::load(None, vec![(key.to_owned(), value.to_owned())]).unwrap_err();
             assert!(
                 error.to_string().contains("saga") || error.to_string().contains(value),
+                "{key}={value}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn notify_breaker_settings_parse_and_garbage_is_refused_with_its_key() {
+        let environment = vec![
+            (
+                "FOLDLINE__NOTIFY__BREAKER_CONSECUTIVE_FAILURES".to_owned(),
+                "2".to_owned(),
+            ),
+            (
+                "FOLDLINE__NOTIFY__BREAKER_ERROR_RATE".to_owned(),
+                "0.25".to_owned(),
+            ),
+            (
+                "FOLDLINE__NOTIFY__BREAKER_OPEN_WAIT_MS".to_owned(),
+                "750".to_owned(),
+            ),
+        ];
+        let notify = Config::load(None, environment).unwrap().notify;
+        let policy = notify.breaker_policy();
+        assert_eq!(policy.consecutive_failures, 2);
+        assert_eq!(policy.failure_rate.map(|rate| rate.rate), Some(0.25));
+        assert_eq!(policy.open_wait, std::time::Duration::from_millis(750));
+        for (key, value) in [
+            ("FOLDLINE__NOTIFY__BREAKER_CONSECUTIVE_FAILURES", "0"),
+            ("FOLDLINE__NOTIFY__BREAKER_CONSECUTIVE_FAILURES", "-1"),
+            ("FOLDLINE__NOTIFY__BREAKER_CONSECUTIVE_FAILURES", "many"),
+            ("FOLDLINE__NOTIFY__BREAKER_ERROR_RATE", "0"),
+            ("FOLDLINE__NOTIFY__BREAKER_ERROR_RATE", "1.5"),
+            ("FOLDLINE__NOTIFY__BREAKER_ERROR_RATE", "half"),
+            ("FOLDLINE__NOTIFY__BREAKER_MIN_CALLS", "0"),
+            ("FOLDLINE__NOTIFY__BREAKER_WINDOW_SECS", "0"),
+            ("FOLDLINE__NOTIFY__BREAKER_OPEN_WAIT_MS", "0"),
+            ("FOLDLINE__NOTIFY__BREAKER_OPEN_WAIT_MS", "soon"),
+            ("FOLDLINE__NOTIFY__BREAKER_HALF_OPEN_LEN", "3"),
+        ] {
+            let error = Config::load(None, vec![(key.to_owned(), value.to_owned())]).unwrap_err();
+            let text = error.to_string();
+            assert!(
+                text.contains("breaker") || text.contains(value),
                 "{key}={value}: {error}"
             );
         }

@@ -38,6 +38,7 @@
 //!   payment provider's client and its simulator).
 //! - [`shutdown`]: the stop signal every loop and server watches.
 
+pub mod breaker;
 pub mod cache;
 pub mod codec;
 pub mod config;

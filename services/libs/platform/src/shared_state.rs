@@ -66,7 +66,7 @@ pub struct SharedState {
     reserve: Script,
     count: Script,
     last_warning: AtomicU64,
-    breaker: crate::cache::Breaker,
+    breaker: crate::breaker::Breaker,
 }
 
 /// Seconds between two warnings about an unreachable Redis.
@@ -99,7 +99,7 @@ impl SharedState {
             reserve: Script::new(RESERVE),
             count: Script::new(COUNT),
             last_warning: AtomicU64::new(0),
-            breaker: crate::cache::Breaker::new(),
+            breaker: crate::cache::redis_breaker("redis shared state")?,
         })
     }
 
