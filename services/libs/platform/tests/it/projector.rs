@@ -63,9 +63,9 @@ impl Rows {
     }
 }
 
-fn spawn(
+fn spawn<P: Projection>(
     fixture: &Fixture,
-    rows: &Arc<Rows>,
+    rows: &Arc<P>,
     store: &Store,
 ) -> (Running<ProjectorError>, Watermarks) {
     let (handle, watermarks) = projector::watermarks();
@@ -250,31 +250,14 @@ async fn records_of_one_batch_fold_over_each_others_writes_and_the_stored_row() 
     let store = Store::in_memory().expect("store");
     let counter = Arc::new(Counter);
     let run = |last: i64| {
-        let (handle, watermarks) = projector::watermarks();
-        let (trigger, shutdown) = shutdown::channel();
-        let options = ProjectorOptions {
-            name: PROJECTOR.to_owned(),
-            client_id: "counter-projector".to_owned(),
-            topic: fixture.topics.events.clone(),
-            dlq: fixture.topics.dlq.clone(),
-            max_batch: 4,
-        };
-        let (kafka, codec, store, counter) = (
-            fixture.kafka.clone(),
-            fixture.codec.clone(),
-            store.clone(),
-            Arc::clone(&counter),
-        );
+        let (running, watermarks) = spawn(&fixture, &counter, &store);
         async move {
-            let task = tokio::spawn(async move {
-                projector::run(counter, options, &kafka, codec, store, handle, shutdown).await
-            });
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             assert!(
                 watermarks.wait_for(0, last, deadline).await,
                 "the projector never reached offset {last}"
             );
-            Running { trigger, task }.stop().await;
+            running.stop().await;
         }
     };
 
