@@ -9,7 +9,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::Instrument;
 
-use super::assignment::{Generation, PartitionState, RebalanceEvent, Restoring};
+use super::assignment::{is_refusal, Generation, PartitionState, RebalanceEvent, Restoring};
 use super::{
     retry, CommandDomain, LogFingerprint, PartitionLog, Processor, ProcessorError,
     ProcessorOptions, ProcessorTopics,
@@ -23,14 +23,15 @@ use crate::store::{RowKey, Store, StoreError, StoredRow};
 
 const SNAPSHOT_TABLE: &str = "processor_snapshots";
 
-/// Watermark fetches block on the broker: a restore gives up after this
-/// many `WATERMARK_TIMEOUT`s of failed attempts.
-const WATERMARK_ATTEMPTS: u32 = 10;
+/// How long one watermark fetch may block on the broker.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pause after a refused watermark fetch before the next one.
 const WATERMARK_RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// How often a restore waiting out an unreachable broker says so.
+const OUTAGE_REPORT_EVERY: Duration = Duration::from_secs(30);
 
-/// How long a restore waits for the next record of a log it knows is there.
+/// How long a restore waits for the next record of a log it knows is there
+/// while the broker answers.
 const RECORD_WAIT: Duration = Duration::from_secs(30);
 
 /// How long a restore waits for a log's end that is behind its snapshot to
@@ -229,10 +230,13 @@ impl<D: CommandDomain> Restorer<D> {
 
     /// The events partition's `(low, high)` watermarks; `None` on shutdown.
     ///
-    /// `fetch_watermarks` blocks on the broker, so it runs on a blocking
-    /// thread: a broker outage must not stall an async worker (the drain
-    /// deadline on shutdown runs on those). The thread checks for shutdown
-    /// between attempts, and this future stops waiting for it at once.
+    /// An unreachable broker is waited out, however long it takes (the
+    /// process rides out a broker outage, design.md's failure table): a
+    /// restore gives up only on the authorizer's refusal. `fetch_watermarks`
+    /// blocks on the broker, so it runs on a blocking thread: an outage must
+    /// not stall an async worker (the drain deadline on shutdown runs on
+    /// those). The thread checks for shutdown between attempts, and this
+    /// future stops waiting for it at once.
     async fn watermarks(
         &self,
         reader: &Reader,
@@ -242,26 +246,41 @@ impl<D: CommandDomain> Restorer<D> {
         let reader = reader.shared();
         let topic = self.events.clone();
         let stop = shutdown.clone();
+        let span = tracing::Span::current();
         let fetch = tokio::task::spawn_blocking(move || {
-            let mut last_error = String::from("no attempt made");
-            // Bounded by time, not attempts: a partition whose leader is
-            // not elected yet (a topic just created, a broker just
-            // restarted) answers "not leader" at once, and ten instant
-            // refusals are no wait at all.
-            let deadline = std::time::Instant::now() + WATERMARK_TIMEOUT * WATERMARK_ATTEMPTS;
-            while std::time::Instant::now() < deadline {
+            let _entered = span.enter();
+            let waiting = std::time::Instant::now();
+            let mut reported = waiting;
+            loop {
                 if stop.is_triggered() {
                     return Ok(None);
                 }
                 match reader.fetch_watermarks(&topic, partition, WATERMARK_TIMEOUT) {
-                    Ok(watermarks) => return Ok(Some(watermarks)),
+                    Ok(watermarks) => {
+                        if reported > waiting {
+                            tracing::info!(
+                                waited_ms = waiting.elapsed().as_millis() as u64,
+                                "the broker answers again: the restore goes on"
+                            );
+                        }
+                        return Ok(Some(watermarks));
+                    }
+                    Err(error) if is_refusal(&error) => return Err(error),
                     Err(error) => {
-                        last_error = error.to_string();
+                        if reported.elapsed() >= OUTAGE_REPORT_EVERY
+                            || (reported == waiting && waiting.elapsed() >= WATERMARK_TIMEOUT)
+                        {
+                            reported = std::time::Instant::now();
+                            tracing::warn!(
+                                %error,
+                                waited_ms = waiting.elapsed().as_millis() as u64,
+                                "the broker does not answer for the log's watermarks: the restore waits for it"
+                            );
+                        }
                         std::thread::sleep(WATERMARK_RETRY_PAUSE);
                     }
                 }
             }
-            Err(last_error)
         });
         let fetched = tokio::select! {
             () = shutdown.clone().wait() => return Ok(None),
@@ -269,11 +288,28 @@ impl<D: CommandDomain> Restorer<D> {
         };
         match fetched {
             Ok(Ok(watermarks)) => Ok(watermarks),
-            Ok(Err(reason)) => Err(self.read_error(partition, reason)),
+            Ok(Err(error)) => Err(ProcessorError::NotAuthorized {
+                resource: format!("topic {}", self.events),
+                reason: error.to_string(),
+            }),
             Err(error) => {
                 Err(self.read_error(partition, format!("watermark fetch failed: {error}")))
             }
         }
+    }
+
+    /// Whether the broker answers a watermark fetch now (one attempt,
+    /// off the async workers).
+    async fn broker_answers(&self, reader: &Reader, partition: i32) -> bool {
+        let reader = reader.shared();
+        let topic = self.events.clone();
+        tokio::task::spawn_blocking(move || {
+            reader
+                .fetch_watermarks(&topic, partition, WATERMARK_TIMEOUT)
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Folds `[log.next_offset, end)` of the events partition into `log`;
@@ -292,22 +328,19 @@ impl<D: CommandDomain> Restorer<D> {
             return Ok(Some(()));
         }
         let partition = log.partition;
-        let reader = reader.consumer();
+        let consumer = reader.consumer();
         let start = fingerprint
             .as_ref()
             .map_or(log.next_offset, |fingerprint| fingerprint.offset);
-        let mut assignment = TopicPartitionList::new();
-        assignment
-            .add_partition_offset(&self.events, partition, Offset::Offset(start))
-            .map_err(|error| self.read_error(partition, error.to_string()))?;
-        reader
-            .assign(&assignment)
-            .map_err(|error| self.read_error(partition, error.to_string()))?;
+        self.assign(reader, partition, start)?;
         let mut wait_until = tokio::time::Instant::now() + RECORD_WAIT;
+        // Whether the broker was unreachable since the last record came: a
+        // silence that is the outage's is waited out, not failed on.
+        let mut outage = false;
         while fingerprint.is_some() || log.next_offset < end {
             let received = tokio::select! {
                 () = shutdown.clone().wait() => return Ok(None),
-                received = tokio::time::timeout_at(wait_until, reader.recv()) => received,
+                received = tokio::time::timeout_at(wait_until, consumer.recv()) => received,
             };
             let message = match received {
                 Ok(Ok(message)) => message.detach(),
@@ -323,22 +356,47 @@ impl<D: CommandDomain> Restorer<D> {
                     break;
                 }
                 // A broker gone for a moment (restarting, a leader moving):
-                // librdkafka reconnects by itself; the wait stays bounded.
+                // librdkafka reconnects by itself.
                 Ok(Err(error)) => {
                     tracing::warn!(%error, partition, "reading the event log");
+                    outage = true;
                     continue;
                 }
                 Err(_) => {
-                    return Err(self.read_error(
-                        partition,
-                        format!(
-                            "no record past offset {} within {}s",
-                            log.next_offset,
-                            RECORD_WAIT.as_secs()
-                        ),
-                    ))
+                    let answers = self.broker_answers(reader, partition).await;
+                    match after_silence(outage, answers) {
+                        Silence::Fail => {
+                            return Err(self.read_error(
+                                partition,
+                                format!(
+                                    "no record past offset {} within {}s while the broker answers",
+                                    log.next_offset,
+                                    RECORD_WAIT.as_secs()
+                                ),
+                            ))
+                        }
+                        Silence::WaitOutTheOutage => {
+                            // Until the broker answers, then the read starts
+                            // afresh where the fold stands.
+                            if self
+                                .watermarks(reader, partition, shutdown)
+                                .await?
+                                .is_none()
+                            {
+                                return Ok(None);
+                            }
+                            let position = fingerprint
+                                .as_ref()
+                                .map_or(log.next_offset, |fingerprint| fingerprint.offset);
+                            self.assign(reader, partition, position)?;
+                            outage = false;
+                            wait_until = tokio::time::Instant::now() + RECORD_WAIT;
+                            continue;
+                        }
+                    }
                 }
             };
+            outage = false;
             wait_until = tokio::time::Instant::now() + RECORD_WAIT;
             let offset = message.offset();
             if let Some(expected) = fingerprint.take() {
@@ -375,6 +433,18 @@ impl<D: CommandDomain> Restorer<D> {
         Ok(Some(()))
     }
 
+    /// Points the reader at `offset` of the events partition.
+    fn assign(&self, reader: &Reader, partition: i32, offset: i64) -> Result<(), ProcessorError> {
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&self.events, partition, Offset::Offset(offset))
+            .map_err(|error| self.read_error(partition, error.to_string()))?;
+        reader
+            .consumer()
+            .assign(&assignment)
+            .map_err(|error| self.read_error(partition, error.to_string()))
+    }
+
     /// The domain's record in `message`; `Some(None)` when it is none of
     /// ours (undecodable), `None` on shutdown.
     async fn decode_record(
@@ -397,6 +467,28 @@ impl<D: CommandDomain> Restorer<D> {
                 .ok()
                 .and_then(|decoded| self.domain.parse_record(decoded).ok()),
         )
+    }
+}
+
+/// What a restore does when no record of a log it knows is there came
+/// within `RECORD_WAIT`.
+#[derive(Debug, PartialEq, Eq)]
+enum Silence {
+    /// The broker was or is unreachable: the silence is the outage's. Wait
+    /// for the broker, then read afresh from where the fold stands.
+    WaitOutTheOutage,
+    /// The broker answered all along and still delivered nothing: the
+    /// restore fails (`Read`, transient) rather than hang.
+    Fail,
+}
+
+/// `outage`: a read failed since the last record came; `answers`: the
+/// broker answers a watermark fetch now.
+fn after_silence(outage: bool, answers: bool) -> Silence {
+    if outage || !answers {
+        Silence::WaitOutTheOutage
+    } else {
+        Silence::Fail
     }
 }
 
@@ -631,6 +723,17 @@ fn check_restorable(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silent_log_fails_the_restore_only_while_the_broker_answers() {
+        // Given a broker that answered all along, when no record comes:
+        assert_eq!(after_silence(false, true), Silence::Fail);
+        // Given an unreachable broker, or one that just came back after
+        // failing reads: the silence is the outage's, waited out.
+        assert_eq!(after_silence(false, false), Silence::WaitOutTheOutage);
+        assert_eq!(after_silence(true, false), Silence::WaitOutTheOutage);
+        assert_eq!(after_silence(true, true), Silence::WaitOutTheOutage);
+    }
 
     #[test]
     fn a_fold_continues_anywhere_inside_the_log() {
