@@ -11,19 +11,15 @@
 
 use std::collections::BTreeMap;
 
-use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::writer::datum::GenericDatumWriter;
-use apache_avro::Schema;
 use foldline_contracts::envelope::CommandMetadata;
-use foldline_contracts::notify::{self as wire, NotifyCommandRecord, NotifyEventRecord};
+use foldline_contracts::notify::{self as wire, NotifyCommandRecord};
 use foldline_contracts::record::EventRecord;
-use foldline_contracts::schema::by_full_name;
 use foldline_eventsourcing::gate::Admission;
-use foldline_platform::domain::{decide_record, LogRecord, ValidCommand};
 use foldline_platform::gated::{outcome_key, CommandOutcomeRow, GatedProjection};
 use foldline_platform::outbox::{Outbox, OUTBOX};
 use foldline_platform::processor::PartitionLog;
 use foldline_platform::projector::{apply_in_memory, MemoryTable};
+use foldline_platform::testing::{command_metadata, ReplayLog};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -111,50 +107,21 @@ fn notification_id(notification: u128) -> String {
 }
 
 struct System {
-    log: Vec<LogRecord<NotifyWire>>,
-    live: PartitionLog<NotificationState>,
-    commands: Vec<ValidCommand<NotifyCommandRecord>>,
+    replay: ReplayLog<NotifyWire>,
     counter: u128,
 }
 
 impl System {
     fn new() -> Self {
         Self {
-            log: Vec::new(),
-            live: PartitionLog::empty(0),
-            commands: Vec::new(),
+            replay: ReplayLog::new(NotifyWire),
             counter: 0,
         }
     }
 
     fn metadata(&mut self) -> CommandMetadata {
         self.counter += 1;
-        let id = Uuid::from_u128(1_000 + self.counter).to_string();
-        CommandMetadata {
-            command_id: id.clone(),
-            correlation_id: id,
-            causation_id: None,
-            issued_at: 1_700_000_000_000 + self.counter as i64,
-            issued_by: "test".to_owned(),
-            traceparent: None,
-        }
-    }
-
-    fn append(&mut self, record: LogRecord<NotifyWire>) {
-        let offset = self.log.len() as i64;
-        let _: Admission = self.live.fold(&NotifyWire, &record, offset);
-        self.log.push(record);
-    }
-
-    fn decide(&mut self, record: NotifyCommandRecord) {
-        let command = ValidCommand::validate(record).expect("a valid command");
-        if self.live.settled(&command.command_id.to_string()).is_some() {
-            return;
-        }
-        let slot = self.live.aggregate(command.record.aggregate_id_str());
-        let record = decide_record::<NotifyWire>(&slot.state, slot.version, &command);
-        self.commands.push(command);
-        self.append(record);
+        command_metadata(self.counter)
     }
 
     fn run(&mut self, step: Step) {
@@ -215,50 +182,16 @@ impl System {
                 reason: "retries exhausted".to_owned(),
             }),
             Step::Duplicate { index } => {
-                if !self.log.is_empty() {
-                    let copy = self.log[index % self.log.len()].clone();
-                    self.append(copy);
-                }
+                self.replay.duplicate(index);
                 return;
             }
             Step::Stale { index } => {
-                if !self.commands.is_empty() {
-                    let command = self.commands[index % self.commands.len()].clone();
-                    let stale = decide_record::<NotifyWire>(&NotificationState::Empty, 0, &command);
-                    self.append(stale);
-                }
+                self.replay.redecided(index);
                 return;
             }
         };
-        self.decide(record);
+        self.replay.decide(record);
     }
-}
-
-trait AggregateIdStr {
-    fn aggregate_id_str(&self) -> &str;
-}
-
-impl AggregateIdStr for NotifyCommandRecord {
-    fn aggregate_id_str(&self) -> &str {
-        foldline_contracts::record::CommandRecord::aggregate_id(self)
-    }
-}
-
-fn round_trip(record: &LogRecord<NotifyWire>) -> LogRecord<NotifyWire> {
-    let name = record.wire.record_name();
-    let schema = Schema::parse_str(by_full_name(name).expect("a schema").text).unwrap();
-    let value = record.wire.to_avro().unwrap();
-    let bytes = GenericDatumWriter::builder(&schema)
-        .build()
-        .unwrap()
-        .write_value_to_vec(value)
-        .unwrap();
-    let decoded = GenericDatumReader::builder(&schema)
-        .build()
-        .unwrap()
-        .read_value(&mut bytes.as_slice())
-        .unwrap();
-    LogRecord::from_wire(NotifyEventRecord::from_avro(name, &decoded).unwrap()).unwrap()
 }
 
 fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
@@ -266,8 +199,8 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
     for step in steps {
         system.run(step);
     }
-    let decoded: Vec<_> = system.log.iter().map(round_trip).collect();
-    prop_assert_eq!(&decoded, &system.log);
+    let decoded = system.replay.decoded();
+    prop_assert_eq!(&decoded, &system.replay.log);
 
     let mut replayed = PartitionLog::<NotificationState>::empty(0);
     let projection = GatedProjection::new("notify", NotifyProjection);
@@ -289,6 +222,7 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let queued = (1..=NOTIFICATIONS)
         .filter(|n| {
             system
+                .replay
                 .live
                 .aggregate(&notification_id(*n))
                 .state
@@ -301,7 +235,7 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
 
     for notification in 1..=NOTIFICATIONS {
         let id = notification_id(notification);
-        let (live, replay) = (system.live.aggregate(&id), replayed.aggregate(&id));
+        let (live, replay) = (system.replay.live.aggregate(&id), replayed.aggregate(&id));
         prop_assert_eq!(&live.state, &replay.state);
         prop_assert_eq!(live.version, replay.version);
         let row = rows
@@ -323,9 +257,10 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
             sent_by_provider.get(provider).copied().unwrap_or(0)
         );
     }
-    for command in &system.commands {
+    for command in &system.replay.decided {
         let id = command.command_id.to_string();
         let settled = system
+            .replay
             .live
             .settled(&id)
             .expect("every decided command is settled");
@@ -374,6 +309,7 @@ fn one_notification_is_sent_once_whatever_is_reported_after() {
         system.run(step);
     }
     let codes: Vec<_> = system
+        .replay
         .log
         .iter()
         .filter_map(|record| {

@@ -23,7 +23,7 @@ use foldline_eventsourcing::gate::Admission;
 use foldline_platform::gated::{outcome_key, CommandOutcomeRow, GatedProjection};
 use foldline_platform::projector::{apply_in_memory, MemoryTable};
 use foldline_platform::store::RowKey;
-use foldline_platform::testing::ReplayLog;
+use foldline_platform::testing::{command_metadata, ReplayLog};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -149,15 +149,7 @@ impl System {
 
     fn metadata(&mut self) -> CommandMetadata {
         self.counter += 1;
-        let command_id = id(1_000, self.counter);
-        CommandMetadata {
-            correlation_id: command_id.clone(),
-            command_id,
-            causation_id: None,
-            issued_at: 1_700_000_000_000 + self.counter as i64,
-            issued_by: "test".to_owned(),
-            traceparent: None,
-        }
+        command_metadata(self.counter)
     }
 
     fn send(&mut self, command: OrdersCommandRecord) {

@@ -13,19 +13,15 @@
 
 use std::collections::VecDeque;
 
-use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::writer::datum::GenericDatumWriter;
-use apache_avro::Schema;
 use foldline_contracts::envelope::CommandMetadata;
-use foldline_contracts::payments::{self as wire, PaymentsCommandRecord, PaymentsEventRecord};
-use foldline_contracts::record::{CommandRecord, EventRecord};
-use foldline_contracts::schema::by_full_name;
+use foldline_contracts::payments::{self as wire, PaymentsCommandRecord};
+use foldline_contracts::record::EventRecord;
 use foldline_eventsourcing::gate::Admission;
-use foldline_platform::domain::{decide_record, LogRecord, ValidCommand};
 use foldline_platform::gated::{outcome_key, CommandOutcomeRow, GatedProjection};
 use foldline_platform::outbox::{Outbox, OUTBOX};
 use foldline_platform::processor::PartitionLog;
 use foldline_platform::projector::{apply_in_memory, MemoryTable};
+use foldline_platform::testing::{command_metadata, ReplayLog};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -90,9 +86,7 @@ fn order_id(payment: u128) -> String {
 }
 
 struct System {
-    log: Vec<LogRecord<PaymentsWire>>,
-    live: PartitionLog<PaymentState>,
-    commands: Vec<ValidCommand<PaymentsCommandRecord>>,
+    replay: ReplayLog<PaymentsWire>,
     pending: VecDeque<ProviderCall>,
     performed: Vec<(ProviderCall, bool)>,
     calls: usize,
@@ -102,9 +96,7 @@ struct System {
 impl System {
     fn new() -> Self {
         Self {
-            log: Vec::new(),
-            live: PartitionLog::empty(0),
-            commands: Vec::new(),
+            replay: ReplayLog::new(PaymentsWire),
             pending: VecDeque::new(),
             performed: Vec::new(),
             calls: 0,
@@ -114,39 +106,29 @@ impl System {
 
     fn metadata(&mut self) -> CommandMetadata {
         self.counter += 1;
-        let id = Uuid::from_u128(10_000 + self.counter).to_string();
-        CommandMetadata {
-            command_id: id.clone(),
-            correlation_id: id,
-            causation_id: None,
-            issued_at: 1_700_000_000_000 + self.counter as i64,
-            issued_by: "test".to_owned(),
-            traceparent: None,
-        }
+        command_metadata(self.counter)
     }
 
-    fn append(&mut self, record: LogRecord<PaymentsWire>) {
-        let offset = self.log.len() as i64;
-        if self.live.fold(&PaymentsWire, &record, offset) == Admission::Apply {
-            if let Some(event) = &record.event {
-                if let Some(call) = provider_call(event, record.wire.metadata()) {
-                    self.calls += 1;
-                    self.pending.push_back(call);
-                }
+    /// The provider call the last record appended asks for, when it was
+    /// applied: what the worker finds in the outbox.
+    fn appended(&mut self, admission: Option<Admission>) {
+        if admission != Some(Admission::Apply) {
+            return;
+        }
+        let Some(record) = self.replay.log.last() else {
+            return;
+        };
+        if let Some(event) = &record.event {
+            if let Some(call) = provider_call(event, record.wire.metadata()) {
+                self.calls += 1;
+                self.pending.push_back(call);
             }
         }
-        self.log.push(record);
     }
 
     fn decide(&mut self, record: PaymentsCommandRecord) {
-        let command = ValidCommand::validate(record).expect("a valid command");
-        if self.live.settled(&command.command_id.to_string()).is_some() {
-            return;
-        }
-        let slot = self.live.aggregate(command.record.aggregate_id());
-        let record = decide_record::<PaymentsWire>(&slot.state, slot.version, &command);
-        self.commands.push(command);
-        self.append(record);
+        let admission = self.replay.decide(record);
+        self.appended(admission);
     }
 
     fn perform(&mut self, call: &ProviderCall, approve: bool) {
@@ -215,38 +197,15 @@ impl System {
                 }
             }
             Step::Duplicate { index } => {
-                if !self.log.is_empty() {
-                    let copy = self.log[index % self.log.len()].clone();
-                    self.append(copy);
-                }
+                let admission = self.replay.duplicate(index);
+                self.appended(admission);
             }
             Step::Stale { index } => {
-                if !self.commands.is_empty() {
-                    let command = self.commands[index % self.commands.len()].clone();
-                    let stale =
-                        decide_record::<PaymentsWire>(&PaymentState::default(), 0, &command);
-                    self.append(stale);
-                }
+                let admission = self.replay.redecided(index);
+                self.appended(admission);
             }
         }
     }
-}
-
-fn round_trip(record: &LogRecord<PaymentsWire>) -> LogRecord<PaymentsWire> {
-    let name = record.wire.record_name();
-    let schema = Schema::parse_str(by_full_name(name).expect("a schema").text).unwrap();
-    let value = record.wire.to_avro().unwrap();
-    let bytes = GenericDatumWriter::builder(&schema)
-        .build()
-        .unwrap()
-        .write_value_to_vec(value)
-        .unwrap();
-    let decoded = GenericDatumReader::builder(&schema)
-        .build()
-        .unwrap()
-        .read_value(&mut bytes.as_slice())
-        .unwrap();
-    LogRecord::from_wire(PaymentsEventRecord::from_avro(name, &decoded).unwrap()).unwrap()
 }
 
 fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
@@ -254,8 +213,8 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
     for step in steps {
         system.run(step);
     }
-    let decoded: Vec<_> = system.log.iter().map(round_trip).collect();
-    prop_assert_eq!(&decoded, &system.log);
+    let decoded = system.replay.decoded();
+    prop_assert_eq!(&decoded, &system.replay.log);
     let mut replayed = PartitionLog::<PaymentState>::empty(0);
     let projection = GatedProjection::new("payments", PaymentsProjection);
     let outbox = GatedProjection::secondary("payments", Outbox(ProviderCalls));
@@ -273,7 +232,7 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
     );
     for payment in 1..=PAYMENTS {
         let id = payment_id(payment);
-        let (live, replay) = (system.live.aggregate(&id), replayed.aggregate(&id));
+        let (live, replay) = (system.replay.live.aggregate(&id), replayed.aggregate(&id));
         prop_assert_eq!(&live.state, &replay.state);
         prop_assert_eq!(live.version, replay.version);
         let row = rows
@@ -301,9 +260,10 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
             }
         }
     }
-    for command in &system.commands {
+    for command in &system.replay.decided {
         let id = command.command_id.to_string();
         let settled = system
+            .replay
             .live
             .settled(&id)
             .expect("every decided command is settled");

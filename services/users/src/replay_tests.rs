@@ -20,7 +20,7 @@ use foldline_eventsourcing::gate::Admission;
 use foldline_platform::gated::{outcome_key, CommandOutcomeRow, GatedProjection};
 use foldline_platform::outbox::{Outbox, OUTBOX};
 use foldline_platform::projector::{apply_in_memory, MemoryTable};
-use foldline_platform::testing::ReplayLog;
+use foldline_platform::testing::{command_metadata, ReplayLog};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -127,15 +127,7 @@ impl System {
 
     fn metadata(&mut self) -> CommandMetadata {
         self.counter += 1;
-        let id = Uuid::from_u128(1_000 + self.counter).to_string();
-        CommandMetadata {
-            command_id: id.clone(),
-            correlation_id: id,
-            causation_id: None,
-            issued_at: 1_700_000_000_000 + self.counter as i64,
-            issued_by: "test".to_owned(),
-            traceparent: None,
-        }
+        command_metadata(self.counter)
     }
 
     /// The follow-ups of the last record appended, when it was applied.

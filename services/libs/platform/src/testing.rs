@@ -19,6 +19,7 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
+use foldline_contracts::envelope::CommandMetadata;
 use foldline_contracts::record::{CommandRecord, EventRecord};
 use foldline_contracts::schema::by_full_name;
 use foldline_eventsourcing::gate::Admission;
@@ -144,6 +145,20 @@ where
     /// [`restore_at`] on this log's domain.
     pub fn restore_at(&self, log: &[LogRecord<W>], split: usize) -> PartitionLog<StateOf<W>> {
         restore_at(&self.wire, log, split)
+    }
+}
+
+/// The metadata of a test's `n`-th command: its own id (from 1,000 on, clear
+/// of the small ids tests give aggregates), one millisecond after the last.
+pub fn command_metadata(n: u128) -> CommandMetadata {
+    let id = uuid::Uuid::from_u128(1_000 + n).to_string();
+    CommandMetadata {
+        command_id: id.clone(),
+        correlation_id: id,
+        causation_id: None,
+        issued_at: 1_700_000_000_000 + n as i64,
+        issued_by: "test".to_owned(),
+        traceparent: None,
     }
 }
 

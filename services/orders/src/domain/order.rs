@@ -145,21 +145,27 @@ fn decide_cancel(
     }))
 }
 
+/// A payment's answer, or the saga's rejection, is for a placed order
+/// only; every later status says why it comes too late.
+fn awaiting_payment(status: OrderStatus) -> Result<(), OrderRejection> {
+    match status {
+        OrderStatus::Placed => Ok(()),
+        OrderStatus::Confirmed => Err(OrderRejection::AlreadyPaid),
+        OrderStatus::Cancelled => Err(OrderRejection::AlreadyCancelled),
+        OrderStatus::PaymentRejected | OrderStatus::Rejected => {
+            Err(OrderRejection::NotAwaitingPayment)
+        }
+        OrderStatus::Shipped => Err(OrderRejection::AlreadyShipped),
+    }
+}
+
 fn decide_mark_paid(
     state: &OrderState,
     paid: &MarkPaid,
     now: Timestamp,
 ) -> Result<OrderEvent, OrderRejection> {
     let order = existing_order(state, paid.order_id)?;
-    match order.status {
-        OrderStatus::Placed => {}
-        OrderStatus::Confirmed => return Err(OrderRejection::AlreadyPaid),
-        OrderStatus::Cancelled => return Err(OrderRejection::AlreadyCancelled),
-        OrderStatus::PaymentRejected | OrderStatus::Rejected => {
-            return Err(OrderRejection::NotAwaitingPayment)
-        }
-        OrderStatus::Shipped => return Err(OrderRejection::AlreadyShipped),
-    }
+    awaiting_payment(order.status)?;
     // Partial and over-payments are the payments domain's to settle; an order
     // is confirmed only by exactly its total.
     if paid.amount != order.total {
@@ -182,15 +188,7 @@ fn decide_mark_payment_failed(
     now: Timestamp,
 ) -> Result<OrderEvent, OrderRejection> {
     let order = existing_order(state, failed.order_id)?;
-    match order.status {
-        OrderStatus::Placed => {}
-        OrderStatus::Confirmed => return Err(OrderRejection::AlreadyPaid),
-        OrderStatus::Cancelled => return Err(OrderRejection::AlreadyCancelled),
-        OrderStatus::PaymentRejected | OrderStatus::Rejected => {
-            return Err(OrderRejection::NotAwaitingPayment)
-        }
-        OrderStatus::Shipped => return Err(OrderRejection::AlreadyShipped),
-    }
+    awaiting_payment(order.status)?;
     // Support staff read this reason to explain the failure to the customer,
     // so a blank one is refused.
     if failed.reason.trim().is_empty() {
@@ -231,15 +229,7 @@ fn decide_reject(
     now: Timestamp,
 ) -> Result<OrderEvent, OrderRejection> {
     let order = existing_order(state, reject.order_id)?;
-    match order.status {
-        OrderStatus::Placed => {}
-        OrderStatus::Confirmed => return Err(OrderRejection::AlreadyPaid),
-        OrderStatus::Cancelled => return Err(OrderRejection::AlreadyCancelled),
-        OrderStatus::PaymentRejected | OrderStatus::Rejected => {
-            return Err(OrderRejection::NotAwaitingPayment)
-        }
-        OrderStatus::Shipped => return Err(OrderRejection::AlreadyShipped),
-    }
+    awaiting_payment(order.status)?;
     let code_is_stable = reject
         .code
         .bytes()
