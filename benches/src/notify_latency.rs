@@ -80,6 +80,13 @@ struct Args {
     /// `notify.breaker_open_wait_ms`.
     #[arg(long, default_value_t = 5_000)]
     breaker_open_wait_ms: u64,
+    /// `notify.breaker_slow_call_ms`: a success slower than this counts
+    /// against the breaker (the seed's 150 ms SLA by default).
+    #[arg(long, default_value_t = 150)]
+    breaker_slow_call_ms: u64,
+    /// `notify.in_flight_per_channel`.
+    #[arg(long, default_value_t = 16)]
+    in_flight_per_channel: usize,
     /// The reports' file-name stamp (`benches/notify.sh` passes the UTC
     /// time); seconds since the epoch when absent.
     #[arg(long)]
@@ -156,6 +163,14 @@ async fn spawn(
         (
             "FOLDLINE__NOTIFY__BREAKER_OPEN_WAIT_MS",
             args.breaker_open_wait_ms.to_string(),
+        ),
+        (
+            "FOLDLINE__NOTIFY__BREAKER_SLOW_CALL_MS",
+            args.breaker_slow_call_ms.to_string(),
+        ),
+        (
+            "FOLDLINE__NOTIFY__IN_FLIGHT_PER_CHANNEL",
+            args.in_flight_per_channel.to_string(),
         ),
     ];
     let env: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -357,7 +372,8 @@ fn markdown(args: &Args, phases: &[Phase], commit: &str, load: (&str, &str)) -> 
          `foldline run registry gateway notify-projector` + `notify-processor`, SMS chain \
          `primary,backup` (fake providers on loopback). {} SMS/s per phase (open loop) for {} s \
          after a {} s warm-up; provider timeout {} ms; breaker opens after {} unavailable calls \
-         in a row, open {} ms. Latency: request → provider accepted as notify records it \
+         in a row (a call slower than {} ms counts as one), open {} ms; {} deliveries in flight \
+         per channel. Latency: request → provider accepted as notify records it \
          (`NotificationSent.latency_ms`), against the seed's {SLA_P99_MS} ms p99 SLA.\n\n",
         args.build,
         args.rate,
@@ -365,7 +381,9 @@ fn markdown(args: &Args, phases: &[Phase], commit: &str, load: (&str, &str)) -> 
         args.warmup_seconds,
         args.provider_timeout_ms,
         args.breaker_consecutive_failures,
+        args.breaker_slow_call_ms,
         args.breaker_open_wait_ms,
+        args.in_flight_per_channel,
     ));
     out.push_str("| phase | primary | provider | n | p50 ms | p99 ms | max ms | p99 > SLA |\n");
     out.push_str("|---|---|---|---:|---:|---:|---:|---|\n");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use foldline_contracts::envelope::EventMetadata;
 use foldline_contracts::notify::{self as wire, NotifyCommandRecord};
-use foldline_platform::breaker::Breaker;
+use foldline_platform::breaker::{Breaker, BreakerPolicy, Counted};
 use foldline_platform::codec::Codec;
 use foldline_platform::config::NotifyConfig;
 use foldline_platform::outbox::{follow_up_metadata, send_command, FollowUpError, Performer};
@@ -19,6 +19,7 @@ use foldline_platform::processor::retry::produce_is_transient;
 use foldline_platform::store::{RowKey, Store, StoredRow};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use crate::domain::{Attempt, Channel, ProviderName, Reason};
 use crate::follow_ups::DeliverNotification;
@@ -72,11 +73,19 @@ pub enum ChainOutcome {
     },
 }
 
+/// One channel's chain, and how many of its deliveries may be in flight.
+#[derive(Debug)]
+struct Chain {
+    providers: Vec<Provider>,
+    in_flight: Semaphore,
+}
+
 /// Every channel's providers, each behind its breaker. Shared by the
-/// outbox relay and the retry consumer, so both see one breaker state.
+/// outbox relay and the retry consumer, so both see one breaker state and
+/// one in-flight limit per channel.
 #[derive(Debug)]
 pub struct ProviderChains {
-    chains: BTreeMap<Channel, Vec<Provider>>,
+    chains: BTreeMap<Channel, Chain>,
 }
 
 impl ProviderChains {
@@ -86,16 +95,27 @@ impl ProviderChains {
         let mut built = BTreeMap::new();
         for (channel, specs) in chains.0 {
             let mut providers = Vec::new();
-            for spec in specs {
+            let last = specs.len().saturating_sub(1);
+            for (index, spec) in specs.into_iter().enumerate() {
                 let adapter = Adapter::new(&spec.target, timeout, store).map_err(|_| {
                     ChainError::BadTarget {
                         channel: channel.as_str(),
                         name: spec.name.to_string(),
                     }
                 })?;
+                // Slowness opens a breaker only where there is a next
+                // provider to move to: the last one of a chain that
+                // answers slowly still delivers, which beats refusing.
+                let policy = match index == last {
+                    true => BreakerPolicy {
+                        slow_call: None,
+                        ..config.breaker_policy()
+                    },
+                    false => config.breaker_policy(),
+                };
                 let breaker = Breaker::new(
                     &format!("notify {} provider {}", channel.as_str(), spec.name),
-                    &config.breaker_policy(),
+                    &policy,
                 )?;
                 providers.push(Provider {
                     name: spec.name,
@@ -103,20 +123,33 @@ impl ProviderChains {
                     breaker,
                 });
             }
-            built.insert(channel, providers);
+            built.insert(
+                channel,
+                Chain {
+                    providers,
+                    in_flight: Semaphore::new(config.in_flight_per_channel),
+                },
+            );
         }
         Ok(ProviderChains { chains: built })
     }
 
-    /// Tries the channel's providers in order until one accepts. A
-    /// provider whose breaker is open is skipped without a call; a refusal
-    /// of the message itself ends the attempt (no provider will take it).
+    /// Tries the channel's providers in order until one accepts, once one
+    /// of the channel's `in_flight_per_channel` places is free (waiting
+    /// for it is the channel's backpressure). A provider whose breaker is
+    /// open is skipped without a call; a refusal of the message itself
+    /// ends the attempt (no provider will take it).
     pub async fn deliver(&self, message: &Message) -> ChainOutcome {
-        let providers = self
-            .chains
-            .get(&message.channel)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let Some(chain) = self.chains.get(&message.channel) else {
+            return ChainOutcome::Failed {
+                reason: Reason::truncated("the channel has no provider"),
+                permanent: false,
+                hops: Vec::new(),
+            };
+        };
+        // The semaphore is never closed, so acquiring only waits.
+        let _place = chain.in_flight.acquire().await;
+        let providers = chain.providers.as_slice();
         let mut hops = Vec::new();
         let mut previous: Option<(ProviderName, Reason)> = None;
         for provider in providers {
@@ -133,15 +166,26 @@ impl ProviderChains {
             }
             let started = Instant::now();
             let answer = provider.adapter.send(&provider.name, message).await;
-            // A refusal of the message itself says the provider is up.
-            provider
-                .breaker
-                .record(!matches!(&answer, Err(error) if error.counts_against_breaker()));
+            let took = started.elapsed();
+            // A refusal of the message itself says the provider is up. A
+            // slow acceptance counts against the breaker, but the message
+            // was delivered: it is recorded as sent, never sent again.
+            let counted = provider.breaker.record_call(
+                !matches!(&answer, Err(error) if error.counts_against_breaker()),
+                took,
+            );
+            if counted == Counted::Slow {
+                tracing::debug!(
+                    provider = %provider.name,
+                    took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+                    "slow provider call, counted against its breaker"
+                );
+            }
             match answer {
                 Ok(accepted) => {
                     return ChainOutcome::Accepted {
                         provider: provider.name.clone(),
-                        call_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                        call_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
                         accepted,
                         hops,
                     }
@@ -536,6 +580,123 @@ mod tests {
                 BREAKER_OPEN,
                 BREAKER_OPEN
             ]
+        );
+    }
+
+    /// A provider API on loopback that accepts every message after
+    /// `delay`, counting the calls in flight and the most at once.
+    #[derive(Default)]
+    struct Counters {
+        calls: std::sync::atomic::AtomicUsize,
+        running: std::sync::atomic::AtomicUsize,
+        most_running: std::sync::atomic::AtomicUsize,
+    }
+
+    async fn provider_answering_after(delay: Duration) -> (String, Arc<Counters>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let counters = Arc::new(Counters::default());
+        let shared = Arc::clone(&counters);
+        let app = axum::Router::new().route(
+            "/v1/messages",
+            axum::routing::post(move || {
+                let counters = Arc::clone(&shared);
+                async move {
+                    counters.calls.fetch_add(1, SeqCst);
+                    let running = counters.running.fetch_add(1, SeqCst) + 1;
+                    counters.most_running.fetch_max(running, SeqCst);
+                    tokio::time::sleep(delay).await;
+                    counters.running.fetch_sub(1, SeqCst);
+                    axum::Json(serde_json::json!({"message_id": "m"}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{address}"), counters)
+    }
+
+    #[tokio::test]
+    async fn a_slow_primary_still_delivers_but_its_breaker_opens_and_traffic_moves_to_the_backup() {
+        // Answers well after the slow-call threshold, well before the
+        // timeout: every call is a slow success.
+        let (slow, counters) = provider_answering_after(Duration::from_millis(400)).await;
+        let config = NotifyConfig {
+            sms_providers: format!("slow={slow},backup=sink"),
+            provider_timeout_ms: 30_000,
+            breaker_slow_call_ms: 100,
+            breaker_consecutive_failures: 2,
+            breaker_open_wait_ms: 600_000,
+            ..NotifyConfig::default()
+        };
+        let chains = ProviderChains::new(&config, &Store::in_memory().unwrap()).unwrap();
+        let mut delivered_by = Vec::new();
+        let mut reasons = Vec::new();
+        for _ in 0..4 {
+            match chains.deliver(&text()).await {
+                ChainOutcome::Accepted { provider, hops, .. } => {
+                    delivered_by.push(provider.to_string());
+                    reasons.extend(hops.into_iter().map(|hop| hop.reason.as_str().to_owned()));
+                }
+                failed => panic!("a provider takes it: {failed:?}"),
+            }
+        }
+        assert_eq!(
+            delivered_by,
+            ["slow", "slow", "backup", "backup"],
+            "the slow calls delivered, once each; then the open breaker skips it"
+        );
+        assert_eq!(reasons, [BREAKER_OPEN, BREAKER_OPEN]);
+        assert_eq!(counters.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_last_provider_of_a_chain_keeps_its_traffic_however_slow() {
+        let (slow, counters) = provider_answering_after(Duration::from_millis(150)).await;
+        let config = NotifyConfig {
+            sms_providers: format!("only={slow}"),
+            provider_timeout_ms: 30_000,
+            breaker_slow_call_ms: 10,
+            breaker_consecutive_failures: 1,
+            breaker_open_wait_ms: 600_000,
+            ..NotifyConfig::default()
+        };
+        let chains = ProviderChains::new(&config, &Store::in_memory().unwrap()).unwrap();
+        for _ in 0..3 {
+            assert!(
+                matches!(chains.deliver(&text()).await, ChainOutcome::Accepted { .. }),
+                "nowhere faster to go: a slow delivery beats none"
+            );
+        }
+        assert_eq!(counters.calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_channel_has_at_most_its_in_flight_limit_of_deliveries_at_once() {
+        let (provider, counters) = provider_answering_after(Duration::from_millis(50)).await;
+        let config = NotifyConfig {
+            sms_providers: format!("primary={provider}"),
+            provider_timeout_ms: 30_000,
+            in_flight_per_channel: 2,
+            ..NotifyConfig::default()
+        };
+        let chains = ProviderChains::new(&config, &Store::in_memory().unwrap()).unwrap();
+        let messages: Vec<Message> = (0..8).map(|_| text()).collect();
+        let outcomes =
+            futures::future::join_all(messages.iter().map(|message| chains.deliver(message))).await;
+        assert!(
+            outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, ChainOutcome::Accepted { .. })),
+            "{outcomes:?}"
+        );
+        assert_eq!(counters.calls.load(std::sync::atomic::Ordering::SeqCst), 8);
+        let most = counters
+            .most_running
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            (1..=2).contains(&most),
+            "{most} calls at once, the limit is 2"
         );
     }
 

@@ -135,10 +135,19 @@ fn run_delivery(domain: &'static str, context: RoleContext) -> RoleFuture {
             "foldline-notify-retry",
             &retry_group,
         );
-        let relay = outbox::relay::<NotifyFollowUps, _>(
+        // Enough first attempts in flight per partition to fill every
+        // channel's places: a slow channel holds its own places, not the
+        // others' (the channel limits are in the chains).
+        let in_flight = notify
+            .in_flight_per_channel
+            .saturating_mul(domain::Channel::ALL.len());
+        let in_flight = std::num::NonZeroUsize::new(in_flight)
+            .ok_or_else(|| start_error("notify.in_flight_per_channel must be at least 1"))?;
+        let relay = outbox::relay_in_flight::<NotifyFollowUps, _>(
             delivery::FirstAttempts(Arc::clone(&deliverer)),
             context.store.clone(),
             topics.partitions,
+            in_flight,
             context.shutdown.clone(),
         );
         let retries = retry::run(

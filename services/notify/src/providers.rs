@@ -127,8 +127,11 @@ impl Chains {
             true => Ok(()),
             false => Err(ChainError::OutOfRange(key)),
         };
-        config.breaker_policy().validate()?;
         in_range(config.provider_timeout_ms >= 1, "provider_timeout_ms")?;
+        if let Some((key, _)) = config.out_of_range() {
+            return Err(ChainError::OutOfRange(key));
+        }
+        config.breaker_policy().validate()?;
         in_range(config.max_attempts >= 1, "max_attempts")?;
         in_range(
             config.retry_backoff_ms <= config.retry_backoff_max_ms,
@@ -393,6 +396,20 @@ mod tests {
                     ..NotifyConfig::default()
                 },
                 ChainError::OutOfRange("provider_timeout_ms"),
+            ),
+            (
+                NotifyConfig {
+                    breaker_slow_call_ms: 0,
+                    ..NotifyConfig::default()
+                },
+                ChainError::OutOfRange("breaker_slow_call_ms"),
+            ),
+            (
+                NotifyConfig {
+                    in_flight_per_channel: 0,
+                    ..NotifyConfig::default()
+                },
+                ChainError::OutOfRange("in_flight_per_channel"),
             ),
         ];
         for (config, expected) in garbage {

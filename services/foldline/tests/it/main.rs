@@ -42,6 +42,9 @@
 //!   declined, refunded, erased and unknown customers) across a kill -9,
 //!   counted at fake providers and by analytics; an SMS exhausted into
 //!   `notify.dlq` while emails flow.
+//! - [`notify`]: SMS through a primary that fails, stalls, recovers and
+//!   is killed with -9, and one that answers slowly: each time the breaker
+//!   moves the texts to the backup and back, none lost or doubled.
 //! - [`notify_failover`]: orders confirmed while the primary SMS provider
 //!   fails, then stalls, then recovers: the breaker opens, the backup
 //!   takes every text once, traffic returns, poison on every partition of

@@ -6,11 +6,15 @@
 //! notification is counted at the fakes: none lost, none sent twice beyond
 //! what `services/notify/src/design.md` allows.
 //!
+//! A second test makes the primary slow (every call accepted, late): the
+//! slow calls open its breaker, traffic moves to the backup and returns
+//! once the primary is fast again, each message delivered once.
+//!
 //! The primary fake honours `Idempotency-Key`; the backup does not, so a
 //! second delivery would show there.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use foldline_testcontainers::wait::poll_until;
 use foldline_testcontainers::{
@@ -38,6 +42,10 @@ fn provider_env(primary: &FakeProvider, backup: &FakeProvider) -> Vec<(String, S
         // (a timed-out call that was accepted is a second delivery through
         // the backup); the stall phase's calls hang for 60 s either way.
         ("FOLDLINE__NOTIFY__PROVIDER_TIMEOUT_MS", "2000".to_owned()),
+        // Slowness off (at the timeout): this test's healthy phases expect
+        // the primary, however loaded the box (the slow-call test below
+        // turns it on).
+        ("FOLDLINE__NOTIFY__BREAKER_SLOW_CALL_MS", "2000".to_owned()),
         (
             "FOLDLINE__NOTIFY__BREAKER_CONSECUTIVE_FAILURES",
             "2".to_owned(),
@@ -374,5 +382,131 @@ async fn the_breaker_moves_sms_to_the_backup_and_back_and_nothing_is_lost_or_dou
         primary.absorbed_repeats()
     );
     report_latency("final", &latency(&api).await);
+    drop(front);
+}
+
+/// Sends rounds of `ROUND` texts until one is delivered by `provider`;
+/// returns the ids sent and the views of the last round.
+async fn rounds_until_delivered_by(
+    api: &Api,
+    prefix: &str,
+    phase: &str,
+    recipient: &str,
+    provider: &str,
+) -> (Vec<String>, Vec<serde_json::Value>) {
+    const ROUND: usize = 8;
+    const MOST_ROUNDS: usize = 30;
+    let mut sent = Vec::new();
+    for round in 0..MOST_ROUNDS {
+        let batch = send_all(
+            api,
+            keys(prefix, &format!("{phase}-{round}"), ROUND),
+            recipient,
+        )
+        .await;
+        let views = wait_status(api, &batch, "sent", Deadline::secs(90)).await;
+        sent.extend(batch);
+        if views.iter().any(|view| delivered_by(view) == provider) {
+            return (sent, views);
+        }
+    }
+    panic!("{phase}: no text delivered by {provider} in {MOST_ROUNDS} rounds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_primary_loses_its_texts_to_the_backup_and_wins_them_back_once_each() {
+    let primary = FakeProvider::start(true).await.unwrap();
+    let backup = FakeProvider::start(false).await.unwrap();
+    let deployment = Deployment::new(binary(), "notify-slow").unwrap();
+    let env: Vec<(String, String)> = [
+        (
+            "FOLDLINE__NOTIFY__SMS_PROVIDERS",
+            format!("primary={},backup={}", primary.url(), backup.url()),
+        ),
+        // The slow primary answers (accepts) well within the timeout, so
+        // no call times out: each text reaches exactly one provider.
+        ("FOLDLINE__NOTIFY__PROVIDER_TIMEOUT_MS", "10000".to_owned()),
+        // Far below the slow answers, far above a healthy one on a loaded
+        // box (a fast trial that came out slow only delays the return).
+        ("FOLDLINE__NOTIFY__BREAKER_SLOW_CALL_MS", "500".to_owned()),
+        (
+            "FOLDLINE__NOTIFY__BREAKER_CONSECUTIVE_FAILURES",
+            "2".to_owned(),
+        ),
+        ("FOLDLINE__NOTIFY__BREAKER_OPEN_WAIT_MS", "1000".to_owned()),
+        ("FOLDLINE__NOTIFY__IN_FLIGHT_PER_CHANNEL", "4".to_owned()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .chain(quick_retries())
+    .collect();
+    let front = spawn_front(&deployment, &env).await;
+    let _processor = deployment
+        .spawn("processor", &["notify-processor"], "store-processor")
+        .unwrap();
+    let api = deployment.api().unwrap();
+    let prefix = deployment.prefix().to_owned();
+    let recipient = "+447700900124";
+    let mut all = Vec::new();
+
+    // Warm-up through the email sink: groups joined, schemas registered.
+    let warm_up = send_all_on(
+        &api,
+        "email",
+        keys(&prefix, "warm-up", 3),
+        "ada@example.org",
+    )
+    .await;
+    wait_status(&api, &warm_up, "sent", Deadline::secs(60)).await;
+
+    // Slow: every call accepted, 1.5 s late. The slow calls deliver (and
+    // are recorded as sent, never sent again); then the open breaker
+    // sends the texts to the backup without calling the primary.
+    primary.set(Behaviour::Slow(Duration::from_millis(1_500)));
+    let (slow, views) = rounds_until_delivered_by(&api, &prefix, "slow", recipient, "backup").await;
+    let skipped = views
+        .iter()
+        .flat_map(|view| view["failovers"].as_array().cloned().unwrap_or_default())
+        .filter(|failover| failover["reason"] == "circuit breaker open")
+        .count();
+    assert!(
+        skipped > 0,
+        "the open breaker skipped the primary: {views:?}"
+    );
+    eprintln!(
+        "notify slow primary: traffic on the backup after {} texts",
+        slow.len()
+    );
+    all.extend(slow);
+
+    // Fast again: a half-open trial succeeds in time and closes the
+    // breaker; traffic returns.
+    primary.set(Behaviour::Accept);
+    let (recovered, _) =
+        rounds_until_delivered_by(&api, &prefix, "fast-again", recipient, "primary").await;
+    all.extend(recovered);
+
+    // Counted at the fakes: every text accepted exactly once, by one of
+    // them (no call timed out, no process died).
+    let (at_primary, at_backup) = (primary.accepted(), backup.accepted());
+    for id in &all {
+        let times =
+            at_primary.get(id).copied().unwrap_or(0) + at_backup.get(id).copied().unwrap_or(0);
+        assert_eq!(
+            times, 1,
+            "{id}: primary {at_primary:?}, backup {at_backup:?}"
+        );
+    }
+    assert_eq!(primary.absorbed_repeats(), 0, "no text was sent twice");
+    let unknown: Vec<_> = at_primary
+        .keys()
+        .chain(at_backup.keys())
+        .filter(|id| !all.contains(id))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "accepted but never asked for: {unknown:?}"
+    );
+    assert!(!at_backup.is_empty() && !at_primary.is_empty());
     drop(front);
 }

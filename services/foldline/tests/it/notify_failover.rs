@@ -63,6 +63,9 @@ fn front_env(fakes: &Fakes, simulator: &str) -> Vec<(String, String)> {
         // Long enough that a healthy fake answers in time on a loaded box;
         // a stalled one never answers within it.
         ("FOLDLINE__NOTIFY__PROVIDER_TIMEOUT_MS", "2000".to_owned()),
+        // Slowness off (at the timeout): the healthy phases expect the
+        // primary however loaded the box (`notify.rs` tests slowness).
+        ("FOLDLINE__NOTIFY__BREAKER_SLOW_CALL_MS", "2000".to_owned()),
         (
             "FOLDLINE__NOTIFY__BREAKER_CONSECUTIVE_FAILURES",
             "2".to_owned(),

@@ -827,6 +827,14 @@ pub struct NotifyConfig {
     pub breaker_window_secs: u64,
     /// How long an open breaker refuses calls before a trial call.
     pub breaker_open_wait_ms: u64,
+    /// A provider call that succeeds but takes longer than this counts as
+    /// a failure for its breaker (the message is delivered all the same),
+    /// so a degraded provider loses its traffic to the next of the chain.
+    /// At least 1; at or above `provider_timeout_ms` it never applies.
+    pub breaker_slow_call_ms: u64,
+    /// Deliveries of one channel in flight at once (provider calls of the
+    /// relay and the retry consumer together), 1 to 1024.
+    pub in_flight_per_channel: usize,
     /// Attempts per notification (each tries the whole chain) before it
     /// goes to the dead-letter topic.
     pub max_attempts: u32,
@@ -854,6 +862,9 @@ impl Default for NotifyConfig {
             breaker_min_calls: 10,
             breaker_window_secs: 10,
             breaker_open_wait_ms: 5_000,
+            // The seed's SLA: P99 of 150 ms.
+            breaker_slow_call_ms: 150,
+            in_flight_per_channel: 16,
             max_attempts: 5,
             retry_backoff_ms: 500,
             retry_backoff_max_ms: 30_000,
@@ -874,10 +885,34 @@ impl NotifyConfig {
                 window: std::time::Duration::from_secs(self.breaker_window_secs),
             }),
             open_wait: std::time::Duration::from_millis(self.breaker_open_wait_ms),
+            slow_call: Some(std::time::Duration::from_millis(self.breaker_slow_call_ms)),
         }
     }
 
+    /// The most `in_flight_per_channel` may be.
+    pub const MAX_IN_FLIGHT_PER_CHANNEL: usize = 1024;
+
+    /// The first delivery key out of its range, if any (beyond what the
+    /// breaker policy checks): the key and the range it must be in.
+    pub fn out_of_range(&self) -> Option<(&'static str, String)> {
+        if self.breaker_slow_call_ms == 0 {
+            return Some(("breaker_slow_call_ms", "at least 1".to_owned()));
+        }
+        if !(1..=Self::MAX_IN_FLIGHT_PER_CHANNEL).contains(&self.in_flight_per_channel) {
+            return Some((
+                "in_flight_per_channel",
+                format!("from 1 to {}", Self::MAX_IN_FLIGHT_PER_CHANNEL),
+            ));
+        }
+        None
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some((key, range)) = self.out_of_range() {
+            return Err(ConfigError::Invalid(format!(
+                "notify.{key} must be {range}"
+            )));
+        }
         self.breaker_policy()
             .validate()
             .map_err(|error| ConfigError::Invalid(format!("notify.breaker_*: {error}")))
@@ -1275,6 +1310,46 @@ mod tests {
                 text.contains("breaker") || text.contains(value),
                 "{key}={value}: {error}"
             );
+        }
+    }
+
+    #[test]
+    fn notify_slow_call_and_in_flight_settings_parse_and_garbage_is_refused_with_its_key() {
+        let defaults = Config::load(None, Vec::new()).unwrap().notify;
+        assert_eq!(
+            defaults.breaker_policy().slow_call,
+            Some(std::time::Duration::from_millis(150))
+        );
+        assert_eq!(defaults.in_flight_per_channel, 16);
+        let environment = vec![
+            (
+                "FOLDLINE__NOTIFY__BREAKER_SLOW_CALL_MS".to_owned(),
+                "300".to_owned(),
+            ),
+            (
+                "FOLDLINE__NOTIFY__IN_FLIGHT_PER_CHANNEL".to_owned(),
+                "4".to_owned(),
+            ),
+        ];
+        let notify = Config::load(None, environment).unwrap().notify;
+        assert_eq!(
+            notify.breaker_policy().slow_call,
+            Some(std::time::Duration::from_millis(300))
+        );
+        assert_eq!(notify.in_flight_per_channel, 4);
+        for (key, value) in [
+            ("FOLDLINE__NOTIFY__BREAKER_SLOW_CALL_MS", "0"),
+            ("FOLDLINE__NOTIFY__BREAKER_SLOW_CALL_MS", "-5"),
+            ("FOLDLINE__NOTIFY__BREAKER_SLOW_CALL_MS", "slow"),
+            ("FOLDLINE__NOTIFY__IN_FLIGHT_PER_CHANNEL", "0"),
+            ("FOLDLINE__NOTIFY__IN_FLIGHT_PER_CHANNEL", "1025"),
+            ("FOLDLINE__NOTIFY__IN_FLIGHT_PER_CHANNEL", "many"),
+        ] {
+            let error = Config::load(None, vec![(key.to_owned(), value.to_owned())]).unwrap_err();
+            let field = key
+                .trim_start_matches("FOLDLINE__NOTIFY__")
+                .to_ascii_lowercase();
+            assert!(error.to_string().contains(&field), "{key}={value}: {error}");
         }
     }
 

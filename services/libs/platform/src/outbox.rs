@@ -15,7 +15,10 @@
 //!    between performs the follow-up again, so every follow-up must be
 //!    idempotent: commands carry an id derived from the causing event
 //!    ([`follow_up_metadata`]), which the target's processor de-duplicates;
-//!    other effects are idempotent by construction.
+//!    other effects are idempotent by construction. Each partition is
+//!    relayed on its own; [`relay_in_flight`] performs several follow-ups
+//!    of a partition at once (started in log order) and still advances the
+//!    cursor only past a contiguous run of done ones.
 //!
 //! The relay runs beside the outbox projector (same process, same store).
 //! Rows of a partition are written in offset order and atomically, so a
@@ -31,6 +34,7 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use foldline_contracts::envelope::{CommandMetadata, EventMetadata};
@@ -39,6 +43,8 @@ use foldline_eventsourcing::{CommandId, EventId};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use futures::StreamExt;
 
 use crate::codec::Codec;
 use crate::domain::{DomainWire, EventOf};
@@ -290,9 +296,29 @@ pub async fn relay<R: Reactor, P: Performer<R::FollowUp>>(
     relay_named::<R::FollowUp, P>(R::NAME, performer, store, partitions, shutdown).await
 }
 
+/// [`relay`], performing up to `in_flight` follow-ups of a partition at
+/// once (see [`relay_named_in_flight`]).
+pub async fn relay_in_flight<R: Reactor, P: Performer<R::FollowUp>>(
+    performer: P,
+    store: Store,
+    partitions: i32,
+    in_flight: NonZeroUsize,
+    shutdown: Shutdown,
+) -> Result<(), RelayError> {
+    relay_named_in_flight::<R::FollowUp, P>(
+        R::NAME,
+        performer,
+        store,
+        partitions,
+        in_flight,
+        shutdown,
+    )
+    .await
+}
+
 /// Performs the follow-ups of the outbox `name` (a [`Reactor`]'s or a
 /// [`ProcessManager`]'s) in log order, per partition of its source log,
-/// until shutdown.
+/// one at a time per partition, until shutdown.
 pub async fn relay_named<F, P>(
     name: &'static str,
     performer: P,
@@ -304,75 +330,229 @@ where
     F: DeserializeOwned + Send + Sync,
     P: Performer<F>,
 {
-    loop {
-        let mut performed = 0usize;
-        // The earliest timer a partition is held at, to sleep until.
-        let mut next_due: Option<i64> = None;
-        'partitions: for partition in 0..partitions {
-            let cursor = {
-                let store = store.clone();
-                match settle("read an outbox cursor", &shutdown, || {
-                    let store = store.clone();
-                    Box::pin(async move { store.get(cursor_key(name, partition)).await })
-                })
-                .await
-                {
-                    None => return Ok(()),
-                    Some(result) => result?.map(|row| row.value),
-                }
+    relay_named_in_flight(
+        name,
+        performer,
+        store,
+        partitions,
+        NonZeroUsize::MIN,
+        shutdown,
+    )
+    .await
+}
+
+/// [`relay_named`] with up to `in_flight` follow-ups of each partition
+/// performed at once. Each partition is relayed on its own (a slow
+/// follow-up holds only its partition). Within one, follow-ups start in
+/// log order and the cursor only ever moves past a contiguous run of done
+/// ones: a follow-up done before an earlier one is still running is
+/// performed again after a crash (performers are idempotent), never
+/// skipped. A partition reads no more rows while `in_flight` of them are
+/// not yet behind its cursor (backpressure).
+pub async fn relay_named_in_flight<F, P>(
+    name: &'static str,
+    performer: P,
+    store: Store,
+    partitions: i32,
+    in_flight: NonZeroUsize,
+    shutdown: Shutdown,
+) -> Result<(), RelayError>
+where
+    F: DeserializeOwned + Send + Sync,
+    P: Performer<F>,
+{
+    let relays = (0..partitions).map(|partition| PartitionRelay {
+        name,
+        partition,
+        performer: &performer,
+        store: &store,
+        in_flight: in_flight.get(),
+        shutdown: &shutdown,
+    });
+    futures::future::try_join_all(relays.map(PartitionRelay::run))
+        .await
+        .map(|_| ())
+}
+
+/// One partition of an outbox, relayed.
+struct PartitionRelay<'a, P> {
+    name: &'static str,
+    partition: i32,
+    performer: &'a P,
+    store: &'a Store,
+    in_flight: usize,
+    shutdown: &'a Shutdown,
+}
+
+/// What one round of a partition came to.
+enum Round {
+    /// Follow-ups were performed: look again at once.
+    Performed,
+    /// Nothing due: sleep, until the earliest held timer if there is one.
+    Idle {
+        next_due: Option<i64>,
+    },
+    Stopped,
+}
+
+impl<P> PartitionRelay<'_, P> {
+    async fn run<F>(self) -> Result<(), RelayError>
+    where
+        F: DeserializeOwned + Send + Sync,
+        P: Performer<F>,
+    {
+        loop {
+            let next_due = match self.round::<F>().await? {
+                Round::Performed => continue,
+                Round::Stopped => return Ok(()),
+                Round::Idle { next_due } => next_due,
             };
-            let rows = match settle("read an outbox", &shutdown, || {
-                let (store, cursor) = (store.clone(), cursor.clone());
-                Box::pin(async move {
-                    store
-                        .scan(
-                            OUTBOX,
-                            outbox_partition(name, partition),
-                            cursor,
-                            RELAY_BATCH,
-                        )
-                        .await
-                })
+            // Idle: look again soon for new rows, or wake for the next timer.
+            let idle = next_due
+                .map(|due| u64::try_from(due - unix_millis_now()).unwrap_or(0))
+                .map_or(RELAY_IDLE, |wait| {
+                    RELAY_IDLE.max(Duration::from_millis(wait).min(RELAY_TIMER_POLL))
+                });
+            tokio::select! {
+                () = self.shutdown.clone().wait() => return Ok(()),
+                () = tokio::time::sleep(idle) => {}
+            }
+        }
+    }
+
+    /// Reads a batch from the cursor and performs the due prefix of it.
+    async fn round<F>(&self) -> Result<Round, RelayError>
+    where
+        F: DeserializeOwned + Send + Sync,
+        P: Performer<F>,
+    {
+        let (name, partition) = (self.name, self.partition);
+        let cursor = match settle("read an outbox cursor", self.shutdown, || {
+            let store = self.store.clone();
+            Box::pin(async move { store.get(cursor_key(name, partition)).await })
+        })
+        .await
+        {
+            None => return Ok(Round::Stopped),
+            Some(result) => result?.map(|row| row.value),
+        };
+        let rows = match settle("read an outbox", self.shutdown, || {
+            let (store, cursor) = (self.store.clone(), cursor.clone());
+            Box::pin(async move {
+                store
+                    .scan(
+                        OUTBOX,
+                        outbox_partition(name, partition),
+                        cursor,
+                        RELAY_BATCH,
+                    )
+                    .await
             })
-            .await
-            {
-                None => return Ok(()),
-                Some(result) => result?,
-            };
-            for (clustering, row) in rows {
-                let follow_up: F = serde_json::from_slice(&row.value).map_err(|error| {
-                    RelayError::UnreadableRow {
+        })
+        .await
+        {
+            None => return Ok(Round::Stopped),
+            Some(result) => result?,
+        };
+        // The rows before the first timer not yet due (it holds the
+        // cursor, so those behind it wait) or the first unreadable row
+        // (reported once the rows before it are done).
+        let mut due = Vec::new();
+        let mut next_due = None;
+        let mut unreadable = None;
+        let now = unix_millis_now();
+        for (clustering, row) in rows {
+            let follow_up: F = match serde_json::from_slice(&row.value) {
+                Ok(follow_up) => follow_up,
+                Err(error) => {
+                    unreadable = Some(RelayError::UnreadableRow {
                         outbox: name,
                         partition,
                         reason: error.to_string(),
-                    }
-                })?;
-                if let Some(due) = performer.not_before(&follow_up) {
-                    if due > unix_millis_now() {
-                        next_due = Some(next_due.map_or(due, |next| next.min(due)));
-                        continue 'partitions;
+                    });
+                    break;
+                }
+            };
+            if let Some(when) = self.performer.not_before(&follow_up) {
+                if when > now {
+                    next_due = Some(when);
+                    break;
+                }
+            }
+            due.push((clustering, follow_up));
+        }
+        let performed = due.len();
+        let stopped = self.perform_in_order(due).await?;
+        if let Some(error) = unreadable {
+            return Err(error);
+        }
+        Ok(match (stopped, performed) {
+            (true, _) => Round::Stopped,
+            (false, 0) => Round::Idle { next_due },
+            (false, _) => Round::Performed,
+        })
+    }
+
+    /// Performs `due` (in log order, up to `in_flight` at once) and moves
+    /// the cursor past each contiguous run of done ones, while the later
+    /// ones keep running. Returns whether shutdown stopped it.
+    async fn perform_in_order<F>(&self, due: Vec<(Vec<u8>, F)>) -> Result<bool, RelayError>
+    where
+        F: Send + Sync,
+        P: Performer<F>,
+    {
+        let (name, partition) = (self.name, self.partition);
+        let (done, mut done_rows) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let perform = async move {
+            // `buffered` starts them in order, at most `in_flight` at once,
+            // and yields them in order: each yield is the next row the
+            // cursor may pass.
+            let outcome = async {
+                let mut settled = futures::stream::iter(due)
+                    .map(|(clustering, follow_up)| async move {
+                        let outcome = until_settled(
+                            "perform a follow-up",
+                            self.shutdown,
+                            || self.performer.perform(&follow_up),
+                            FollowUpError::is_transient,
+                        )
+                        .await;
+                        (clustering, outcome)
+                    })
+                    .buffered(self.in_flight);
+                while let Some((clustering, outcome)) = settled.next().await {
+                    match outcome {
+                        None => return Ok(true),
+                        Some(Ok(())) => {
+                            // The receiver lives as long as this future.
+                            let _ = done.send(clustering);
+                        }
+                        Some(Err(error)) => {
+                            return Err(RelayError::FollowUp {
+                                outbox: name,
+                                partition,
+                                reason: error.to_string(),
+                            })
+                        }
                     }
                 }
-                match until_settled(
-                    "perform a follow-up",
-                    &shutdown,
-                    || performer.perform(&follow_up),
-                    FollowUpError::is_transient,
-                )
-                .await
-                {
-                    None => return Ok(()),
-                    Some(Ok(())) => {}
-                    Some(Err(error)) => {
-                        return Err(RelayError::FollowUp {
-                            outbox: name,
-                            partition,
-                            reason: error.to_string(),
-                        })
-                    }
+                Ok(false)
+            }
+            .await;
+            // Ends the cursor's loop once the rows done so far are behind it.
+            drop(done);
+            outcome
+        };
+        // Advances the cursor beside the performing (polled together, so
+        // the follow-ups in flight keep going during the store write), past
+        // the latest done row each time.
+        let advance = async {
+            while let Some(mut clustering) = done_rows.recv().await {
+                while let Ok(later) = done_rows.try_recv() {
+                    clustering = later;
                 }
-                let advanced = settle("advance an outbox cursor", &shutdown, || {
-                    let (store, clustering) = (store.clone(), clustering.clone());
+                let advanced = settle("advance an outbox cursor", self.shutdown, || {
+                    let (store, clustering) = (self.store.clone(), clustering.clone());
                     Box::pin(async move {
                         store
                             .put(
@@ -387,24 +567,17 @@ where
                 })
                 .await;
                 match advanced {
-                    None => return Ok(()),
+                    None => return Ok(true),
                     Some(result) => result?,
                 }
-                performed += 1;
             }
-        }
-        if performed == 0 {
-            // Idle: look again soon for new rows, or wake for the next timer.
-            let idle = next_due
-                .map(|due| u64::try_from(due - unix_millis_now()).unwrap_or(0))
-                .map_or(RELAY_IDLE, |wait| {
-                    RELAY_IDLE.max(Duration::from_millis(wait).min(RELAY_TIMER_POLL))
-                });
-            tokio::select! {
-                () = shutdown.clone().wait() => return Ok(()),
-                () = tokio::time::sleep(idle) => {}
-            }
-        }
+            Ok(false)
+        };
+        let (performed, advanced) = tokio::join!(perform, advance);
+        // Rows done before a failure are behind the cursor: report the
+        // failure only once they are.
+        let advanced = advanced?;
+        Ok(performed? || advanced)
     }
 }
 
@@ -508,5 +681,108 @@ mod tests {
         assert_eq!(first.correlation_id, "corr");
         assert_eq!(first.causation_id.as_deref(), Some(cause.event_id.as_str()));
         assert_eq!(first.issued_at, 42);
+    }
+
+    /// Row 0 is held until rows 1 and 2 are done; rows 0 to 5 of one
+    /// partition, three at a time.
+    #[derive(Default)]
+    struct HeldFirst {
+        released: tokio::sync::Notify,
+        was_released: std::sync::atomic::AtomicBool,
+        started_before_release: std::sync::Mutex<Vec<u32>>,
+        done: std::sync::Mutex<Vec<u32>>,
+        done_signal: tokio::sync::Notify,
+    }
+
+    struct Held(std::sync::Arc<HeldFirst>);
+
+    impl Performer<u32> for Held {
+        async fn perform(&self, follow_up: &u32) -> Result<(), FollowUpError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let state = &self.0;
+            if !state.was_released.load(SeqCst) {
+                state
+                    .started_before_release
+                    .lock()
+                    .unwrap()
+                    .push(*follow_up);
+            }
+            if *follow_up == 0 {
+                let released = state.released.notified();
+                if !state.was_released.load(SeqCst) {
+                    released.await;
+                }
+            }
+            state.done.lock().unwrap().push(*follow_up);
+            state.done_signal.notify_waiters();
+            Ok(())
+        }
+    }
+
+    async fn done_count_reaches(state: &HeldFirst, count: usize) {
+        loop {
+            let signal = state.done_signal.notified();
+            if state.done.lock().unwrap().len() >= count {
+                return;
+            }
+            signal.await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_relay_with_follow_ups_in_flight_never_moves_its_cursor_past_one_not_done() {
+        let store = Store::in_memory().unwrap();
+        for offset in 0..6i64 {
+            for (key, row) in outbox_rows("held", 0, offset, &[offset as u32]).unwrap() {
+                store.put(key, row).await.unwrap();
+            }
+        }
+        let state = std::sync::Arc::new(HeldFirst::default());
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let relay = relay_named_in_flight::<u32, _>(
+            "held",
+            Held(std::sync::Arc::clone(&state)),
+            store.clone(),
+            1,
+            NonZeroUsize::new(3).unwrap(),
+            shutdown,
+        );
+        let last_row = outbox_key("held", 0, 5, 0).clustering;
+        let test = async {
+            done_count_reaches(&state, 2).await;
+            assert_eq!(*state.done.lock().unwrap(), [1, 2]);
+            assert_eq!(
+                store.get(cursor_key("held", 0)).await.unwrap(),
+                None,
+                "row 0 is not done: the cursor stays before it"
+            );
+            state
+                .was_released
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            state.released.notify_waiters();
+            done_count_reaches(&state, 6).await;
+            // The cursor is written beside the performing: wait for it.
+            loop {
+                let cursor = store.get(cursor_key("held", 0)).await.unwrap();
+                if cursor.map(|row| row.value).as_ref() == Some(&last_row) {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            trigger.trigger();
+        };
+        let (relayed, ()) =
+            tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(relay, test) })
+                .await
+                .expect("the relay performs every row");
+        relayed.unwrap();
+        let mut done = state.done.lock().unwrap().clone();
+        done.sort_unstable();
+        assert_eq!(done, [0, 1, 2, 3, 4, 5], "each row once");
+        assert_eq!(
+            *state.started_before_release.lock().unwrap(),
+            [0, 1, 2],
+            "no more than three in flight: row 3 waits for row 0"
+        );
     }
 }
