@@ -674,6 +674,7 @@ def main():
                         help="how long the projection may take to equal the fold")
     args = parser.parse_args()
 
+    started = time.monotonic()
     anomalies = Anomalies()
     readers = load_reader_schemas(args.schemas)
     registry = Registry(args.registry)
@@ -772,8 +773,9 @@ def main():
             notify.run(read_topic(args.bootstrap, args.prefix + "notify.events"), notify_commands, decode_users,
                        Undecodable)
             dump["notices"] = notify_model.dump_notices(lambda path: http_get(args.gateway, path), fold.aggregates)
+            tally = Counter()
             required, allowed = notify_model.judge_notices(fold, payments, users, contacts, erased, dump["notices"],
-                                                           found)
+                                                           found, tally)
             accepted = {"email": notify_model.fetch_accepted(args.notify_email),
                         "sms": notify_model.fetch_accepted(args.notify_sms)}
             notify_model.check_notices(required, allowed, accepted, notify, found)
@@ -812,6 +814,8 @@ def main():
         if figures is not None:
             print(f"oracle: analytics: {len(figures.sums)} sums and {len(figures.latencies)} latencies compared, all "
                   f"time and in {len(figures.minutes)} minutes; {len(dump['analytics']['series'])} series read")
+        print(f"oracle: notices by the customer's final status: {dict(sorted(tally.items()))}")
+        stats.update(tally)
         stats["notices required"] = len(required)
         stats["notices allowed (erasure race)"] = len(allowed)
         for outcome, count in outcomes.items():
@@ -846,6 +850,7 @@ def main():
     print(f"oracle: {len(fold.aggregates)} orders, final statuses {dict(sorted(final.items()))}; "
           f"{len(fold.settled)} commands settled; projection dump: {len(dump['orders'])} orders, "
           f"{len(dump['customers'])} customers, {len(dump['commands'])} commands")
+    print(f"oracle: checked in {time.monotonic() - started:.1f} s")
     print(f"oracle: anomalies by kind: {dict(sorted((kind, len(found)) for kind, found in anomalies.by_kind.items()))} "
           f"(total {anomalies.total()})")
     for kind, messages in sorted(anomalies.by_kind.items()):

@@ -322,12 +322,13 @@ def notice_causes(orders, payments):
     return causes
 
 
-def judge_notices(orders, payments, users, contacts, erased, notices, found):
+def judge_notices(orders, payments, users, contacts, erased, notices, found, tally):
     """The outcome of every notice against the contract (module doc).
     `notices`: order id -> the rows GET /v1/notifications/notices served.
     Returns (required, allowed): notification id -> (channel, template,
     order id, cause event id) of the notifications that must exist, and
-    those that may (an erased customer's notice with no row yet)."""
+    those that may (an erased customer's notice with no row yet).
+    `tally` counts the outcomes by the customer's final status."""
     required, allowed = {}, {}
     causes = notice_causes(orders, payments)
     rows_by_event = {}
@@ -376,6 +377,7 @@ def judge_notices(orders, payments, users, contacts, erased, notices, found):
                 required.update((n, allowed[n]) for n in ids)
             continue
         seen = "queued" if outcome == "queued" else row.get("reason")
+        tally[f"notices of {user['status'] if user else 'unknown'} customers {seen}"] += 1
         if outcome not in ("queued", "skipped") or seen not in permitted:
             status = user["status"] if user else "no user"
             found.add("notice-outcome", f"{what}: recorded {outcome} {row.get('reason') or ''}; the customer is "
