@@ -3,13 +3,17 @@
 //! client refunds racing on the paid ones, some above what is left;
 //! users: two or three registrations of one address at once,
 //! profile and address changes, deactivations and erasures racing on each
-//! user), with the order saga on (orders ↔ payments through the provider
-//! simulator, which fails some requests and loses some answers after
-//! executing them), while a seeded scheduler
+//! user; and customers deactivated or erased while an order of theirs is
+//! in the saga, so the saga's customer check and notify's erased-customer
+//! skip run under the faults), with the order saga on (orders ↔ payments
+//! through the provider simulator, which fails some requests and loses
+//! some answers after executing them) and analytics folding every topic,
+//! while a seeded scheduler
 //! kills (-9), stops (SIGTERM) and freezes (SIGSTOP/SIGCONT) each role, a
 //! process of its own: the command processor (orders, users, payments),
 //! the gateway and the projector (every projector, the saga's process
-//! managers and timers, the payment provider worker; the last two share a
+//! managers and timers, the payment provider worker, notify's relays and
+//! delivery worker, analytics; the last two share a
 //! CQL store on Apache Cassandra; a
 //! gateway killed between reserving an `Idempotency-Key` and producing its
 //! command is one of the windows its kills land in). It kills the
@@ -33,7 +37,9 @@
 //! (`tests/oracle/check_history.py`, Python on stock clients, no code shared
 //! with the system) folds the broker's topics itself and judges the history
 //! and the live projection, and the saga's invariants against the
-//! simulator's own ledger. The run passes only with zero anomalies.
+//! simulator's own ledger, notify's read models and notices row by row,
+//! and analytics' figures against its own sums of the events. The run
+//! passes only with zero anomalies.
 //!
 //! It runs in both `kafka.transactions` modes (`_idempotent`,
 //! `_transactional`). In both the checker reads `read_committed`; in the
@@ -84,8 +90,12 @@ const ORDER_WORKERS: usize = 3;
 const GATEWAY_CLIENT_ID: &str = "nemesis";
 /// A client gives up on a request after this long (a frozen gateway).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Registered users the orders are placed by.
-const CUSTOMERS: usize = 5;
+/// Registered users the orders are placed by: the first `STEADY_CUSTOMERS`
+/// stay active; each of the others is deactivated or erased once, racing
+/// the saga of the first order placed for them (later orders of theirs
+/// meet the saga's customer check and notify's skip as they are).
+const CUSTOMERS: usize = 9;
+const STEADY_CUSTOMERS: usize = 5;
 /// The simulator declines amounts above this: the largest order total
 /// (3 × 1250 + 99) is declined (insufficient funds).
 const DECLINE_ABOVE: i64 = 3_000;
@@ -190,6 +200,8 @@ struct Workload {
     /// A lowercase tag of this run, in every address it registers.
     tag: String,
     customers: Vec<String>,
+    /// The customers past `STEADY_CUSTOMERS` not yet deactivated or erased.
+    churning: Mutex<Vec<String>>,
     /// Every keyed request sent, for the resolve pass.
     keys: Mutex<Vec<Request>>,
     /// Every command id produced raw (pay, pay-fail, ship).
@@ -498,7 +510,24 @@ impl Workload {
                 self.list_customer(process, customer).await;
             }
         };
-        tokio::join!(cancel, ship, read);
+        // A churning customer's first order: the customer is deactivated or
+        // erased while the order is in the saga, after a random think time,
+        // so notices are decided on either side of it.
+        let churn = async {
+            let taken = {
+                let mut churning = self.churning.lock().expect("churning lock");
+                let at = churning.iter().position(|candidate| candidate == customer);
+                at.map(|at| churning.swap_remove(at))
+            };
+            if let Some(customer) = taken {
+                let mut rng = rng_for(seed, 40);
+                // Think time of the client, not a wait for state.
+                tokio::time::sleep(rng.millis(0, 2500)).await;
+                self.churn_customer(process, &customer, rng.chance(50))
+                    .await;
+            }
+        };
+        tokio::join!(cancel, ship, read, churn);
         // The saga pays for the order (authorize, capture, confirm through
         // the provider simulator) or rejects it; the client polls it (each
         // poll a read of the history) until it has ended, then races a
@@ -618,6 +647,34 @@ impl Workload {
             )
             .await;
         }
+    }
+
+    /// Deactivates (`erase` false) or erases a customer with their orders
+    /// in flight.
+    async fn churn_customer(&self, process: usize, customer: &str, erase: bool) {
+        let request = match erase {
+            true => Request {
+                f: "erase",
+                method: Method::DELETE,
+                key: format!("{}erase-customer-{customer}", self.prefix),
+                path: format!("/v1/users/{customer}/personal-data"),
+                body: json!({"requested_by": "dpo@foldline.example", "reason": "art. 17"})
+                    .to_string(),
+                wait: true,
+                extra: json!({ "user_id": customer }),
+            },
+            false => Request {
+                f: "deactivate",
+                method: Method::POST,
+                key: format!("{}deactivate-customer-{customer}", self.prefix),
+                path: format!("/v1/users/{customer}/deactivate"),
+                body: json!({"reason": "closed the account"}).to_string(),
+                wait: true,
+                extra: json!({ "user_id": customer }),
+            },
+        };
+        self.http_command_retried(process, request).await;
+        self.read_user(process, customer).await;
     }
 
     async fn ship(&self, process: usize, order: &str) {
@@ -1702,6 +1759,7 @@ async fn nemesis_run(mode: Mode) {
             "users-projector",
             "payments-projector",
             "notify-projector",
+            "analytics",
         ],
         "unused",
         projector_env,
@@ -1736,6 +1794,7 @@ async fn nemesis_run(mode: Mode) {
             .to_lowercase()
             .replace(|c: char| !c.is_ascii_alphanumeric(), ""),
         customers: Vec::new(),
+        churning: Mutex::new(Vec::new()),
         keys: Mutex::new(Vec::new()),
         raw_ids: Mutex::new(Vec::new()),
         placed: Mutex::new(Vec::new()),
@@ -1750,7 +1809,7 @@ async fn nemesis_run(mode: Mode) {
             method: Method::POST,
             key: format!("{}customer-{index}", workload.prefix),
             path: "/v1/users".to_owned(),
-            body: match index % 5 < 2 {
+            body: match index % 5 < 2 || index % 2 == 1 {
                 true => json!({"email": email, "name": format!("Customer {index}"), "phone": format!("+4420796{index:05}")}),
                 false => json!({"email": email, "name": format!("Customer {index}")}),
             }
@@ -1761,6 +1820,13 @@ async fn nemesis_run(mode: Mode) {
         let answer = workload.http_command_retried(WORKERS, request).await;
         let customer = registered_user(&answer)
             .unwrap_or_else(|| panic!("customer {index} not registered: {answer:?}"));
+        if index >= STEADY_CUSTOMERS {
+            workload
+                .churning
+                .lock()
+                .expect("churning lock")
+                .push(customer.clone());
+        }
         workload.customers.push(customer);
     }
     let workload = Arc::new(workload);
@@ -2263,6 +2329,7 @@ fn run_checker(
         .arg(fakes.0.url())
         .arg("--notify-sms")
         .arg(fakes.1.url())
+        .arg("--analytics")
         .arg("--dump")
         .arg(deployment.dir().join("projection-dump.json"))
         .output()

@@ -39,8 +39,10 @@ Anomalies (each kind counted; any one fails the run, exit status 1):
 
 The users domain's kinds are listed in users_model.py, payments' and the
 saga's (over-refund, charged-twice, ledger-disagrees, saga-inconsistent,
-saga-unsettled) in payments_model.py, the order notices' (notice-lost,
-notice-twice, notice-phantom, notice-unsettled) in notify_model.py.
+saga-unsettled) in payments_model.py, notify's (notice-lost, notice-twice,
+notice-phantom, notice-unsettled, notice-outcome, notice-to-erased,
+notice-content, notification-row, notification-phantom) in notify_model.py,
+analytics' (analytics-figure, analytics-phantom) in analytics_model.py.
 """
 
 import argparse
@@ -59,10 +61,11 @@ from pathlib import Path
 import fastavro
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+import analytics_model
 import notify_model
 import payments_model
 import users_model
-from gate import REJECTED, admitted, settlement, rfc3339_millis, without_message
+from gate import GatedFold, command_copies, rfc3339_millis, without_message, command_status_view, read_pages
 
 OUTCOME = "foldline.CommandOutcome"
 NS = "foldline.orders."
@@ -152,7 +155,7 @@ def decode(payload, registry, readers):
 
 
 class Raw:
-    __slots__ = ("partition", "offset", "key", "value", "headers")
+    __slots__ = ("partition", "offset", "key", "value", "headers", "timestamp")
 
     def __init__(self, message):
         self.partition = message.partition()
@@ -160,6 +163,8 @@ class Raw:
         self.key = message.key()
         self.value = message.value()
         self.headers = dict(message.headers() or [])
+        # The broker's timestamp (the producer's create time, ms).
+        self.timestamp = message.timestamp()[1]
 
 
 def read_topic(bootstrap, topic, budget_seconds=90, isolation="read_committed"):
@@ -346,71 +351,24 @@ def summary_view(state, version):
 
 # ---------------------------------------------------------------- the fold
 
-class Fold:
+class Fold(GatedFold):
     """orders.events folded through an independent version gate and model."""
 
-    def __init__(self, anomalies):
-        self.anomalies = anomalies
-        self.aggregates = {}  # order id -> {"partition", "version", "state", "history": {version: state}}
-        self.settled = {}  # command id -> settlement
-        self.stats = Counter()
+    topic = "events"
+    noun = "order"
+    names = TRANSITIONS
+    aggregate_field = "order_id"
+    command_aggregate_field = "order_id"
+
+    decide, evolve = staticmethod(decide), staticmethod(evolve)
+
+    def describe(self, state):
+        return state["status"] if state else "no order"
 
     def run(self, events, commands, registry, readers):
         def decode_value(payload):
             return decode(payload, registry, readers)
-        for partition, raw, name, record in admitted(events, decode_value, Undecodable, TRANSITIONS,
-                                                     self.anomalies, self.stats):
-            self.admit(partition, raw, name, record, name == REJECTED, commands)
-
-    def admit(self, partition, raw, name, record, rejection, commands):
-        meta = record["metadata"]
-        command_id, aggregate = meta["command_id"], meta["aggregate_id"]
-        if command_id in self.settled:
-            first = self.settled[command_id]
-            self.anomalies.add("applied-twice", f"command {command_id} admitted at events[{first['event_partition']}]@"
-                               f"{first['event_offset']} and events[{partition}]@{raw.offset}")
-        slot = self.aggregates.get(aggregate)
-        if slot is None:
-            slot = self.aggregates[aggregate] = {"partition": partition, "version": 0, "state": None, "history": {}}
-        elif slot["partition"] != partition:
-            self.anomalies.add("log-structure", f"order {aggregate} has records on partitions {slot['partition']} and {partition}")
-        before = slot["state"]
-        if not rejection:
-            after = evolve(before, name, record)
-            if after is None:
-                self.anomalies.add("illegal-transition", f"events[{partition}]@{raw.offset}: {name} admitted on order "
-                                   f"{aggregate} in status {before['status'] if before else 'absent'}")
-            else:
-                slot["state"] = after
-            slot["version"] += 1
-            slot["history"][slot["version"]] = slot["state"]
-        self.check_decision(partition, raw, name, record, before, commands)
-        self.settled[command_id] = settlement(partition, raw, name, record, slot["version"])
-
-    def check_decision(self, partition, raw, name, record, before, commands):
-        meta = record["metadata"]
-        where = f"events[{partition}]@{raw.offset} ({meta['command_id']})"
-        command = commands.get(meta["command_id"])
-        if command is None:
-            self.anomalies.add("wrong-decision", f"{where}: no such command in orders.commands")
-            return
-        command_name, body = command
-        if body["order_id"] != meta["aggregate_id"]:
-            self.anomalies.add("wrong-decision", f"{where}: decided for {meta['aggregate_id']}, the command names {body['order_id']}")
-        if meta["occurred_at"] != body["metadata"]["issued_at"] or meta["correlation_id"] != body["metadata"]["correlation_id"]:
-            self.anomalies.add("wrong-decision", f"{where}: metadata does not come from the command: {meta} vs {body['metadata']}")
-        expected = decide(before, command_name, body)
-        if name == REJECTED:
-            seen = ("rejected", record["code"])
-            if record["command_type"] != command_name:
-                self.anomalies.add("wrong-decision", f"{where}: rejection names {record['command_type']}, the command is {command_name}")
-        else:
-            seen = ("event", name, {field: record[field] for field in expected[2]} if expected[0] == "event" else None)
-            if record["order_id"] != meta["aggregate_id"]:
-                self.anomalies.add("wrong-decision", f"{where}: event for {record['order_id']} under aggregate {meta['aggregate_id']}")
-        if seen != expected:
-            self.anomalies.add("wrong-decision", f"{where}: {command_name} against "
-                               f"{before['status'] if before else 'no order'} decides {expected}, the log has {seen}")
+        super().run(events, commands, decode_value, Undecodable)
 
     def view(self, order_id):
         slot = self.aggregates.get(order_id)
@@ -425,24 +383,9 @@ class Fold:
 
 
 def decode_commands(commands_topic, registry, readers, anomalies, stats):
-    """command id -> (record name, record), from orders.commands; copies must agree."""
-    commands = {}
-    for partition, records in commands_topic.items():
-        for raw in records:
-            stats["command records"] += 1
-            try:
-                name, record = decode(raw.value, registry, readers)
-            except Undecodable:
-                stats["command records undecodable"] += 1
-                continue
-            command_id = (record.get("metadata") or {}).get("command_id")
-            if command_id in commands:
-                stats["command copies (redelivered or duplicated)"] += 1
-                if commands[command_id] != (name, record):
-                    anomalies.add("log-structure", f"two different commands carry id {command_id}")
-                continue
-            commands[command_id] = (name, record)
-    return commands
+    """command id -> [(record name, record)], from orders.commands; copies must agree."""
+    return command_copies(commands_topic, lambda payload: decode(payload, registry, readers), Undecodable,
+                          anomalies, stats, "", "command copies (redelivered or duplicated)")
 
 
 def check_outcomes(outcomes_topic, fold, registry, readers, anomalies, stats):
@@ -613,11 +556,7 @@ def check_history(operations, fold, anomalies, foreign=frozenset()):
 
 
 def status_view(settled):
-    view = {"command_id": settled["command_id"], "status": settled["status"],
-            "order_id": settled["aggregate_id"], "order_version": settled["aggregate_version"]}
-    if settled["status"] == "rejected":
-        view["rejection"] = {"code": settled["rejection_code"]}
-    return view
+    return command_status_view(settled, "order")
 
 
 # ---------------------------------------------------------------- the live projection
@@ -667,17 +606,7 @@ def dump_projection(gateway, fold, operations, foreign=frozenset()):
     for order_id in sorted(order_ids):
         dump["orders"][order_id] = http_get(gateway, f"/v1/orders/{order_id}")
     for customer in sorted(customers):
-        items, cursor, pages = [], None, []
-        while True:
-            query = "?limit=100" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
-            status, body = http_get(gateway, f"/v1/customers/{customer}/orders{query}")
-            pages.append((status, body))
-            if status != 200:
-                break
-            items.extend(body["items"])
-            cursor = body.get("next_cursor")
-            if not cursor:
-                break
+        items, pages = read_pages(lambda path: http_get(gateway, path), f"/v1/customers/{customer}/orders?limit=100")
         dump["customers"][customer] = {"items": items, "pages": pages}
     for command_id in sorted(command_ids - set(foreign)):
         dump["commands"][command_id] = http_get(gateway, f"/v1/commands/{command_id}")
@@ -739,10 +668,13 @@ def main():
     parser.add_argument("--notify-email", help="the fake email provider's URL: with it (and --notify-sms), the "
                         "order notices are checked against what the fakes accepted")
     parser.add_argument("--notify-sms", help="the fake SMS provider's URL")
+    parser.add_argument("--analytics", action="store_true",
+                        help="analytics runs: its figures are checked against sums of the events")
     parser.add_argument("--converge-seconds", type=float, default=60.0,
                         help="how long the projection may take to equal the fold")
     args = parser.parse_args()
 
+    started = time.monotonic()
     anomalies = Anomalies()
     readers = load_reader_schemas(args.schemas)
     registry = Registry(args.registry)
@@ -821,32 +753,73 @@ def main():
     for kind, messages in found.by_kind.items():
         for message in messages:
             anomalies.add(kind, message)
-    # The order notices (notify_model.py): converged like the projection,
-    # since delivery follows the saga's events by a relay and a worker.
-    notices = None
+    # Notify (notify_model.py) and analytics (analytics_model.py):
+    # converged like the projection, since delivery follows the saga's
+    # events by a relay and a worker, and analytics folds every topic.
+    notify, required, allowed, accepted, figures = None, {}, {}, None, None
     if args.notify_email and args.notify_sms:
-        phones = notify_model.customer_phones(operations)
-        expected = notify_model.expected_notices(fold, payments, users.users(), phones)
+        contacts = notify_model.customer_contacts(operations)
+        erased = notify_model.erasures(users, users_topics["users.commands"], decode_users, Undecodable)
+        dead_letters = {"orders": read_topic(args.bootstrap, args.prefix + "orders.dlq"),
+                        "users": users_topics["users.dlq"],
+                        "payments": read_topic(args.bootstrap, args.prefix + "payments.dlq")}
         deadline = time.monotonic() + args.converge_seconds
         while True:
-            notices, notify_stats = Anomalies(), Counter()
-            recorded = notify_model.fold_notify(read_topic(args.bootstrap, args.prefix + "notify.events"),
-                                                decode_users, Undecodable, notices, notify_stats)
+            found, notify_stats = Anomalies(), Counter()
+            notify_commands = notify_model.decode_commands(
+                read_topic(args.bootstrap, args.prefix + "notify.commands"), decode_users, Undecodable, found,
+                notify_stats)
+            notify = notify_model.NotifyFold(found)
+            notify.run(read_topic(args.bootstrap, args.prefix + "notify.events"), notify_commands, decode_users,
+                       Undecodable)
+            dump["notices"] = notify_model.dump_notices(lambda path: http_get(args.gateway, path), fold.aggregates)
+            tally = Counter()
+            required, allowed = notify_model.judge_notices(fold, payments, users, contacts, erased, dump["notices"],
+                                                           found, tally)
             accepted = {"email": notify_model.fetch_accepted(args.notify_email),
                         "sms": notify_model.fetch_accepted(args.notify_sms)}
-            notify_model.check_notices(expected, accepted, recorded, notices)
-            if notices.total() == 0 or time.monotonic() > deadline:
+            notify_model.check_notices(required, allowed, accepted, notify, found)
+            dump["notify"] = notify_model.dump_notify(lambda path: http_get(args.gateway, path), notify,
+                                                      set(required) | set(allowed))
+            notify_model.check_notify_projection(dump["notify"], notify, found)
+            if args.analytics:
+                dead_letters["notify"] = read_topic(args.bootstrap, args.prefix + "notify.dlq")
+                figures = analytics_model.expected_figures(
+                    {"orders": fold.records, "users": users.records, "payments": payments.records,
+                     "notify": notify.records}, dead_letters, notify_stats)
+                dump["analytics"] = analytics_model.dump_analytics(lambda path: http_get(args.gateway, path), figures)
+                analytics_model.check_analytics(dump["analytics"], figures, found)
+            if found.total() == 0 or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        for kind, messages in notices.by_kind.items():
+        for kind, messages in found.by_kind.items():
             for message in messages:
                 anomalies.add(kind, message)
+        check_outcomes(read_topic(args.bootstrap, args.prefix + "notify.outcomes"), notify, registry, readers,
+                       anomalies, stats)
         stats.update(notify_stats)
-        by_channel = Counter(channel for channel, *_ in expected.values())
-        print(f"oracle: {len(expected)} order notices expected {dict(sorted(by_channel.items()))}; accepted: "
+        stats.update(notify.stats)
+        by_channel = Counter(channel for channel, *_ in required.values())
+        outcomes = Counter(item.get("outcome") + (f" {item['reason']}" if item.get("reason") else "")
+                           for status, body in dump["notices"].values() if isinstance(body, dict)
+                           for item in body.get("items", []))
+        final_notifications = Counter(slot["state"]["status"] for slot in notify.notifications().values())
+        print(f"oracle: {len(required)} order notices required {dict(sorted(by_channel.items()))}, {len(allowed)} "
+              f"allowed (an erasure's race); notices recorded {dict(sorted(outcomes.items()))}; accepted: "
               f"{len(accepted['email']['accepted'])} emails, {len(accepted['sms']['accepted'])} SMS, repeats absorbed "
               f"by their keys {accepted['email']['absorbed_repeats'] + accepted['sms']['absorbed_repeats']}; "
-              f"{len(recorded)} notifications in notify.events")
+              f"{len(notify.notifications())} notifications in notify.events, final statuses "
+              f"{dict(sorted(final_notifications.items()))}; projection dump: {len(dump['notify']['notifications'])} "
+              f"notifications, {len(dump['notify']['recipients'])} recipients, {len(dump['notices'])} orders' notices")
+        if figures is not None:
+            print(f"oracle: analytics: {len(figures.sums)} sums and {len(figures.latencies)} latencies compared, all "
+                  f"time and in {len(figures.minutes)} minutes; {len(dump['analytics']['series'])} series read")
+        print(f"oracle: notices by the customer's final status: {dict(sorted(tally.items()))}")
+        stats.update(tally)
+        stats["notices required"] = len(required)
+        stats["notices allowed (erasure race)"] = len(allowed)
+        for outcome, count in outcomes.items():
+            stats[f"notices {outcome}"] = count
     if args.dump:
         Path(args.dump).write_text(json.dumps(dump, indent=1, sort_keys=True))
 
@@ -877,6 +850,7 @@ def main():
     print(f"oracle: {len(fold.aggregates)} orders, final statuses {dict(sorted(final.items()))}; "
           f"{len(fold.settled)} commands settled; projection dump: {len(dump['orders'])} orders, "
           f"{len(dump['customers'])} customers, {len(dump['commands'])} commands")
+    print(f"oracle: checked in {time.monotonic() - started:.1f} s")
     print(f"oracle: anomalies by kind: {dict(sorted((kind, len(found)) for kind, found in anomalies.by_kind.items()))} "
           f"(total {anomalies.total()})")
     for kind, messages in sorted(anomalies.by_kind.items()):

@@ -25,7 +25,7 @@ wrong-decision, projection-row, phantom-row, log-structure):
 import uuid
 from collections import Counter
 
-from gate import REJECTED, admitted, settlement, rfc3339_millis, without_message
+from gate import GatedFold, command_copies, rfc3339_millis, without_message, command_status_view
 
 PNS = "foldline.payments."
 EVENTS = {PNS + name for name in (
@@ -225,92 +225,25 @@ def describe(state):
 # ---------------------------------------------------------------- the fold
 
 def decode_commands(topic, decode, undecodable, anomalies, stats):
-    """command id -> [(record name, record)] of every distinct copy in
-    payments.commands (copies of one id must be equal)."""
-    commands = {}
-    for records in topic.values():
-        for raw in records:
-            stats["payments command records"] += 1
-            try:
-                name, record = decode(raw.value)
-            except undecodable:
-                stats["payments command records undecodable"] += 1
-                continue
-            command_id = (record.get("metadata") or {}).get("command_id")
-            if command_id in commands:
-                stats["payments command copies (redelivered or duplicated)"] += 1
-                if commands[command_id] != (name, record):
-                    anomalies.add("log-structure", f"two different payments commands carry id {command_id}")
-                continue
-            commands[command_id] = (name, record)
-    return commands
+    """command id -> [(record name, record)] of payments.commands (copies of
+    one id must be equal)."""
+    return command_copies(topic, decode, undecodable, anomalies, stats, "payments ",
+                          "payments command copies (redelivered or duplicated)")
 
 
-class PaymentsFold:
+class PaymentsFold(GatedFold):
     """payments.events folded through an independent gate and the model above."""
 
-    def __init__(self, anomalies):
-        self.anomalies = anomalies
-        self.aggregates = {}  # payment id -> {"partition", "version", "state", "history": {version: state}}
-        self.settled = {}
-        self.stats = Counter()
+    label = "payments "
+    topic = "payments.events"
+    noun = "payment"
+    names = EVENTS
+    aggregate_field = "payment_id"
+    command_aggregate_field = "payment_id"
+    decide, evolve, describe = staticmethod(decide), staticmethod(evolve), staticmethod(describe)
 
-    def run(self, events, commands, decode, undecodable):
-        for partition, raw, name, record in admitted(events, decode, undecodable, EVENTS, self.anomalies,
-                                                     self.stats, label="payments ", topic="payments.events"):
-            self.admit(partition, raw, name, record, commands)
-
-    def admit(self, partition, raw, name, record, commands):
-        meta = record["metadata"]
-        command_id, aggregate = meta["command_id"], meta["aggregate_id"]
-        if command_id in self.settled:
-            first = self.settled[command_id]
-            self.anomalies.add("applied-twice", f"payments command {command_id} admitted at payments.events["
-                               f"{first['event_partition']}]@{first['event_offset']} and [{partition}]@{raw.offset}")
-        slot = self.aggregates.get(aggregate)
-        if slot is None:
-            slot = self.aggregates[aggregate] = {"partition": partition, "version": 0, "state": None, "history": {}}
-        elif slot["partition"] != partition:
-            self.anomalies.add("log-structure", f"payment {aggregate} has records on partitions {slot['partition']} and {partition}")
-        before = slot["state"]
-        self.check_decision(partition, raw, name, record, before, commands)
-        if name != REJECTED:
-            if record["payment_id"] != aggregate:
-                self.anomalies.add("wrong-decision", f"payments.events[{partition}]@{raw.offset}: event for "
-                                   f"{record['payment_id']} under aggregate {aggregate}")
-            after = evolve(before, name, record)
-            if after is None:
-                self.anomalies.add("illegal-transition", f"payments.events[{partition}]@{raw.offset}: {name} admitted on "
-                                   f"payment {aggregate} in status {describe(before)}")
-            else:
-                slot["state"] = after
-            slot["version"] += 1
-            slot["history"][slot["version"]] = slot["state"]
-        self.settled[command_id] = settlement(partition, raw, name, record, slot["version"])
-
-    def check_decision(self, partition, raw, name, record, before, commands):
-        meta = record["metadata"]
-        where = f"payments.events[{partition}]@{raw.offset} ({meta['command_id']})"
-        command = commands.get(meta["command_id"])
-        if command is None:
-            self.anomalies.add("wrong-decision", f"{where}: no such command in payments.commands")
-            return
-        command_name, body = command
-        if body["payment_id"] != meta["aggregate_id"]:
-            self.anomalies.add("wrong-decision", f"{where}: decided for {meta['aggregate_id']}, the command names {body['payment_id']}")
-        if meta["occurred_at"] != body["metadata"]["issued_at"] or meta["correlation_id"] != body["metadata"]["correlation_id"]:
-            self.anomalies.add("wrong-decision", f"{where}: metadata does not come from the command")
-        expected = decide(before, command_name, body)
-        if name == REJECTED:
-            seen = ("rejected", record["code"])
-            if record["command_type"] != command_name:
-                self.anomalies.add("wrong-decision", f"{where}: rejection names {record['command_type']}, the command is {command_name}")
-        else:
-            fields = expected[2] if expected[0] == "event" else {}
-            seen = ("event", name, {field: record.get(field) for field in fields})
-        if seen != expected:
-            kind = "over-refund" if (expected == ("rejected", "refund_exceeds_captured")) else "wrong-decision"
-            self.anomalies.add(kind, f"{where}: {command_name} against {describe(before)} decides {expected}, the log has {seen}")
+    def decision_anomaly(self, expected):
+        return "over-refund" if expected == ("rejected", "refund_exceeds_captured") else "wrong-decision"
 
     def view_at(self, payment_id, version):
         slot = self.aggregates.get(payment_id)
@@ -358,11 +291,7 @@ def order_payment_view(state, version):
 
 
 def status_view(settled):
-    view = {"command_id": settled["command_id"], "status": settled["status"],
-            "payment_id": settled["aggregate_id"], "payment_version": settled["aggregate_version"]}
-    if settled["status"] == "rejected":
-        view["rejection"] = {"code": settled["rejection_code"]}
-    return view
+    return command_status_view(settled, "payment")
 
 
 # ---------------------------------------------------------------- the history

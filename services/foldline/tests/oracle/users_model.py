@@ -27,7 +27,7 @@ projection-row, phantom-row, log-structure):
 import uuid
 from collections import Counter, defaultdict
 
-from gate import REJECTED, admitted, settlement, rfc3339_millis, without_message
+from gate import GatedFold, command_copies, rfc3339_millis, without_message, command_status_view
 
 UNS = "foldline.users."
 
@@ -227,90 +227,24 @@ def evolve(state, name, event):
     return None
 
 
+def describe(state):
+    if state is None:
+        return "no stream"
+    if state["kind"] == "claim":
+        return f"claim held by {state['holder']}" if state["holder"] else "released claim"
+    return f"user {state['status']}"
+
+
 # ---------------------------------------------------------------- the fold
 
-class UsersFold:
+class UsersFold(GatedFold):
     """users.events folded through an independent gate and the model above."""
 
-    def __init__(self, anomalies):
-        self.anomalies = anomalies
-        self.aggregates = {}  # aggregate id -> {"partition", "version", "state", "history": {version: state}}
-        self.settled = {}  # command id -> settlement (the shape check_outcomes compares)
-        self.stats = Counter()
-
-    def run(self, events, commands, decode, undecodable):
-        for partition, raw, name, record in admitted(events, decode, undecodable, EVENTS, self.anomalies,
-                                                     self.stats, label="users ", topic="users.events"):
-            self.admit(partition, raw, name, record, name == REJECTED, commands)
-
-    def admit(self, partition, raw, name, record, rejection, commands):
-        meta = record["metadata"]
-        command_id, aggregate = meta["command_id"], meta["aggregate_id"]
-        if command_id in self.settled:
-            first = self.settled[command_id]
-            self.anomalies.add("applied-twice", f"users command {command_id} admitted at users.events[{first['event_partition']}]@"
-                               f"{first['event_offset']} and [{partition}]@{raw.offset}")
-        slot = self.aggregates.get(aggregate)
-        if slot is None:
-            slot = self.aggregates[aggregate] = {"partition": partition, "version": 0, "state": None, "history": {0: None}}
-        elif slot["partition"] != partition:
-            self.anomalies.add("log-structure", f"users aggregate {aggregate} has records on partitions {slot['partition']} and {partition}")
-        before = slot["state"]
-        self.check_decision(partition, raw, name, record, before, commands)
-        if not rejection:
-            after = evolve(before, name, record)
-            if after is None:
-                self.anomalies.add("illegal-transition", f"users.events[{partition}]@{raw.offset}: {name} admitted on "
-                                   f"{aggregate} in state {describe(before)}")
-            else:
-                slot["state"] = after
-            slot["version"] += 1
-            slot["history"][slot["version"]] = slot["state"]
-        self.settled[command_id] = settlement(partition, raw, name, record, slot["version"])
-
-    def check_decision(self, partition, raw, name, record, before, commands):
-        meta = record["metadata"]
-        where = f"users.events[{partition}]@{raw.offset} ({meta['command_id']})"
-        copies = commands.get(meta["command_id"])
-        if not copies:
-            self.anomalies.add("wrong-decision", f"{where}: no such command in users.commands")
-            return
-        seen = None
-        expected_any = []
-        for command_name, body in copies:
-            if body["aggregate_id"] != meta["aggregate_id"]:
-                self.anomalies.add("wrong-decision", f"{where}: decided for {meta['aggregate_id']}, the command names {body['aggregate_id']}")
-                return
-            if meta["occurred_at"] != body["metadata"]["issued_at"] or meta["correlation_id"] != body["metadata"]["correlation_id"]:
-                self.anomalies.add("wrong-decision", f"{where}: metadata does not come from the command")
-                return
-            expected = decide(before, command_name, body)
-            if name == REJECTED:
-                seen = ("rejected", record["code"])
-                if record["command_type"] != command_name:
-                    self.anomalies.add("wrong-decision", f"{where}: rejection names {record['command_type']}, the command is {command_name}")
-            else:
-                fields = expected[2] if expected[0] == "event" else {}
-                seen = ("event", name, {field: record.get(field) for field in fields})
-            if seen == expected:
-                return
-            expected_any.append(expected)
-        self.anomalies.add("wrong-decision", f"{where}: {copies[0][0]} against {describe(before)} decides "
-                           f"{expected_any[0]}, the log has {seen}")
-
-    def state(self, aggregate):
-        slot = self.aggregates.get(aggregate)
-        return slot["state"] if slot else None
-
-    def version(self, aggregate):
-        slot = self.aggregates.get(aggregate)
-        return slot["version"] if slot else 0
-
-    def state_at(self, aggregate, version):
-        slot = self.aggregates.get(aggregate)
-        if slot is None or version not in slot["history"]:
-            return "absent"
-        return slot["history"][version]
+    label = "users "
+    topic = "users.events"
+    noun = "users aggregate"
+    names = EVENTS
+    decide, evolve, describe = staticmethod(decide), staticmethod(evolve), staticmethod(describe)
 
     def users(self):
         return {aggregate: slot for aggregate, slot in self.aggregates.items()
@@ -321,36 +255,14 @@ class UsersFold:
                 if slot["state"] is not None and slot["state"]["kind"] == "claim"}
 
 
-def describe(state):
-    if state is None:
-        return "no stream"
-    if state["kind"] == "claim":
-        return f"claim held by {state['holder']}" if state["holder"] else "released claim"
-    return f"user {state['status']}"
-
-
 def decode_user_commands(topic, decode, undecodable, anomalies, stats):
     """command id -> every copy [(record name, record)] in users.commands.
     Copies of one keyed request differ in their sealed values only (a retry
     seals again, with a fresh nonce); anything else differing is an anomaly."""
-    commands = defaultdict(list)
-    for partition, records in topic.items():
-        for raw in records:
-            stats["users command records"] += 1
-            try:
-                name, record = decode(raw.value)
-            except undecodable:
-                stats["users command records undecodable"] += 1
-                continue
-            command_id = (record.get("metadata") or {}).get("command_id")
-            copies = commands[command_id]
-            if copies:
-                stats["users command copies (retried, redelivered or duplicated)"] += 1
-                first_name, first = copies[0]
-                if first_name != name or unsealed(first) != unsealed(record):
-                    anomalies.add("log-structure", f"two different users commands carry id {command_id}")
-            copies.append((name, record))
-    return commands
+    return command_copies(topic, decode, undecodable, anomalies, stats, "users ",
+                          "users command copies (retried, redelivered or duplicated)",
+                          same=lambda first, copy: first[0] == copy[0] and unsealed(first[1]) == unsealed(copy[1]),
+                          keep=lambda copies, copy: True)
 
 
 def unsealed(record):
@@ -590,11 +502,7 @@ def check_no_plaintext(topics, plain, anomalies, stats):
 
 
 def status_view(settled):
-    view = {"command_id": settled["command_id"], "status": settled["status"],
-            "user_id": settled["aggregate_id"], "user_version": settled["aggregate_version"]}
-    if settled["status"] == "rejected":
-        view["rejection"] = {"code": settled["rejection_code"]}
-    return view
+    return command_status_view(settled, "user")
 
 
 # ---------------------------------------------------------------- the live projection
