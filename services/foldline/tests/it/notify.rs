@@ -122,6 +122,30 @@ async fn send_all_on(api: &Api, channel: &str, keys: Vec<String>, recipient: &st
     ids.into_values().collect()
 }
 
+/// The front and the notify processor, warmed up with `warm_ups` emails
+/// to the local sink: consumer groups joined and schemas registered, so
+/// what the test measures next is steady state.
+async fn start_warmed_up(
+    deployment: &Deployment,
+    env: &[(String, String)],
+    warm_ups: usize,
+) -> (FoldlineProcess, FoldlineProcess, Api) {
+    let front = spawn_front(deployment, env).await;
+    let processor = deployment
+        .spawn("processor", &["notify-processor"], "store-processor")
+        .unwrap();
+    let api = deployment.api().unwrap();
+    let warm_up = send_all_on(
+        &api,
+        "email",
+        keys(deployment.prefix(), "warm-up", warm_ups),
+        "ada@example.org",
+    )
+    .await;
+    wait_status(&api, &warm_up, "sent", Deadline::secs(60)).await;
+    (front, processor, api)
+}
+
 fn keys(prefix: &str, phase: &str, count: usize) -> Vec<String> {
     (0..count)
         .map(|index| format!("{prefix}{phase}-{index}"))
@@ -134,26 +158,12 @@ async fn the_breaker_moves_sms_to_the_backup_and_back_and_nothing_is_lost_or_dou
     let backup = FakeProvider::start(false).await.unwrap();
     let deployment = Deployment::new(binary(), "notify-failover").unwrap();
     let env = provider_env(&primary, &backup);
-    let mut front = spawn_front(&deployment, &env).await;
-    let _processor = deployment
-        .spawn("processor", &["notify-processor"], "store-processor")
-        .unwrap();
-    let api = deployment.api().unwrap();
+    let (mut front, _processor, api) = start_warmed_up(&deployment, &env, 5).await;
     let prefix = deployment.prefix().to_owned();
     let recipient = "+447700900123";
     let mut all = Vec::new();
 
-    // Warm-up on the email channel (its local sink): consumer groups joined
-    // and schemas registered, so the healthy figures are steady state. The
-    // sink is read back through the API.
-    let warm_up = send_all_on(
-        &api,
-        "email",
-        keys(&prefix, "warm-up", 5),
-        "ada@example.org",
-    )
-    .await;
-    wait_status(&api, &warm_up, "sent", Deadline::secs(60)).await;
+    // The warm-up went to the email sink, read back through the API.
     let sunk = api
         .get("/v1/notifications/sink?recipient=Ada@Example.org")
         .await
@@ -440,24 +450,10 @@ async fn a_slow_primary_loses_its_texts_to_the_backup_and_wins_them_back_once_ea
     .map(|(key, value)| (key.to_owned(), value))
     .chain(quick_retries())
     .collect();
-    let front = spawn_front(&deployment, &env).await;
-    let _processor = deployment
-        .spawn("processor", &["notify-processor"], "store-processor")
-        .unwrap();
-    let api = deployment.api().unwrap();
+    let (front, _processor, api) = start_warmed_up(&deployment, &env, 3).await;
     let prefix = deployment.prefix().to_owned();
     let recipient = "+447700900124";
     let mut all = Vec::new();
-
-    // Warm-up through the email sink: groups joined, schemas registered.
-    let warm_up = send_all_on(
-        &api,
-        "email",
-        keys(&prefix, "warm-up", 3),
-        "ada@example.org",
-    )
-    .await;
-    wait_status(&api, &warm_up, "sent", Deadline::secs(60)).await;
 
     // Slow: every call accepted, 1.5 s late. The slow calls deliver (and
     // are recorded as sent, never sent again); then the open breaker
