@@ -42,8 +42,11 @@ const INSTALL_HINT: &str = "run scripts/test, which fetches Cassandra's jars onc
 /// and every `--add-exports`/`--add-opens` it needs on Java 17, then the
 /// harness's own: a small fixed heap and options that start a test node fast.
 const JVM_OPTIONS: &[&str] = &[
-    "-Xms512m",
-    "-Xmx512m",
+    // One node serves every test of a binary at once: at 512 MiB it ran
+    // out of heap mid-suite (java.lang.OutOfMemoryError, the saga kill test
+    // then saw no CQL server); 1 GiB of the 24 leaves it room.
+    "-Xms1g",
+    "-Xmx1g",
     "-Xss256k",
     "-XX:+UseG1GC",
     "-XX:+ParallelRefProcEnabled",
