@@ -355,7 +355,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 
 async fn open_backend(config: &Config) -> anyhow::Result<Store> {
     match config.store.kind {
-        StoreKind::Memory => Store::in_memory().context("open the in-memory store"),
+        StoreKind::Memory => Ok(Store::in_memory()),
         StoreKind::Embedded => Store::open_embedded(&config.store.path)
             .with_context(|| format!("open the embedded store at {}", config.store.path.display())),
         StoreKind::Scylla => {

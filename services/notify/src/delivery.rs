@@ -561,7 +561,7 @@ mod tests {
             breaker_open_wait_ms: 600_000,
             ..NotifyConfig::default()
         };
-        let chains = ProviderChains::new(&config, &Store::in_memory().unwrap()).unwrap();
+        let chains = ProviderChains::new(&config, &Store::in_memory()).unwrap();
         let mut reasons = Vec::new();
         for _ in 0..4 {
             match chains.deliver(&text()).await {
@@ -629,7 +629,7 @@ mod tests {
             breaker_open_wait_ms: 600_000,
             ..NotifyConfig::default()
         };
-        let chains = ProviderChains::new(&config, &Store::in_memory().unwrap()).unwrap();
+        let chains = ProviderChains::new(&config, &Store::in_memory()).unwrap();
         let mut delivered_by = Vec::new();
         let mut reasons = Vec::new();
         for _ in 0..4 {
@@ -661,7 +661,7 @@ mod tests {
             breaker_open_wait_ms: 600_000,
             ..NotifyConfig::default()
         };
-        let chains = ProviderChains::new(&config, &Store::in_memory().unwrap()).unwrap();
+        let chains = ProviderChains::new(&config, &Store::in_memory()).unwrap();
         for _ in 0..3 {
             assert!(
                 matches!(chains.deliver(&text()).await, ChainOutcome::Accepted { .. }),
@@ -680,7 +680,7 @@ mod tests {
             in_flight_per_channel: 2,
             ..NotifyConfig::default()
         };
-        let chains = ProviderChains::new(&config, &Store::in_memory().unwrap()).unwrap();
+        let chains = ProviderChains::new(&config, &Store::in_memory()).unwrap();
         let messages: Vec<Message> = (0..8).map(|_| text()).collect();
         let outcomes =
             futures::future::join_all(messages.iter().map(|message| chains.deliver(message))).await;

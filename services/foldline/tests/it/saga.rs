@@ -115,6 +115,7 @@ impl Saga {
                     "600000",
                 ),
                 ("FOLDLINE__PROCESSOR__SNAPSHOT_EVERY_COMMANDS", "20"),
+                ("FOLDLINE__PROCESSOR__SNAPSHOT_SCALES_WITH_STATE", "false"),
             ]
             .map(|(key, value)| (key.to_owned(), value.to_owned())),
         );

@@ -21,8 +21,10 @@ pub(crate) fn binary() -> &'static str {
 
 /// Processors snapshot every few commands, so a restart restores from a
 /// snapshot plus the log tail rather than from the log start.
-pub(crate) const SNAPSHOT_OFTEN: &[(&str, &str)] =
-    &[("FOLDLINE__PROCESSOR__SNAPSHOT_EVERY_COMMANDS", "5")];
+pub(crate) const SNAPSHOT_OFTEN: &[(&str, &str)] = &[
+    ("FOLDLINE__PROCESSOR__SNAPSHOT_EVERY_COMMANDS", "5"),
+    ("FOLDLINE__PROCESSOR__SNAPSHOT_SCALES_WITH_STATE", "false"),
+];
 
 /// Every role in one process (registry, gateway, orders), ready.
 pub(crate) async fn spawn_platform(deployment: &Deployment) -> FoldlineProcess {

@@ -520,8 +520,8 @@ impl ScyllaConfig {
 pub enum StoreKind {
     /// redb on local disk.
     Embedded,
-    /// redb in memory: lives exactly as long as the process (and so as the
-    /// embedded broker's log).
+    /// Maps in memory (`store::memory`): live exactly as long as the process
+    /// (and so as the embedded broker's log).
     Memory,
     /// ScyllaDB (or Apache Cassandra) over CQL: `[store.scylla]`.
     Scylla,
@@ -782,6 +782,13 @@ impl Default for GatewayConfig {
 pub struct ProcessorConfig {
     /// Commands decided between two aggregate snapshots of a partition.
     pub snapshot_every_commands: u64,
+    /// Also wait, between two snapshots, for as many commands as the
+    /// partition's state holds entries (aggregates and remembered
+    /// commands), so the cost of snapshots per command stays constant as
+    /// the state grows. Off, a snapshot is written every
+    /// `snapshot_every_commands` whatever the state's size (the fault
+    /// suite does, to kill processors mid-snapshot often).
+    pub snapshot_scales_with_state: bool,
     /// Most commands decided in one produce round.
     pub max_batch: usize,
     /// This replica's stable name (e.g. its StatefulSet pod name), which
@@ -797,6 +804,7 @@ impl Default for ProcessorConfig {
     fn default() -> Self {
         Self {
             snapshot_every_commands: 1_000,
+            snapshot_scales_with_state: true,
             max_batch: 256,
             instance_id: None,
         }

@@ -731,7 +731,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_relay_with_follow_ups_in_flight_never_moves_its_cursor_past_one_not_done() {
-        let store = Store::in_memory().unwrap();
+        let store = Store::in_memory();
         for offset in 0..6i64 {
             for (key, row) in outbox_rows("held", 0, offset, &[offset as u32]).unwrap() {
                 store.put(key, row).await.unwrap();

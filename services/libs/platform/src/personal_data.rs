@@ -421,7 +421,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_are_created_once_shared_and_destroyed_for_good() {
-        let keys = DataKeys::new(Store::in_memory().unwrap(), kek());
+        let keys = DataKeys::new(Store::in_memory(), kek());
         let first = keys.get_or_create("u1").await.unwrap();
         let sealed = first.seal("u1", "name", "Ada").unwrap();
         let again = keys.get_or_create("u1").await.unwrap();

@@ -254,6 +254,7 @@ async fn run_processor<W: DomainWire + Default>(
         client_id: format!("foldline-{domain}-processor"),
         group: topics.processor_group.clone(),
         snapshot_every_commands: context.config.processor.snapshot_every_commands,
+        snapshot_scales_with_state: context.config.processor.snapshot_scales_with_state,
         max_batch: context.config.processor.max_batch,
         dedupe_horizon_ms: topics.dedupe_horizon_ms,
         instance_id: context.config.processor.instance_id.clone(),

@@ -78,6 +78,8 @@ pub struct ProcessorOptions {
     pub group: String,
     pub client_id: String,
     pub snapshot_every_commands: u64,
+    /// `processor.snapshot_scales_with_state`.
+    pub snapshot_scales_with_state: bool,
     pub max_batch: usize,
     /// How long a settled command id is remembered (the commands topic's retention).
     pub dedupe_horizon_ms: i64,

@@ -1,4 +1,4 @@
-//! The embedded store: redb, one table of composite keys.
+//! The embedded store: redb on disk, one table of composite keys.
 //!
 //! Key layout: `len(table) table len(partition) partition clustering`, with
 //! u32 big-endian lengths, so a partition's rows are contiguous and ordered
@@ -17,8 +17,6 @@ const CHECKPOINTS_TABLE: &str = "_checkpoints";
 #[derive(Debug)]
 pub struct EmbeddedStore {
     database: Database,
-    /// Memory-backed: a read never waits on a disk.
-    in_memory: bool,
 }
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
@@ -81,30 +79,10 @@ impl EmbeddedStore {
     pub fn open(directory: &Path) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(directory).map_err(unavailable)?;
         let database = Database::create(directory.join("foldline.redb")).map_err(unavailable)?;
-        Self::initialise(database, false)
-    }
-
-    pub fn in_memory() -> Result<EmbeddedStore, StoreError> {
-        let database = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(unavailable)?;
-        Self::initialise(database, true)
-    }
-
-    /// Whether the database lives in memory, so a point read costs
-    /// microseconds and never blocks on I/O.
-    pub fn is_in_memory(&self) -> bool {
-        self.in_memory
-    }
-
-    fn initialise(database: Database, in_memory: bool) -> Result<EmbeddedStore, StoreError> {
         let transaction = database.begin_write().map_err(unavailable)?;
         transaction.open_table(ROWS).map_err(unavailable)?;
         transaction.commit().map_err(unavailable)?;
-        Ok(EmbeddedStore {
-            database,
-            in_memory,
-        })
+        Ok(EmbeddedStore { database })
     }
 
     pub fn get(&self, key: &RowKey) -> Result<Option<StoredRow>, StoreError> {
@@ -247,7 +225,8 @@ mod tests {
 
     #[test]
     fn an_older_position_never_overwrites_a_newer_row() {
-        let store = EmbeddedStore::in_memory().unwrap();
+        let directory = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(directory.path()).unwrap();
         let key = RowKey::new("order_by_id", b"o1".to_vec(), Vec::new());
         let write = |position, value| {
             store
@@ -267,7 +246,8 @@ mod tests {
 
     #[test]
     fn scans_stay_inside_one_partition_in_clustering_order_with_paging() {
-        let store = EmbeddedStore::in_memory().unwrap();
+        let directory = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(directory.path()).unwrap();
         let mut batch = WriteBatch::default();
         for (partition, clustering) in [("a", "3"), ("a", "1"), ("a", "2"), ("ab", "0"), ("b", "1")]
         {
@@ -292,7 +272,8 @@ mod tests {
 
     #[test]
     fn checkpoints_and_insert_if_absent() {
-        let store = EmbeddedStore::in_memory().unwrap();
+        let directory = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(directory.path()).unwrap();
         assert_eq!(store.checkpoint("p", "orders.events", 0).unwrap(), None);
         store
             .write(&WriteBatch {

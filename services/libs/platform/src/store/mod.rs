@@ -7,14 +7,15 @@
 //! overwrites a newer one, so replaying the log, redelivery and concurrent
 //! projector instances all converge on the same bytes.
 //!
-//! Implementations: [`embedded`] (redb on disk or in memory) and
-//! [`scylla`] (ScyllaDB or Cassandra over CQL: a table is a CQL table with
+//! Implementations: [`memory`] (maps in memory, the embedded default's),
+//! [`embedded`] (redb on disk) and [`scylla`] (ScyllaDB or Cassandra over CQL: a table is a CQL table with
 //! the same keys, guarded with `USING TIMESTAMP <position>`; its schema
 //! comes from [`migrations`]). Both pass one contract suite
 //! (`tests/it/store_contract.rs`); the rules and failure cases of the CQL
 //! store are in `design.md` beside this file.
 
 pub mod embedded;
+pub mod memory;
 pub mod migrations;
 pub mod scylla;
 
@@ -22,6 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use embedded::EmbeddedStore;
+pub use memory::MemoryStore;
 pub use migrations::Migration;
 pub use scylla::ScyllaStore;
 
@@ -104,6 +106,9 @@ impl WriteBatch {
 /// object: the set of backends is closed and chosen by configuration.
 #[derive(Clone, Debug)]
 pub enum Store {
+    /// In memory: every call is a few map operations under a lock, run
+    /// inline on the caller's task (no hop to a blocking thread).
+    Memory(Arc<MemoryStore>),
     Embedded(Arc<EmbeddedStore>),
     Scylla(Arc<ScyllaStore>),
     /// A store behind a Redis cache of hot rows ([`Store::get_cached`]).
@@ -122,8 +127,8 @@ impl Store {
         Ok(Store::Embedded(Arc::new(EmbeddedStore::open(directory)?)))
     }
 
-    pub fn in_memory() -> Result<Store, StoreError> {
-        Ok(Store::Embedded(Arc::new(EmbeddedStore::in_memory()?)))
+    pub fn in_memory() -> Store {
+        Store::Memory(Arc::new(MemoryStore::new()))
     }
 
     /// Connects to the CQL store. With `migrate_on_start` it first applies
@@ -187,10 +192,7 @@ impl Store {
     pub async fn get(&self, key: RowKey) -> Result<Option<StoredRow>, StoreError> {
         match self {
             Store::Cached(cached) => Box::pin(cached.store.get(key)).await,
-            // A point read of the in-memory database takes a few
-            // microseconds and cannot block: the hop to a blocking thread
-            // would cost more than the read (GET of one order runs here).
-            Store::Embedded(store) if store.is_in_memory() => store.get(&key),
+            Store::Memory(store) => store.get(&key),
             Store::Embedded(store) => {
                 let store = Arc::clone(store);
                 blocking(move || store.get(&key)).await
@@ -208,6 +210,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, StoredRow)>, StoreError> {
         match self {
+            Store::Memory(store) => store.scan(table, &partition, after.as_deref(), limit),
             Store::Embedded(store) => {
                 let store = Arc::clone(store);
                 blocking(move || store.scan(table, &partition, after.as_deref(), limit)).await
@@ -222,6 +225,7 @@ impl Store {
     /// Applies the batch; each upsert only if its position is newer.
     pub async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         match self {
+            Store::Memory(store) => store.write(&batch),
             Store::Embedded(store) => {
                 let store = Arc::clone(store);
                 blocking(move || store.write(&batch)).await
@@ -244,6 +248,7 @@ impl Store {
         row: StoredRow,
     ) -> Result<Option<StoredRow>, StoreError> {
         match self {
+            Store::Memory(store) => store.insert_if_absent(&key, &row),
             Store::Embedded(store) => {
                 let store = Arc::clone(store);
                 blocking(move || store.insert_if_absent(&key, &row)).await
@@ -256,6 +261,7 @@ impl Store {
     /// Overwrites unconditionally (snapshots: newer always replaces older).
     pub async fn put(&self, key: RowKey, row: StoredRow) -> Result<(), StoreError> {
         match self {
+            Store::Memory(store) => store.put(&key, &row),
             Store::Embedded(store) => {
                 let store = Arc::clone(store);
                 blocking(move || store.put(&key, &row)).await
@@ -277,6 +283,7 @@ impl Store {
         partition: i32,
     ) -> Result<Option<i64>, StoreError> {
         match self {
+            Store::Memory(store) => store.checkpoint(projector, topic, partition),
             Store::Embedded(store) => {
                 let store = Arc::clone(store);
                 let (projector, topic) = (projector.to_owned(), topic.to_owned());

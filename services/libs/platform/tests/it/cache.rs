@@ -45,9 +45,7 @@ async fn reads_fill_the_cache_and_store_writes_invalidate_it() {
     let redis = RedisServer::start().unwrap();
     let config = config(&redis);
     let inspect = RowCache::new(&config).unwrap();
-    let store = Store::in_memory()
-        .unwrap()
-        .with_cache(RowCache::new(&config).unwrap());
+    let store = Store::in_memory().with_cache(RowCache::new(&config).unwrap());
     let order = key("o-1");
 
     store.write(upsert(&order, row(5, "v5"))).await.unwrap();
@@ -110,9 +108,7 @@ async fn a_redis_outage_degrades_to_store_reads_and_the_cache_refills() {
     let mut redis = RedisServer::start().unwrap();
     let config = config(&redis);
     let inspect = RowCache::new(&config).unwrap();
-    let store = Store::in_memory()
-        .unwrap()
-        .with_cache(RowCache::new(&config).unwrap());
+    let store = Store::in_memory().with_cache(RowCache::new(&config).unwrap());
     let order = key("o-outage");
     store.write(upsert(&order, row(1, "v1"))).await.unwrap();
     assert_eq!(

@@ -49,8 +49,7 @@ async fn await_outcome_count(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_command_is_settled_once_and_answered_identically() {
     let fixture = Fixture::start(1).await;
-    let processor =
-        fixture.spawn_processor("redelivery", "first", Store::in_memory().expect("store"));
+    let processor = fixture.spawn_processor("redelivery", "first", Store::in_memory());
     let command = increment("c-1", 1);
     fixture.send_command(0, &command).await;
     fixture.send_command(0, &command).await;
@@ -60,11 +59,7 @@ async fn a_redelivered_command_is_settled_once_and_answered_identically() {
     // Once more to a successor with no snapshot: only the log can tell it
     // the command is settled.
     fixture.send_command(0, &command).await;
-    let successor = fixture.spawn_processor(
-        "redelivery",
-        "successor",
-        Store::in_memory().expect("store"),
-    );
+    let successor = fixture.spawn_processor("redelivery", "successor", Store::in_memory());
     let thrice = await_outcome_count(&fixture, &command, 3).await;
     successor.stop().await;
 
@@ -85,11 +80,7 @@ async fn a_redelivered_command_is_settled_once_and_answered_identically() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_that_cannot_be_encoded_is_parked_and_the_partition_moves_on() {
     let fixture = Fixture::start(1).await;
-    let processor = fixture.spawn_processor(
-        "undecidable",
-        "processor",
-        Store::in_memory().expect("store"),
-    );
+    let processor = fixture.spawn_processor("undecidable", "processor", Store::in_memory());
     let unmappable = increment(&format!("{UNMAPPABLE}1"), 10);
     let undeclared = increment(&format!("{UNDECLARED_RECORD}1"), 11);
     let fine = increment("c-1", 12);
@@ -141,8 +132,7 @@ async fn a_decision_that_cannot_be_encoded_is_parked_and_the_partition_moves_on(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_foreign_write_the_processor_publishes_the_logs_fold() {
     let fixture = Fixture::start(1).await;
-    let processor =
-        fixture.spawn_processor("foreign", "processor", Store::in_memory().expect("store"));
+    let processor = fixture.spawn_processor("foreign", "processor", Store::in_memory());
     let first = increment("c-1", 1);
     fixture.send_command(0, &first).await;
     await_outcome_count(&fixture, &first, 1).await;
@@ -186,10 +176,7 @@ async fn partitions_moving_to_a_new_member_settle_every_command_once() {
     const COUNTERS: u128 = 8;
     let fixture = Fixture::start(PARTITIONS).await;
     let group = "moving";
-    let (store_a, store_b) = (
-        Store::in_memory().expect("store"),
-        Store::in_memory().expect("store"),
-    );
+    let (store_a, store_b) = (Store::in_memory(), Store::in_memory());
     let sent: Mutex<Vec<(i32, ShipOrder)>> = Mutex::new(Vec::new());
     // Counter `n` lives on partition `n % PARTITIONS`.
     let send = |seed: u128| {

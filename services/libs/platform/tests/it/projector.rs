@@ -136,7 +136,7 @@ async fn stored_offsets(store: &Store) -> Vec<i64> {
 async fn the_store_checkpoint_decides_where_a_projection_resumes() {
     let fixture = Fixture::start(1).await;
     let rows = Arc::new(Rows::default());
-    let store = Store::in_memory().expect("store");
+    let store = Store::in_memory();
     let events = fixture.topics.events.clone();
 
     append(&fixture, 0..5).await;
@@ -171,7 +171,7 @@ async fn the_store_checkpoint_decides_where_a_projection_resumes() {
     // A wiped store with the group offset left at the end: no checkpoint,
     // so the projection is rebuilt from the log start, not from the group.
     fixture.commit_group_offset(PROJECTOR, &events, 0, 9).await;
-    let wiped = Store::in_memory().expect("store");
+    let wiped = Store::in_memory();
     assert_eq!(
         project_through(&fixture, &rows, &wiped, 8).await,
         (0..9).collect::<Vec<_>>()
@@ -247,7 +247,7 @@ async fn counted(store: &Store) -> (u64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_one_batch_fold_over_each_others_writes_and_the_stored_row() {
     let fixture = Fixture::start(1).await;
-    let store = Store::in_memory().expect("store");
+    let store = Store::in_memory();
     let counter = Arc::new(Counter);
     let run = |last: i64| {
         let (running, watermarks) = spawn(&fixture, &counter, &store);

@@ -89,7 +89,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    contract::$name(foldline_platform::store::Store::in_memory().unwrap()).await;
+                    contract::$name(foldline_platform::store::Store::in_memory()).await;
                 }
             )*
         }

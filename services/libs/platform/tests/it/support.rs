@@ -248,6 +248,7 @@ impl Fixture {
             group: group.to_owned(),
             client_id: client_id.to_owned(),
             snapshot_every_commands: 1,
+            snapshot_scales_with_state: false,
             max_batch: 8,
             dedupe_horizon_ms: i64::MAX / 2,
             instance_id: None,
