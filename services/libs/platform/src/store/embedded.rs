@@ -23,7 +23,7 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
-fn partition_prefix(table: &str, partition: &[u8]) -> Vec<u8> {
+pub(super) fn partition_prefix(table: &str, partition: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(8 + table.len() + partition.len());
     key.extend_from_slice(&(table.len() as u32).to_be_bytes());
     key.extend_from_slice(table.as_bytes());
@@ -32,7 +32,7 @@ fn partition_prefix(table: &str, partition: &[u8]) -> Vec<u8> {
     key
 }
 
-fn encode_key(key: &RowKey) -> Vec<u8> {
+pub(super) fn encode_key(key: &RowKey) -> Vec<u8> {
     let mut bytes = partition_prefix(key.table, &key.partition);
     bytes.extend_from_slice(&key.clustering);
     bytes
@@ -64,7 +64,7 @@ fn checkpoint_key(projector: &str, topic: &str, partition: i32) -> RowKey {
 }
 
 /// The smallest byte string greater than every string starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < u8::MAX {

@@ -1,5 +1,7 @@
-//! The in-memory store: a CQL-shaped map (table and partition key to the
-//! partition's rows, ordered by clustering key) behind one lock.
+//! The in-memory store: one ordered map of rows behind one lock, keyed as
+//! the redb store keys them (`embedded.rs`: length-prefixed table, then
+//! partition, then clustering key), so a partition's rows are contiguous
+//! and in clustering order.
 //!
 //! Why not redb's in-memory backend, which this replaced: the embedded
 //! default folds every event through several projectors, and a redb write
@@ -7,40 +9,26 @@
 //! cost a fifth of the platform's CPU in the profile of issue 7. A batch
 //! here is a few map operations under the write lock, so every call runs
 //! inline on the caller's task; the lock is never held across an await.
+//! One map rather than a map per partition: most partitions hold one row
+//! (an order by its id), and a map node each would cost more than the row.
 //!
 //! Atomicity: a [`WriteBatch`] is applied under one write lock, so a reader
 //! sees all of it or none of it, as with the redb store.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::embedded::{encode_key, partition_prefix, prefix_end};
 use super::{RowKey, StoreError, StoredRow, WriteBatch};
-
-/// A partition's address: its table and partition key.
-type PartitionKey = (&'static str, Vec<u8>);
 
 /// A projector's place in one topic partition.
 type CheckpointKey = (String, String, i32);
 
 #[derive(Debug, Default)]
 struct Tables {
-    partitions: HashMap<PartitionKey, BTreeMap<Vec<u8>, StoredRow>>,
+    rows: BTreeMap<Vec<u8>, StoredRow>,
     checkpoints: HashMap<CheckpointKey, i64>,
-}
-
-impl Tables {
-    fn row(&self, key: &RowKey) -> Option<&StoredRow> {
-        self.partitions
-            .get(&(key.table, key.partition.clone()))?
-            .get(&key.clustering)
-    }
-
-    fn partition_mut(&mut self, key: &RowKey) -> &mut BTreeMap<Vec<u8>, StoredRow> {
-        self.partitions
-            .entry((key.table, key.partition.clone()))
-            .or_default()
-    }
 }
 
 #[derive(Debug, Default)]
@@ -68,7 +56,7 @@ impl MemoryStore {
     }
 
     pub fn get(&self, key: &RowKey) -> Result<Option<StoredRow>, StoreError> {
-        Ok(self.read()?.row(key).cloned())
+        Ok(self.read()?.rows.get(&encode_key(key)).cloned())
     }
 
     /// Rows of one partition in clustering order, strictly after `after`.
@@ -79,18 +67,25 @@ impl MemoryStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, StoredRow)>, StoreError> {
-        let tables = self.read()?;
-        let Some(rows) = tables.partitions.get(&(table, partition.to_vec())) else {
-            return Ok(Vec::new());
-        };
+        let prefix = partition_prefix(table, partition);
         let start = match after {
-            Some(after) => Bound::Excluded(after),
-            None => Bound::Unbounded,
+            Some(after) => {
+                let mut start = prefix.clone();
+                start.extend_from_slice(after);
+                // Strictly after: the next byte string in order.
+                start.push(0);
+                start
+            }
+            None => prefix.clone(),
+        };
+        let tables = self.read()?;
+        let rows = match prefix_end(&prefix) {
+            Some(end) => tables.rows.range(start..end),
+            None => tables.rows.range(start..),
         };
         Ok(rows
-            .range::<[u8], _>((start, Bound::Unbounded))
             .take(limit)
-            .map(|(clustering, row)| (clustering.clone(), row.clone()))
+            .map(|(key, row)| (key[prefix.len()..].to_vec(), row.clone()))
             .collect())
     }
 
@@ -102,12 +97,13 @@ impl MemoryStore {
         }
         let mut tables = self.write_lock()?;
         for (key, row) in &batch.upserts {
-            let rows = tables.partition_mut(key);
-            match rows.get_mut(&key.clustering) {
-                Some(existing) if existing.position >= row.position => {}
-                Some(existing) => *existing = row.clone(),
-                None => {
-                    rows.insert(key.clustering.clone(), row.clone());
+            match tables.rows.entry(encode_key(key)) {
+                Entry::Occupied(existing) if existing.get().position >= row.position => {}
+                Entry::Occupied(mut existing) => {
+                    existing.insert(row.clone());
+                }
+                Entry::Vacant(vacant) => {
+                    vacant.insert(row.clone());
                 }
             }
         }
@@ -131,19 +127,17 @@ impl MemoryStore {
         row: &StoredRow,
     ) -> Result<Option<StoredRow>, StoreError> {
         let mut tables = self.write_lock()?;
-        let rows = tables.partition_mut(key);
-        if let Some(existing) = rows.get(&key.clustering) {
+        let key = encode_key(key);
+        if let Some(existing) = tables.rows.get(&key) {
             return Ok(Some(existing.clone()));
         }
-        rows.insert(key.clustering.clone(), row.clone());
+        tables.rows.insert(key, row.clone());
         Ok(None)
     }
 
     /// Overwrites unconditionally.
     pub fn put(&self, key: &RowKey, row: &StoredRow) -> Result<(), StoreError> {
-        self.write_lock()?
-            .partition_mut(key)
-            .insert(key.clustering.clone(), row.clone());
+        self.write_lock()?.rows.insert(encode_key(key), row.clone());
         Ok(())
     }
 
