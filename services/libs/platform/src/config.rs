@@ -769,7 +769,7 @@ impl Default for GatewayConfig {
             max_wait_seconds: 20,
             concurrency_limit: 1024,
             client_id: "anonymous".to_owned(),
-            max_unsettled_commands: 256,
+            max_unsettled_commands: 512,
             unsettled_expiry_seconds: 30,
             idempotency: IdempotencyConfig::default(),
             rate_limit: RateLimitConfig::default(),

@@ -175,7 +175,7 @@ rd_kafka_mock_msgset_find(const rd_kafka_mock_partition_t *mpart,
                             offset > mpart->follower_end_offset))
                 return NULL;
 
-        /* Foldline patch (vendor/rdkafka-sys/README.md): the message sets
+        /* Foldline patch (vendor/README.md): the message sets
          * are in offset order, so walk from whichever end of the log is
          * nearer the offset and stop as soon as it is passed. Consumers
          * fetch at the tail and ListOffsets asks for the end offset, which

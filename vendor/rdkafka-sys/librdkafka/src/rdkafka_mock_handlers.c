@@ -580,8 +580,8 @@ static int rd_kafka_mock_handle_Fetch(rd_kafka_mock_connection_t *mconn,
                         if (mset && partsize < (size_t)PartMaxBytes &&
                             totsize < (size_t)MaxBytes) {
                                 /* Response: Records.
-                                 * Foldline patch (vendor/rdkafka-sys/
-                                 * README.md): every whole message set from
+                                 * Foldline patch (vendor/README.md):
+                                 * every whole message set from
                                  * the one holding FetchOffset on that fits
                                  * the partition's and the request's byte
                                  * limits (at least that first one), rather
