@@ -63,8 +63,32 @@ fn checkpoint_key(projector: &str, topic: &str, partition: i32) -> RowKey {
     )
 }
 
+/// The keys of a partition's rows strictly after clustering key `after`:
+/// the partition's prefix (cut from a key, it leaves the clustering key),
+/// the first key of the range, and the key the range ends before (`None`:
+/// no end).
+pub(super) fn partition_range(
+    table: &str,
+    partition: &[u8],
+    after: Option<&[u8]>,
+) -> (Vec<u8>, Vec<u8>, Option<Vec<u8>>) {
+    let prefix = partition_prefix(table, partition);
+    let start = match after {
+        Some(after) => {
+            let mut start = prefix.clone();
+            start.extend_from_slice(after);
+            // Strictly after: the next byte string in order.
+            start.push(0);
+            start
+        }
+        None => prefix.clone(),
+    };
+    let end = prefix_end(&prefix);
+    (prefix, start, end)
+}
+
 /// The smallest byte string greater than every string starting with `prefix`.
-pub(super) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < u8::MAX {
@@ -99,20 +123,10 @@ impl EmbeddedStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, StoredRow)>, StoreError> {
-        let prefix = partition_prefix(table_name, partition);
+        let (prefix, start, end) = partition_range(table_name, partition, after);
         let transaction = self.database.begin_read().map_err(unavailable)?;
         let table = transaction.open_table(ROWS).map_err(unavailable)?;
-        let start = match after {
-            Some(after) => {
-                let mut start = prefix.clone();
-                start.extend_from_slice(after);
-                // Strictly after: the next byte string in order.
-                start.push(0);
-                start
-            }
-            None => prefix.clone(),
-        };
-        let range = match prefix_end(&prefix) {
+        let range = match end {
             Some(end) => table.range(start.as_slice()..end.as_slice()),
             None => table.range(start.as_slice()..),
         }

@@ -19,7 +19,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::embedded::{encode_key, partition_prefix, prefix_end};
+use super::embedded::{encode_key, partition_range};
 use super::{RowKey, StoreError, StoredRow, WriteBatch};
 
 /// A projector's place in one topic partition.
@@ -67,19 +67,9 @@ impl MemoryStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, StoredRow)>, StoreError> {
-        let prefix = partition_prefix(table, partition);
-        let start = match after {
-            Some(after) => {
-                let mut start = prefix.clone();
-                start.extend_from_slice(after);
-                // Strictly after: the next byte string in order.
-                start.push(0);
-                start
-            }
-            None => prefix.clone(),
-        };
+        let (prefix, start, end) = partition_range(table, partition, after);
         let tables = self.read()?;
-        let rows = match prefix_end(&prefix) {
+        let rows = match end {
             Some(end) => tables.rows.range(start..end),
             None => tables.rows.range(start..),
         };
